@@ -1,0 +1,150 @@
+//! Docker-style socket addresses: what `-H` and `--docker-api`/`DOCKER_HOST` accept.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// Where the proxy listens, and where the Docker daemon is.
+///
+/// Docker writes both kinds as URLs (`unix:///var/run/docker.sock`, `tcp://127.0.0.1:2375`)
+/// and also accepts the short forms `/abs/path` and `host:port`; Weave Net's proxy did too.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SocketAddr {
+    /// A unix socket at an absolute path.
+    Unix(PathBuf),
+    /// A TCP `host:port`; the host may be a name, an IPv4 address or a bracketed IPv6 address.
+    Tcp(String),
+}
+
+/// Why an address could not be parsed.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum AddressError {
+    /// The scheme is neither `unix` nor `tcp`.
+    #[error(
+        "invalid address {addr:?}: unsupported protocol {scheme:?} (use unix:///path or tcp://host:port)"
+    )]
+    Protocol { addr: String, scheme: String },
+    /// A unix socket path that is not absolute.
+    #[error("invalid address {addr:?}: a unix socket path must be absolute")]
+    RelativePath { addr: String },
+    /// A TCP address without a usable `host:port`.
+    #[error("invalid address {addr:?}: expected host:port with a port number")]
+    HostPort { addr: String },
+}
+
+impl SocketAddr {
+    /// Parses `unix:///abs/path`, `/abs/path`, `tcp://host:port` or `host:port`.
+    ///
+    /// # Errors
+    /// Any other scheme, a relative unix path, or a TCP address without a numeric port.
+    pub fn parse(addr: &str) -> Result<Self, AddressError> {
+        let addr = addr.trim();
+        if let Some((scheme, rest)) = addr.split_once("://") {
+            return match scheme {
+                "unix" => Self::unix(addr, rest),
+                "tcp" | "http" => Self::tcp(addr, rest),
+                _ => Err(AddressError::Protocol {
+                    addr: addr.to_owned(),
+                    scheme: scheme.to_owned(),
+                }),
+            };
+        }
+        if addr.starts_with('/') {
+            return Self::unix(addr, addr);
+        }
+        Self::tcp(addr, addr)
+    }
+
+    fn unix(original: &str, path: &str) -> Result<Self, AddressError> {
+        if !path.starts_with('/') {
+            return Err(AddressError::RelativePath {
+                addr: original.to_owned(),
+            });
+        }
+        Ok(Self::Unix(PathBuf::from(path)))
+    }
+
+    fn tcp(original: &str, host_port: &str) -> Result<Self, AddressError> {
+        // A trailing slash is common in DOCKER_HOST values copied from URLs.
+        let host_port = host_port.trim_end_matches('/');
+        let bad = || AddressError::HostPort {
+            addr: original.to_owned(),
+        };
+        let (host, port) = host_port.rsplit_once(':').ok_or_else(bad)?;
+        port.parse::<u16>().map_err(|_| bad())?;
+        if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+            return Err(bad());
+        }
+        // An empty host means all interfaces, as with Docker's `-H :2375`.
+        let host = if host.is_empty() { "0.0.0.0" } else { host };
+        Ok(Self::Tcp(format!("{host}:{port}")))
+    }
+}
+
+impl fmt::Display for SocketAddr {
+    /// The canonical URL form, which is what `DOCKER_HOST` wants.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unix(path) => write!(f, "unix://{}", path.display()),
+            Self::Tcp(host_port) => write!(f, "tcp://{host_port}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_documented_form() {
+        let unix = |p: &str| Ok(SocketAddr::Unix(PathBuf::from(p)));
+        let tcp = |a: &str| Ok(SocketAddr::Tcp(a.to_owned()));
+        let cases = [
+            (
+                "unix:///var/run/weave/weave.sock",
+                unix("/var/run/weave/weave.sock"),
+            ),
+            ("/tmp/x.sock", unix("/tmp/x.sock")),
+            ("tcp://127.0.0.1:9999", tcp("127.0.0.1:9999")),
+            ("tcp://0.0.0.0:12375/", tcp("0.0.0.0:12375")),
+            ("127.0.0.1:2375", tcp("127.0.0.1:2375")),
+            ("localhost:2375", tcp("localhost:2375")),
+            (":12375", tcp("0.0.0.0:12375")),
+            ("tcp://[::1]:2375", tcp("[::1]:2375")),
+            (" unix:///a.sock ", unix("/a.sock")),
+        ];
+        for (input, want) in cases {
+            assert_eq!(SocketAddr::parse(input), want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_addresses() {
+        let cases = [
+            "udp://1.2.3.4:5",
+            "unix://relative.sock",
+            "tcp://host",
+            "tcp://host:port",
+            "tcp://host:99999",
+            "::1:2375",
+            "relative.sock",
+        ];
+        for input in cases {
+            let err = SocketAddr::parse(input).expect_err(input);
+            assert!(err.to_string().contains(input.trim()), "{err}");
+        }
+    }
+
+    #[test]
+    fn displays_as_docker_host_url() {
+        assert_eq!(
+            SocketAddr::parse("/a/b.sock").unwrap().to_string(),
+            "unix:///a/b.sock"
+        );
+        assert_eq!(
+            SocketAddr::parse("1.2.3.4:5").unwrap().to_string(),
+            "tcp://1.2.3.4:5"
+        );
+    }
+}

@@ -1,0 +1,23 @@
+//! The one body type that flows through the proxy in both directions.
+//!
+//! Request and response bodies are streamed frame by frame, never collected, so build contexts,
+//! image loads and archive downloads pass through in constant memory.
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+
+/// A streamed body from the client, from the daemon, or made by the proxy.
+pub type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
+
+/// A body with nothing in it (the head of an upgrade, for example).
+pub fn empty() -> ProxyBody {
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// Boxes any hyper body (the client's request or the daemon's response) without copying it.
+pub fn stream(body: hyper::body::Incoming) -> ProxyBody {
+    body.boxed_unsync()
+}

@@ -1,0 +1,76 @@
+//! The proxy's own errors, and the one place they become HTTP responses.
+//!
+//! Daemon errors are never wrapped: they pass through with their status and body. Only failures
+//! of the proxy itself end up here, and they are answered in Docker's own error shape,
+//! `{"message": "..."}`, which the docker CLI, docker-py and bollard all parse.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use thiserror::Error;
+
+use crate::body::ProxyBody;
+
+/// A failure of the proxy, as opposed to an error answer from the daemon.
+#[derive(Debug, Error)]
+pub enum ProxyError {
+    /// The Docker daemon could not be reached, or dropped the connection before answering.
+    #[error(
+        "Cannot connect to the Docker daemon at {addr}: {reason}. Is the docker daemon running?"
+    )]
+    Upstream { addr: String, reason: String },
+    /// Taking over the upstream connection for a raw stream failed.
+    #[error("could not hijack the connection to the Docker daemon at {addr}: {reason}")]
+    Hijack { addr: String, reason: String },
+}
+
+impl ProxyError {
+    /// The status Docker would use for this kind of failure.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Upstream { .. } | Self::Hijack { .. } => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// The Docker-shaped response for this error.
+    pub fn into_response(self) -> Response<ProxyBody> {
+        docker_error(self.status(), &self.to_string())
+    }
+}
+
+/// A response in the daemon's error shape: `{"message":"..."}` with `application/json`.
+pub fn docker_error(status: StatusCode, message: &str) -> Response<ProxyBody> {
+    let body = serde_json::json!({ "message": message }).to_string() + "\n";
+    let mut response = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn errors_have_dockers_shape() {
+        let err = ProxyError::Upstream {
+            addr: "unix:///var/run/docker.sock".into(),
+            reason: "No such file or directory (os error 2)".into(),
+        };
+        let response = err.into_response();
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let message = json["message"].as_str().unwrap();
+        assert!(message.contains("unix:///var/run/docker.sock"), "{message}");
+        assert_eq!(json.as_object().unwrap().len(), 1);
+    }
+}

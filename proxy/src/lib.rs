@@ -1,0 +1,23 @@
+//! `weaveproxy`: a Docker Engine API proxy that real clients cannot tell from the daemon.
+//!
+//! # Layout
+//! - [`config`]: flags → validated [`config::Config`] (pure).
+//! - [`address`]: Docker-style `unix://` / `tcp://` addresses (pure).
+//! - [`listen`]: binding unix and TCP listeners the way Docker's own socket behaves.
+//! - [`server`]: accept loops, one task per connection, hijack splicing, graceful shutdown.
+//! - [`forward`]: one request to the daemon and its answer back, hop-by-hop rules, upgrades.
+//! - [`route`]: which API endpoint a request is for (pure table).
+//! - [`upstream`]: the pooled connection to the Docker daemon.
+//! - [`error`]: the proxy's own failures and their single mapping to Docker-shaped responses.
+//! - [`body`], [`socket`]: the body and stream types that flow through all of the above.
+
+pub mod address;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod forward;
+pub mod listen;
+pub mod route;
+pub mod server;
+pub mod socket;
+pub mod upstream;

@@ -1,0 +1,269 @@
+//! Binding the proxy's listening sockets: unix sockets that behave like Docker's own, and TCP.
+
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+use tokio::net::{TcpListener, UnixListener};
+
+use crate::address::SocketAddr;
+use crate::socket::Stream;
+
+/// Why a listening socket could not be set up.
+#[derive(Debug, Error)]
+pub enum ListenError {
+    /// Another live process accepts connections on this socket; taking it over would cut it off.
+    #[error(
+        "{path}: another process is already listening on this socket (stop it, or choose another -H)"
+    )]
+    InUse { path: PathBuf },
+    /// Something that is not a socket is in the way.
+    #[error("{path}: exists and is not a socket; refusing to replace it")]
+    NotASocket { path: PathBuf },
+    /// Any other failure, with what was being done.
+    #[error("{action} {target}: {source}")]
+    Io {
+        action: &'static str,
+        target: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A bound listening socket.
+#[derive(Debug)]
+pub enum Listener {
+    /// A unix socket; its file is removed when the listener is dropped.
+    Unix {
+        /// The bound listener.
+        listener: UnixListener,
+        /// Removes the socket file when the proxy stops.
+        file: SocketFile,
+    },
+    /// A TCP socket.
+    Tcp(TcpListener),
+}
+
+impl Listener {
+    /// Binds `addr`. A unix socket's parent directory is created, a stale socket file left by a
+    /// dead process is replaced, and the owner, group and mode are copied from `template` (the
+    /// Docker socket), so that whoever may use Docker may use the proxy.
+    ///
+    /// # Errors
+    /// [`ListenError::InUse`] when a live process serves the socket path, and the I/O errors of
+    /// creating, binding and chowning.
+    pub async fn bind(addr: &SocketAddr, template: Option<&Path>) -> Result<Self, ListenError> {
+        match addr {
+            SocketAddr::Tcp(host_port) => {
+                let listener = TcpListener::bind(host_port.as_str())
+                    .await
+                    .map_err(|source| ListenError::Io {
+                        action: "listen on",
+                        target: addr.to_string(),
+                        source,
+                    })?;
+                Ok(Self::Tcp(listener))
+            }
+            SocketAddr::Unix(path) => bind_unix(path, template),
+        }
+    }
+
+    /// The address actually bound (a TCP port 0 becomes the real port).
+    pub fn local_addr(&self) -> SocketAddr {
+        match self {
+            Self::Unix { file, .. } => SocketAddr::Unix(file.path.clone()),
+            Self::Tcp(listener) => match listener.local_addr() {
+                Ok(addr) => SocketAddr::Tcp(addr.to_string()),
+                Err(_) => SocketAddr::Tcp("unknown".into()),
+            },
+        }
+    }
+
+    /// Waits for the next client.
+    ///
+    /// # Errors
+    /// The accept error; the caller decides whether it is worth retrying.
+    pub async fn accept(&self) -> io::Result<Stream> {
+        match self {
+            Self::Unix { listener, .. } => Ok(Stream::from(listener.accept().await?.0)),
+            Self::Tcp(listener) => Ok(Stream::from(listener.accept().await?.0)),
+        }
+    }
+}
+
+/// The socket file of a unix listener, removed on drop if it is still ours.
+#[derive(Debug)]
+pub struct SocketFile {
+    path: PathBuf,
+    inode: u64,
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        // Another proxy may have replaced our file after we were told to stop; leave theirs.
+        if std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.ino() == self.inode) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn bind_unix(path: &Path, template: Option<&Path>) -> Result<Listener, ListenError> {
+    let io_err = |action: &'static str, target: &Path| {
+        let target = target.display().to_string();
+        move |source| ListenError::Io {
+            action,
+            target,
+            source,
+        }
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io_err("create directory", parent))?;
+    }
+    remove_stale_socket(path)?;
+    let listener = UnixListener::bind(path).map_err(io_err("listen on", path))?;
+    let inode = std::fs::symlink_metadata(path)
+        .map_err(io_err("stat", path))?
+        .ino();
+    let file = SocketFile {
+        path: path.to_owned(),
+        inode,
+    };
+    if let Some(template) = template {
+        copy_access(template, path)?;
+    }
+    Ok(Listener::Unix { listener, file })
+}
+
+/// Removes a socket file nobody listens on any more; refuses to touch a live one.
+fn remove_stale_socket(path: &Path) -> Result<(), ListenError> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(ListenError::Io {
+                action: "stat",
+                target: path.display().to_string(),
+                source,
+            });
+        }
+    };
+    if !meta.file_type().is_socket() {
+        return Err(ListenError::NotASocket {
+            path: path.to_owned(),
+        });
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(ListenError::InUse {
+            path: path.to_owned(),
+        }),
+        Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path)
+            .map_err(|source| ListenError::Io {
+                action: "remove stale socket",
+                target: path.display().to_string(),
+                source,
+            }),
+        Err(source) => Err(ListenError::Io {
+            action: "probe existing socket",
+            target: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
+/// Gives `path` the owner, group and permission bits of `template`.
+fn copy_access(template: &Path, path: &Path) -> Result<(), ListenError> {
+    let io_err = |action: &'static str, target: &Path| {
+        let target = target.display().to_string();
+        move |source| ListenError::Io {
+            action,
+            target,
+            source,
+        }
+    };
+    let meta = std::fs::metadata(template).map_err(io_err("stat", template))?;
+    std::os::unix::fs::chown(path, Some(meta.uid()), Some(meta.gid()))
+        .map_err(io_err("chown", path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+        .map_err(io_err("chmod", path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn creates_parent_and_removes_file_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/weave.sock");
+        let listener = Listener::bind(&SocketAddr::Unix(path.clone()), None)
+            .await
+            .unwrap();
+        assert!(
+            std::fs::symlink_metadata(&path)
+                .unwrap()
+                .file_type()
+                .is_socket()
+        );
+        drop(listener);
+        assert!(!path.exists());
+    }
+
+    #[tokio::test]
+    async fn replaces_a_stale_socket_but_not_a_live_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weave.sock");
+        // A socket file whose listener is gone, as after a crash.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        let live = Listener::bind(&SocketAddr::Unix(path.clone()), None)
+            .await
+            .unwrap();
+        let err = Listener::bind(&SocketAddr::Unix(path.clone()), None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ListenError::InUse { .. }), "{err}");
+        drop(live);
+    }
+
+    #[tokio::test]
+    async fn refuses_to_replace_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("not-a-socket");
+        std::fs::write(&path, "keep me").unwrap();
+        let err = Listener::bind(&SocketAddr::Unix(path.clone()), None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ListenError::NotASocket { .. }), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep me");
+    }
+
+    #[tokio::test]
+    async fn copies_owner_group_and_mode_from_the_template() {
+        let dir = tempfile::tempdir().unwrap();
+        let template = dir.path().join("docker.sock");
+        std::fs::write(&template, "").unwrap();
+        std::fs::set_permissions(&template, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let path = dir.path().join("weave.sock");
+        let _listener = Listener::bind(&SocketAddr::Unix(path.clone()), Some(&template))
+            .await
+            .unwrap();
+        let (want, got) = (
+            std::fs::metadata(&template).unwrap(),
+            std::fs::metadata(&path).unwrap(),
+        );
+        assert_eq!(got.mode() & 0o7777, 0o640);
+        assert_eq!((got.uid(), got.gid()), (want.uid(), want.gid()));
+    }
+
+    #[tokio::test]
+    async fn reports_the_bound_tcp_port() {
+        let listener = Listener::bind(&SocketAddr::Tcp("127.0.0.1:0".into()), None)
+            .await
+            .unwrap();
+        let SocketAddr::Tcp(addr) = listener.local_addr() else {
+            panic!("not tcp");
+        };
+        assert!(!addr.ends_with(":0"), "{addr}");
+    }
+}

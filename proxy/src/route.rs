@@ -1,0 +1,120 @@
+//! Which Docker Engine API endpoint a request is for: one table, no I/O.
+//!
+//! Docker accepts every path with or without a `/vX.Y` version prefix (the docker CLI sends
+//! `/v1.41/...`, bollard sends bare paths), so the prefix is stripped before matching and the
+//! request is forwarded with its path untouched.
+
+use http::Method;
+
+/// The endpoints the proxy treats specially; everything else is [`Endpoint::Other`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /containers/{id}/attach`: hijacks the connection for the container's stdio.
+    Attach,
+    /// `POST /exec/{id}/start`: hijacks the connection for the exec's stdio (unless detached).
+    ExecStart,
+    /// `GET /containers/{id}/attach/ws`: a websocket upgrade.
+    AttachWebsocket,
+    /// Anything else: forwarded as it is.
+    Other,
+}
+
+impl Endpoint {
+    /// Endpoints where Docker may take over the connection for a raw bidirectional stream.
+    ///
+    /// The daemon answers these with `101 UPGRADED` when the client asks for `Upgrade: tcp`,
+    /// and with a bare `200` raw stream to older clients that do not.
+    pub fn hijacks(&self) -> bool {
+        matches!(self, Self::Attach | Self::ExecStart)
+    }
+}
+
+/// Routes a request by method and path (the query is not part of `path`).
+pub fn route(method: &Method, path: &str) -> Endpoint {
+    let path = strip_version(path);
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (method, segments.as_slice()) {
+        (&Method::POST, ["containers", id, "attach"]) if !id.is_empty() => Endpoint::Attach,
+        (&Method::GET, ["containers", id, "attach", "ws"]) if !id.is_empty() => {
+            Endpoint::AttachWebsocket
+        }
+        (&Method::POST, ["exec", id, "start"]) if !id.is_empty() => Endpoint::ExecStart,
+        _ => Endpoint::Other,
+    }
+}
+
+/// Removes a leading `/v<digits and dots>` segment, as Docker's router does.
+pub fn strip_version(path: &str) -> &str {
+    let Some(rest) = path.strip_prefix("/v") else {
+        return path;
+    };
+    let end = rest.find('/').unwrap_or(rest.len());
+    let version = &rest[..end];
+    if !version.is_empty() && version.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        &rest[end..]
+    } else {
+        path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_the_table() {
+        let cases = [
+            (Method::POST, "/containers/abc/attach", Endpoint::Attach),
+            (
+                Method::POST,
+                "/v1.41/containers/abc/attach",
+                Endpoint::Attach,
+            ),
+            (Method::POST, "/v1.45/exec/e1/start", Endpoint::ExecStart),
+            (Method::POST, "/exec/e1/start", Endpoint::ExecStart),
+            (
+                Method::GET,
+                "/v1.41/containers/abc/attach/ws",
+                Endpoint::AttachWebsocket,
+            ),
+            (Method::GET, "/containers/abc/attach", Endpoint::Other),
+            (Method::POST, "/containers//attach", Endpoint::Other),
+            (Method::POST, "/containers/abc/attach/", Endpoint::Other),
+            (Method::POST, "/containers/create", Endpoint::Other),
+            (Method::POST, "/vx/containers/abc/attach", Endpoint::Other),
+            (
+                Method::POST,
+                "/v1.41/Containers/abc/attach",
+                Endpoint::Other,
+            ),
+            (Method::GET, "/_ping", Endpoint::Other),
+        ];
+        for (method, path, want) in cases {
+            assert_eq!(route(&method, path), want, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn strips_only_a_version_prefix() {
+        let cases = [
+            ("/v1.41/_ping", "/_ping"),
+            ("/v1/_ping", "/_ping"),
+            ("/v1.41", ""),
+            ("/_ping", "/_ping"),
+            ("/version", "/version"),
+            ("/volumes/x", "/volumes/x"),
+            ("/v/_ping", "/v/_ping"),
+        ];
+        for (path, want) in cases {
+            assert_eq!(strip_version(path), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn only_attach_and_exec_start_hijack() {
+        assert!(Endpoint::Attach.hijacks());
+        assert!(Endpoint::ExecStart.hijacks());
+        assert!(!Endpoint::AttachWebsocket.hijacks());
+        assert!(!Endpoint::Other.hijacks());
+    }
+}

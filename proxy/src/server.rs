@@ -1,0 +1,165 @@
+//! Accept loops, per-connection tasks, hijacked-stream splicing and graceful shutdown.
+
+use std::convert::Infallible;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncWriteExt, copy_bidirectional_with_sizes};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::forward::{HijackSlot, forward};
+use crate::listen::Listener;
+use crate::socket::Stream;
+use crate::upstream::Upstream;
+
+/// Buffer per direction for hijacked streams: big enough that a 256 MiB `cat` through attach
+/// is not dominated by syscalls, small enough for thousands of idle attaches.
+const SPLICE_BUFFER: usize = 64 * 1024;
+
+/// Docker's own server accepts far more than hyper's default of 100 header lines.
+const MAX_HEADERS: usize = 1000;
+
+/// How the proxy serves: what it forwards to and how long it lets work finish on shutdown.
+#[derive(Debug, Clone)]
+pub struct Server {
+    upstream: Upstream,
+    grace: Duration,
+}
+
+impl Server {
+    /// A server forwarding to `upstream` that waits up to `grace` for in-flight work on shutdown.
+    pub fn new(upstream: Upstream, grace: Duration) -> Self {
+        Self { upstream, grace }
+    }
+
+    /// Serves every listener until `shutdown` resolves, then stops accepting, lets in-flight
+    /// requests finish for up to the grace period, and returns. Unix socket files are removed
+    /// when the listeners are dropped on return.
+    pub async fn run(self, listeners: Vec<Listener>, shutdown: impl Future<Output = ()>) {
+        let stop = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let server = Arc::new(self);
+        let mut accept_loops = Vec::with_capacity(listeners.len());
+        for listener in listeners {
+            let (server, stop, tracker) = (Arc::clone(&server), stop.clone(), tracker.clone());
+            accept_loops.push(tokio::spawn(async move {
+                server.accept_loop(&listener, &stop, &tracker).await;
+                listener
+            }));
+        }
+
+        shutdown.await;
+        info!("shutting down: no new connections");
+        stop.cancel();
+        let mut listeners = Vec::with_capacity(accept_loops.len());
+        for accept_loop in accept_loops {
+            if let Ok(listener) = accept_loop.await {
+                listeners.push(listener);
+            }
+        }
+        tracker.close();
+        if tokio::time::timeout(server.grace, tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                connections = tracker.len(),
+                grace_secs = server.grace.as_secs_f64(),
+                "grace period over: cutting the connections still open"
+            );
+        }
+        drop(listeners);
+        info!("shut down");
+    }
+
+    async fn accept_loop(
+        self: &Arc<Self>,
+        listener: &Listener,
+        stop: &CancellationToken,
+        tracker: &TaskTracker,
+    ) {
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            let stream = tokio::select! {
+                () = stop.cancelled() => return,
+                accepted = listener.accept() => accepted,
+            };
+            match stream {
+                Ok(stream) => {
+                    backoff = Duration::from_millis(10);
+                    let (server, stop) = (Arc::clone(self), stop.clone());
+                    tracker.spawn(async move { server.serve_connection(stream, stop).await });
+                }
+                Err(err) => {
+                    // Out of file descriptors, usually: wait for some to be freed rather than
+                    // spinning or giving up on every future client.
+                    warn!(error = %err, retry_ms = backoff.as_millis() as u64, "accept failed");
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    async fn serve_connection(self: Arc<Self>, stream: Stream, stop: CancellationToken) {
+        let hijack = HijackSlot::default();
+        let service = {
+            let (server, hijack) = (Arc::clone(&self), hijack.clone());
+            service_fn(move |request| {
+                let (server, hijack) = (Arc::clone(&server), hijack.clone());
+                Box::pin(async move {
+                    Ok::<_, Infallible>(forward(&server.upstream, request, &hijack).await)
+                }) as Pin<Box<dyn Future<Output = _> + Send>>
+            })
+        };
+        let mut conn = http1::Builder::new()
+            .max_headers(MAX_HEADERS)
+            // The connection is handed back to us after a 101 or a legacy raw-stream 200,
+            // instead of being closed, so that it can be spliced to the daemon.
+            .serve_connection(TokioIo::new(stream), service);
+        let served = tokio::select! {
+            served = poll_fn(|cx| conn.poll_without_shutdown(cx)) => served,
+            () = stop.cancelled() => {
+                // Finish the request in flight (if any), then close instead of keeping alive.
+                Pin::new(&mut conn).graceful_shutdown();
+                poll_fn(|cx| conn.poll_without_shutdown(cx)).await
+            }
+        };
+        if let Err(err) = served {
+            // Clients hanging up mid-stream is routine (Ctrl-C on `docker logs -f`).
+            debug!(error = %err, "client connection ended");
+            return;
+        }
+        let parts = conn.into_parts();
+        let mut client = parts.io.into_inner();
+        let Some(daemon) = hijack.take() else {
+            let _ = client.shutdown().await;
+            return;
+        };
+        let mut daemon = TokioIo::new(daemon);
+        // Bytes the client sent right behind its request head (stdin typed early) go first.
+        if !parts.read_buf.is_empty() && daemon.write_all(&parts.read_buf).await.is_err() {
+            return;
+        }
+        match copy_bidirectional_with_sizes(&mut client, &mut daemon, SPLICE_BUFFER, SPLICE_BUFFER)
+            .await
+        {
+            Ok((up, down)) => debug!(
+                client_to_daemon = up,
+                daemon_to_client = down,
+                "stream closed"
+            ),
+            Err(err) => debug!(error = %err, "stream ended"),
+        }
+    }
+}

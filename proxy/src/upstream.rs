@@ -1,0 +1,157 @@
+//! The connection pool to the Docker daemon, over a unix socket or TCP.
+//!
+//! The original proxy dialled the daemon anew for every request, which cost about 230 µs each;
+//! here idle connections are kept and reused. A connection that is upgraded for attach or exec
+//! never returns to the pool.
+
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::{TcpStream, UnixStream};
+
+use crate::address::SocketAddr;
+use crate::body::{self, ProxyBody};
+use crate::error::ProxyError;
+use crate::socket::Stream;
+
+/// Connects to the daemon's socket, whatever host the request URI names.
+#[derive(Debug, Clone)]
+struct Connector {
+    addr: Arc<SocketAddr>,
+}
+
+impl tower_service::Service<Uri> for Connector {
+    type Response = TokioIo<Stream>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Uri) -> Self::Future {
+        let addr = Arc::clone(&self.addr);
+        Box::pin(async move {
+            let stream = match addr.as_ref() {
+                SocketAddr::Unix(path) => Stream::from(UnixStream::connect(path).await?),
+                SocketAddr::Tcp(host_port) => {
+                    Stream::from(TcpStream::connect(host_port.as_str()).await?)
+                }
+            };
+            Ok(TokioIo::new(stream))
+        })
+    }
+}
+
+/// The Docker daemon the proxy forwards to.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    addr: Arc<SocketAddr>,
+    client: Client<Connector, ProxyBody>,
+}
+
+impl Upstream {
+    /// A pool of connections to the daemon at `addr`; nothing is dialled until the first request.
+    pub fn new(addr: SocketAddr) -> Self {
+        let addr = Arc::new(addr);
+        let client = Client::builder(TokioExecutor::new())
+            // Docker's API is HTTP/1.1 only; keep the request head exactly as the client wrote it.
+            .http1_preserve_header_case(true)
+            .http1_title_case_headers(false)
+            .build(Connector {
+                addr: Arc::clone(&addr),
+            });
+        Self { addr, client }
+    }
+
+    /// The daemon's address, as `unix://...` or `tcp://...`.
+    pub fn addr(&self) -> &SocketAddr {
+        &self.addr
+    }
+
+    /// The daemon's unix socket path, if it is reached over one.
+    pub fn socket_path(&self) -> Option<PathBuf> {
+        match self.addr.as_ref() {
+            SocketAddr::Unix(path) => Some(path.clone()),
+            SocketAddr::Tcp(_) => None,
+        }
+    }
+
+    /// Sends a request whose URI is origin-form (`/v1.41/_ping`) to the daemon.
+    ///
+    /// # Errors
+    /// [`ProxyError::Upstream`] when the daemon cannot be reached or drops the connection before
+    /// it answers. An answer with any status, error or not, is `Ok`.
+    pub async fn send(
+        &self,
+        mut request: Request<ProxyBody>,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let path_and_query = request
+            .uri()
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_owned();
+        // The legacy client wants an absolute URI; the connector ignores its authority.
+        *request.uri_mut() = Uri::builder()
+            .scheme("http")
+            .authority("docker")
+            .path_and_query(path_and_query)
+            .build()
+            .expect("a path and query taken from a valid URI is valid");
+        self.client
+            .request(request)
+            .await
+            .map_err(|err| ProxyError::Upstream {
+                addr: self.addr.to_string(),
+                reason: root_cause(&err),
+            })
+    }
+
+    /// Asks the daemon for its API version (`GET /version`), for the start-up log line.
+    ///
+    /// # Errors
+    /// When the daemon cannot be reached or does not answer with its version.
+    pub async fn api_version(&self) -> Result<String, ProxyError> {
+        use http_body_util::BodyExt;
+
+        let request = Request::get("/version")
+            .header(http::header::HOST, "docker")
+            .body(body::empty())
+            .expect("a static request is valid");
+        let unexpected = |reason: String| ProxyError::Upstream {
+            addr: self.addr.to_string(),
+            reason,
+        };
+        let response = self.send(request).await?;
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|err| unexpected(err.to_string()))?
+            .to_bytes();
+        let version: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|err| unexpected(format!("GET /version answered {status}: {err}")))?;
+        version["ApiVersion"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| unexpected(format!("GET /version answered {status} without ApiVersion")))
+    }
+}
+
+/// The innermost error message, which is the one that says what happened (`Connection refused`).
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}

@@ -1,0 +1,87 @@
+//! Running the real `docker` CLI against a chosen endpoint.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+/// What a finished command printed and how it exited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// Exit code (`-1` when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Output {
+    /// Panics with everything printed unless the command exited 0.
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(self.code, 0, "command failed: {self:#?}");
+        self
+    }
+
+    /// The trimmed standard output.
+    pub fn out(&self) -> &str {
+        self.stdout.trim()
+    }
+}
+
+/// The docker CLI pointed at one endpoint (the daemon, or the proxy in front of it).
+#[derive(Debug, Clone)]
+pub struct Docker {
+    host: String,
+}
+
+impl Docker {
+    /// A CLI that talks to `host` (`unix:///...` or `tcp://...`).
+    pub fn new(host: impl Into<String>) -> Self {
+        Self { host: host.into() }
+    }
+
+    /// The endpoint this CLI talks to.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// A `docker` command for this endpoint, with no user config in the way.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("docker");
+        cmd.args(args)
+            .env("DOCKER_HOST", &self.host)
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("DOCKER_TLS_VERIFY")
+            .env("DOCKER_CLI_HINTS", "false")
+            .env("DOCKER_BUILDKIT", "0");
+        cmd
+    }
+
+    /// Runs `docker ARGS` to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with_stdin(args, None)
+    }
+
+    /// Runs `docker ARGS`, feeding `stdin` (then EOF) when given.
+    pub fn run_with_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut cmd = self.command(args);
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("the docker CLI runs");
+        if let Some(input) = stdin {
+            let mut pipe = child.stdin.take().expect("stdin is piped");
+            pipe.write_all(input).expect("stdin accepts the input");
+        }
+        let out = child.wait_with_output().expect("the docker CLI finishes");
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}

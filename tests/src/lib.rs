@@ -1,0 +1,22 @@
+//! Test harness: the target daemon, the proxy under test, the test image and cleanup.
+//!
+//! Every test talks to a real Docker daemon. Which one is chosen by `WEAVE_TEST_DOCKER`
+//! (`unix:///path`), defaulting to the machine's own `/var/run/docker.sock`; CI runs the whole
+//! suite once against Docker 20.10 and once against Docker 26 (see `scripts/test.sh`).
+//!
+//! Everything a test creates carries the label `weave-test=<run id>` and a name starting with
+//! `wvt-<run id>-`, and is removed by a [`Scope`] guard even when the test panics.
+
+pub mod cli;
+pub mod daemon;
+pub mod image;
+pub mod proxy;
+pub mod scope;
+pub mod wait;
+
+pub use cli::{Docker, Output};
+pub use daemon::target_daemon;
+pub use image::test_image;
+pub use proxy::Proxy;
+pub use scope::Scope;
+pub use wait::eventually;

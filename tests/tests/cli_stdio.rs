@@ -1,0 +1,165 @@
+//! The docker CLI's streaming commands through the proxy: stdin, attach, exec, logs, events.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use weave_tests::{Proxy, Scope, test_image};
+
+#[test]
+fn stdin_eof_reaches_the_container() {
+    let image = test_image();
+    let proxy = Proxy::start();
+    let out = proxy
+        .docker()
+        .run_with_stdin(&["run", "-i", "--rm", &image, "cat"], Some(b"hi\n"))
+        .ok();
+    assert_eq!(out.stdout, "hi\n");
+}
+
+#[test]
+fn exec_with_stdin_and_exit_codes() {
+    let image = test_image();
+    let scope = Scope::new();
+    let proxy = Proxy::start();
+    let docker = proxy.docker();
+    let name = scope.name("exec");
+    let label = scope.label();
+    docker
+        .run(&[
+            "run", "-d", "--label", &label, "--name", &name, &image, "sleep", "300",
+        ])
+        .ok();
+    let out = docker
+        .run_with_stdin(
+            &["exec", "-i", &name, "sh", "-c", "tr a-z A-Z"],
+            Some(b"shout\n"),
+        )
+        .ok();
+    assert_eq!(out.stdout, "SHOUT\n");
+    let out = docker.run(&["exec", &name, "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (3, "out\n", "err\n")
+    );
+    let out = docker.run(&["exec", &name, "nosuchprogram"]);
+    let direct = scope_direct().run(&["exec", &name, "nosuchprogram"]);
+    assert_eq!(out.code, direct.code, "{out:?} vs {direct:?}");
+}
+
+#[test]
+fn attach_to_a_running_container() {
+    let image = test_image();
+    let scope = Scope::new();
+    let proxy = Proxy::start();
+    let docker = proxy.docker();
+    let name = scope.name("attach");
+    let label = scope.label();
+    docker
+        .run(&[
+            "run",
+            "-d",
+            "-i",
+            "--label",
+            &label,
+            "--name",
+            &name,
+            &image,
+            "sh",
+            "-c",
+            "while read line; do [ $line = quit ] && exit 7; echo got:$line; done",
+        ])
+        .ok();
+    // Interactive, as a person types: a line goes in, its echo comes back, then `quit`.
+    let mut attach = docker
+        .command(&["attach", &name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = attach.stdin.take().unwrap();
+    let mut lines = BufReader::new(attach.stdout.take().unwrap()).lines();
+    for word in ["one", "two"] {
+        writeln!(stdin, "{word}").unwrap();
+        assert_eq!(lines.next().unwrap().unwrap(), format!("got:{word}"));
+    }
+    writeln!(stdin, "quit").unwrap();
+    assert_eq!(attach.wait().unwrap().code(), Some(7));
+}
+
+#[test]
+fn logs_follow_streams_live() {
+    let image = test_image();
+    let scope = Scope::new();
+    let proxy = Proxy::start();
+    let docker = proxy.docker();
+    let name = scope.name("logs");
+    let label = scope.label();
+    docker
+        .run(&[
+            "run",
+            "-d",
+            "--label",
+            &label,
+            "--name",
+            &name,
+            &image,
+            "sh",
+            "-c",
+            "echo first; while [ ! -e /tmp/go ]; do sleep 0.05; done; echo second; sleep 300",
+        ])
+        .ok();
+    let mut follow = docker
+        .command(&["logs", "-f", &name])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follow.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "first");
+    let written = Instant::now();
+    docker.run(&["exec", &name, "touch", "/tmp/go"]).ok();
+    assert_eq!(lines.next().unwrap().unwrap(), "second");
+    let delay = written.elapsed();
+    follow.kill().unwrap();
+    follow.wait().unwrap();
+    assert!(
+        delay < Duration::from_secs(1),
+        "line arrived after {delay:?}"
+    );
+}
+
+#[test]
+fn events_stream_live() {
+    let image = test_image();
+    let scope = Scope::new();
+    let proxy = Proxy::start();
+    let docker = proxy.docker();
+    let name = scope.name("events");
+    let label = scope.label();
+    let filter = format!("label={label}");
+    let mut events = docker
+        .command(&["events", "--filter", &filter, "--format", "{{.Action}}"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(events.stdout.take().unwrap()).lines();
+    let sent = Instant::now();
+    scope_direct()
+        .run(&["create", "--label", &label, "--name", &name, &image, "true"])
+        .ok();
+    assert_eq!(lines.next().unwrap().unwrap(), "create");
+    let delay = sent.elapsed();
+    events.kill().unwrap();
+    events.wait().unwrap();
+    assert!(
+        delay < Duration::from_secs(1),
+        "event arrived after {delay:?}"
+    );
+}
+
+fn scope_direct() -> weave_tests::Docker {
+    weave_tests::Docker::new(weave_tests::target_daemon())
+}
