@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian machine lacks for building and testing weaveproxy, and makes sure
+# a Docker daemon answers. Idempotent: does nothing on a machine that already has everything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { echo "prereqs: $*" >&2; }
+
+missing=()
+command -v docker >/dev/null || missing+=(docker.io)
+command -v docker-compose >/dev/null || missing+=(docker-compose)
+command -v tmux >/dev/null || missing+=(tmux)
+command -v script >/dev/null || missing+=(bsdutils)
+command -v ip >/dev/null || missing+=(iproute2)
+command -v dpkg-deb >/dev/null || missing+=(dpkg)
+if ((${#missing[@]})); then
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >&2
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+fi
+
+# A machine where the engine is installed but not started (CI images start it; others may not).
+if ! docker info >/dev/null 2>&1; then
+    log "starting dockerd"
+    mkdir -p /var/log/weave-test
+    nohup dockerd >/var/log/weave-test/dockerd.log 2>&1 </dev/null &
+    for _ in $(seq 1 120); do
+        docker info >/dev/null 2>&1 && break
+        sleep 0.5
+    done
+    docker info >/dev/null 2>&1 || { log "dockerd did not come up; see /var/log/weave-test/dockerd.log"; exit 1; }
+fi
+
+# The second engine (Docker 26) and Compose v2 the suite also runs against.
+scripts/docker26.sh install >&2
