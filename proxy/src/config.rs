@@ -170,8 +170,7 @@ mod tests {
             "rel.sock",
             "--docker-api",
             "ftp://x",
-            "--shutdown-grace",
-            "-1",
+            "--shutdown-grace=-1",
         ])
         .unwrap_err();
         for needle in ["udp://x:1", "rel.sock", "ftp://x", "--shutdown-grace"] {

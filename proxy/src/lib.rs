@@ -13,9 +13,11 @@
 
 pub mod address;
 pub mod body;
+pub mod cidr;
 pub mod config;
 pub mod error;
 pub mod forward;
+pub mod intercept;
 pub mod listen;
 pub mod route;
 pub mod server;

@@ -1,0 +1,438 @@
+//! `POST /containers/create`: make the container wait for the weave network before its
+//! program runs.
+//!
+//! The entrypoint becomes `/w/w` followed by exactly what Docker would have run, and the
+//! weavewait binaries are bind-mounted read-only at `/w`. Because the entrypoint is then never
+//! empty, the daemon no longer merges the image's `Entrypoint` and `Cmd` itself, so the proxy
+//! does that merge here, the way the daemon does it. All of it is pure: the image's command is
+//! fetched by the caller and passed in.
+
+use serde_json::{Map, Value};
+
+use crate::cidr::{CidrError, Decision, decide};
+use crate::intercept::json::{self, WrongType};
+
+/// The path of weavewait inside every rewritten container.
+pub const WEAVEWAIT: &str = "/w/w";
+/// Where the weavewait directory is mounted in rewritten containers.
+pub const WEAVEWAIT_MOUNT: &str = "/w";
+
+/// What to do with a create request, decided from its body alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Forward the original bytes: not for weave, or not a document the proxy understands
+    /// (the daemon then answers with its own error).
+    Forward(String),
+    /// Rewrite it; the image's command is needed first when `image` is set.
+    Rewrite {
+        /// The image to inspect, when the request leaves the entrypoint to the image.
+        image: Option<String>,
+    },
+}
+
+/// The `Entrypoint` and `Cmd` of an image's config.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageCommand {
+    /// The image's `ENTRYPOINT`, if any.
+    pub entrypoint: Option<Vec<String>>,
+    /// The image's `CMD`, if any.
+    pub cmd: Option<Vec<String>>,
+}
+
+impl ImageCommand {
+    /// Reads `Config.Entrypoint` and `Config.Cmd` from `GET /images/{name}/json`.
+    ///
+    /// # Errors
+    /// When those fields have an unexpected type.
+    pub fn from_inspect(image: &Value) -> Result<Self, WrongType> {
+        let empty = Map::new();
+        let config = image
+            .as_object()
+            .map(|o| json::object(o, "Config"))
+            .transpose()?
+            .flatten()
+            .unwrap_or(&empty);
+        Ok(Self {
+            entrypoint: json::string_list(config, "Entrypoint")?,
+            cmd: json::string_list(config, "Cmd")?,
+        })
+    }
+}
+
+/// What the rewrite did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The body was rewritten; send it.
+    Rewritten,
+    /// The daemon would refuse this container ("No command specified"): send the original
+    /// bytes so that it does, with its own message.
+    Forward(String),
+}
+
+/// Plans the rewrite of a create request body.
+///
+/// # Errors
+/// A `WEAVE_CIDR` the user must fix; nothing is created then.
+pub fn plan(body: &Value, no_default_ipalloc: bool) -> Result<Plan, CidrError> {
+    let shape = |err: WrongType| Ok(Plan::Forward(err.to_string()));
+    let Some(object) = body.as_object() else {
+        return Ok(Plan::Forward("the body is not a JSON object".into()));
+    };
+    let network_mode = match json::object(object, "HostConfig")
+        .and_then(|hc| hc.map(|hc| json::string(hc, "NetworkMode")).transpose())
+    {
+        Ok(mode) => mode.flatten().unwrap_or(""),
+        Err(err) => return shape(err),
+    };
+    let env = match json::string_list(object, "Env") {
+        Ok(env) => env.unwrap_or_default(),
+        Err(err) => return shape(err),
+    };
+    if let Decision::LeaveAlone(reason) = decide(
+        network_mode,
+        env.iter().map(String::as_str),
+        no_default_ipalloc,
+    )? {
+        return Ok(Plan::Forward(reason.to_string()));
+    }
+    let entrypoint = match json::string_list(object, "Entrypoint") {
+        Ok(entrypoint) => entrypoint,
+        Err(err) => return shape(err),
+    };
+    if let Err(err) = json::string_list(object, "Cmd") {
+        return shape(err);
+    }
+    // Only an absent or empty entrypoint lets the image's command in.
+    if entrypoint.is_some_and(|e| !e.is_empty()) {
+        return Ok(Plan::Rewrite { image: None });
+    }
+    match json::string(object, "Image") {
+        Ok(Some(image)) if !image.is_empty() => Ok(Plan::Rewrite {
+            image: Some(image.to_owned()),
+        }),
+        Ok(_) => Ok(Plan::Forward("no image named".into())),
+        Err(err) => shape(err),
+    }
+}
+
+/// What Docker would run: the entrypoint and the command, merged as the daemon merges a
+/// container's config with its image's.
+///
+/// An entrypoint of exactly `[""]` (`docker run --entrypoint ""`) is Docker's explicit "no
+/// entrypoint": nothing is taken from the image, not even its `CMD`. An explicit `[]` drops the
+/// image's entrypoint but still takes its `CMD` when the request has none.
+pub fn docker_command(
+    entrypoint: Option<&[String]>,
+    cmd: Option<&[String]>,
+    image: &ImageCommand,
+) -> (Vec<String>, Vec<String>) {
+    let cmd = cmd.unwrap_or_default();
+    match entrypoint {
+        Some([only]) if only.is_empty() => (Vec::new(), cmd.to_vec()),
+        Some(entrypoint) if !entrypoint.is_empty() => (entrypoint.to_vec(), cmd.to_vec()),
+        _ => {
+            let cmd = if cmd.is_empty() {
+                image.cmd.clone().unwrap_or_default()
+            } else {
+                cmd.to_vec()
+            };
+            let entrypoint = match entrypoint {
+                None => image.entrypoint.clone().unwrap_or_default(),
+                Some(_) => Vec::new(),
+            };
+            (entrypoint, cmd)
+        }
+    }
+}
+
+/// Rewrites a create body planned for rewriting: weavewait mount at `/w` (from `source`, a host
+/// directory holding `w`), and the entrypoint `/w/w` + what Docker would have run.
+///
+/// # Errors
+/// When a field has an unexpected type (the caller forwards the original bytes).
+pub fn rewrite(body: &mut Value, image: &ImageCommand, source: &str) -> Result<Outcome, WrongType> {
+    let object = body.as_object_mut().ok_or(WrongType {
+        field: "body",
+        expected: "an object",
+    })?;
+    let entrypoint = json::string_list(object, "Entrypoint")?;
+    let cmd = json::string_list(object, "Cmd")?;
+    let (final_entrypoint, final_cmd) =
+        docker_command(entrypoint.as_deref(), cmd.as_deref(), image);
+    if final_entrypoint.is_empty() && final_cmd.is_empty() {
+        return Ok(Outcome::Forward("no command specified".into()));
+    }
+    bind_weavewait(json::object_mut(object, "HostConfig")?, source)?;
+    // A container of an image committed from a proxied container already starts with /w/w.
+    if final_entrypoint.first().map(String::as_str) == Some(WEAVEWAIT) {
+        return Ok(Outcome::Rewritten);
+    }
+    let cmd_from_image = cmd.as_deref().is_none_or(<[String]>::is_empty)
+        && !entrypoint.as_deref().is_some_and(|e| !e.is_empty());
+    let wrapped = std::iter::once(WEAVEWAIT.to_owned()).chain(final_entrypoint);
+    object.insert("Entrypoint".into(), json::strings(wrapped));
+    if cmd_from_image && !final_cmd.is_empty() {
+        object.insert("Cmd".into(), json::strings(final_cmd));
+    }
+    Ok(Outcome::Rewritten)
+}
+
+/// Mounts `source` read-only at `/w`, replacing any bind or mount the request had there.
+fn bind_weavewait(host_config: &mut Map<String, Value>, source: &str) -> Result<(), WrongType> {
+    let binds = host_config
+        .entry("Binds")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if binds.is_null() {
+        *binds = Value::Array(Vec::new());
+    }
+    let binds = binds.as_array_mut().ok_or(WrongType {
+        field: "HostConfig.Binds",
+        expected: "an array of strings",
+    })?;
+    binds.retain(|bind| bind.as_str().and_then(|b| b.split(':').nth(1)) != Some(WEAVEWAIT_MOUNT));
+    binds.push(Value::String(format!("{source}:{WEAVEWAIT_MOUNT}:ro")));
+    if let Some(Value::Array(mounts)) = host_config.get_mut("Mounts") {
+        mounts.retain(|m| m.get("Target").and_then(Value::as_str) != Some(WEAVEWAIT_MOUNT));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const SOURCE: &str = "/var/lib/weave/weavewait/abc/w";
+
+    fn list(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn image(entrypoint: Option<&[&str]>, cmd: Option<&[&str]>) -> ImageCommand {
+        ImageCommand {
+            entrypoint: entrypoint.map(list),
+            cmd: cmd.map(list),
+        }
+    }
+
+    /// Every row of the merge table: request Entrypoint/Cmd × image Entrypoint/Cmd.
+    #[test]
+    fn merges_like_the_daemon() {
+        let busybox = image(None, Some(&["sh"]));
+        let grep = image(Some(&["grep"]), Some(&["--help"]));
+        let falsy = image(Some(&["/bin/false"]), None);
+        let cases: Vec<(
+            Option<&[&str]>,
+            Option<&[&str]>,
+            &ImageCommand,
+            (&[&str], &[&str]),
+        )> = vec![
+            // nil entrypoint, cmd given: image entrypoint + cmd
+            (
+                None,
+                Some(&["echo", "ok"]),
+                &busybox,
+                (&[], &["echo", "ok"]),
+            ),
+            (None, Some(&["-v", "x"]), &grep, (&["grep"], &["-v", "x"])),
+            // nil entrypoint, no cmd: image entrypoint + image cmd
+            (None, None, &busybox, (&[], &["sh"])),
+            (None, Some(&[]), &grep, (&["grep"], &["--help"])),
+            // explicit [] entrypoint: no image entrypoint, image cmd only when none given
+            (Some(&[]), Some(&["echo"]), &grep, (&[], &["echo"])),
+            (Some(&[]), None, &grep, (&[], &["--help"])),
+            // `--entrypoint ""` ([""]): nothing from the image at all
+            (
+                Some(&[""]),
+                Some(&["echo", "hi"]),
+                &grep,
+                (&[], &["echo", "hi"]),
+            ),
+            (Some(&[""]), None, &busybox, (&[], &[])),
+            // explicit entrypoint: image cmd is not merged
+            (Some(&["grep"]), Some(&["x"]), &falsy, (&["grep"], &["x"])),
+            (Some(&["grep"]), None, &busybox, (&["grep"], &[])),
+            (Some(&["echo a b"]), None, &busybox, (&["echo a b"], &[])),
+        ];
+        for (e, c, img, (want_e, want_c)) in cases {
+            let e = e.map(list);
+            let c = c.map(list);
+            assert_eq!(
+                docker_command(e.as_deref(), c.as_deref(), img),
+                (list(want_e), list(want_c)),
+                "entrypoint {e:?} cmd {c:?} image {img:?}"
+            );
+        }
+    }
+
+    fn rewritten(body: Value, img: &ImageCommand) -> (Outcome, Value) {
+        let mut body = body;
+        let outcome = rewrite(&mut body, img, SOURCE).unwrap();
+        (outcome, body)
+    }
+
+    #[test]
+    fn wraps_what_docker_would_run_in_weavewait() {
+        let busybox = image(None, Some(&["sh"]));
+        let grep = image(Some(&["grep"]), None);
+        let cases = [
+            (
+                json!({"Image": "busybox", "Cmd": ["echo", "ok"]}),
+                &busybox,
+                json!(["/w/w"]),
+                json!(["echo", "ok"]),
+            ),
+            (
+                json!({"Image": "busybox"}),
+                &busybox,
+                json!(["/w/w"]),
+                json!(["sh"]),
+            ),
+            (
+                json!({"Image": "g", "Cmd": ["-c", "x"]}),
+                &grep,
+                json!(["/w/w", "grep"]),
+                json!(["-c", "x"]),
+            ),
+            (
+                json!({"Image": "f", "Entrypoint": ["grep"], "Cmd": ["x"]}),
+                &image(Some(&["/bin/false"]), None),
+                json!(["/w/w", "grep"]),
+                json!(["x"]),
+            ),
+            (
+                json!({"Image": "busybox", "Entrypoint": "echo a b", "Cmd": null}),
+                &busybox,
+                json!(["/w/w", "echo a b"]),
+                Value::Null,
+            ),
+            (
+                json!({"Image": "busybox", "Entrypoint": [""], "Cmd": ["echo", "hi"]}),
+                &busybox,
+                json!(["/w/w"]),
+                json!(["echo", "hi"]),
+            ),
+        ];
+        for (body, img, want_entrypoint, want_cmd) in cases {
+            let (outcome, out) = rewritten(body.clone(), img);
+            assert_eq!(outcome, Outcome::Rewritten, "{body}");
+            assert_eq!(out["Entrypoint"], want_entrypoint, "{body}");
+            assert_eq!(out["Cmd"], want_cmd, "{body}");
+        }
+    }
+
+    #[test]
+    fn committed_images_get_no_second_weavewait() {
+        let committed = image(Some(&["/w/w", "sh"]), Some(&["-c", "true"]));
+        let (outcome, out) = rewritten(json!({"Image": "c"}), &committed);
+        assert_eq!(outcome, Outcome::Rewritten);
+        assert!(out.get("Entrypoint").is_none(), "{out}");
+        assert!(out.get("Cmd").is_none(), "{out}");
+        assert_eq!(
+            out["HostConfig"]["Binds"],
+            json!([format!("{SOURCE}:/w:ro")])
+        );
+
+        let explicit = json!({"Image": "x", "Entrypoint": ["/w/w", "echo"], "Cmd": ["a"]});
+        let (_, out) = rewritten(explicit, &ImageCommand::default());
+        assert_eq!(out["Entrypoint"], json!(["/w/w", "echo"]));
+    }
+
+    #[test]
+    fn no_command_is_left_for_the_daemon_to_refuse() {
+        for body in [
+            json!({"Image": "scratchy"}),
+            json!({"Image": "busybox", "Entrypoint": [""]}),
+            json!({"Image": "busybox", "Entrypoint": [], "Cmd": []}),
+        ] {
+            let img = if body["Image"] == "busybox" {
+                image(None, None)
+            } else {
+                ImageCommand::default()
+            };
+            let (outcome, out) = rewritten(body.clone(), &img);
+            assert!(matches!(outcome, Outcome::Forward(_)), "{body}");
+            assert_eq!(out, body, "untouched");
+        }
+    }
+
+    #[test]
+    fn replaces_any_existing_w_mount_and_keeps_the_rest() {
+        // Parsed from text, as it arrives: number formats are kept as written.
+        let body: Value = serde_json::from_str(
+            r#"{"Image": "i", "Entrypoint": ["e"],
+                "HostConfig": {
+                    "Binds": ["/data:/data", "/old:/w:ro", "/x:/wx"],
+                    "Mounts": [{"Type": "bind", "Source": "/s", "Target": "/w"}, {"Target": "/m"}],
+                    "Memory": 1073741824, "Huge": 123456789012345678901234567890, "Future": {"a": [1, 2.50]}
+                },
+                "Zebra": 1, "Alpha": 2}"#,
+        )
+        .unwrap();
+        let (_, out) = rewritten(body, &ImageCommand::default());
+        assert_eq!(
+            out["HostConfig"]["Binds"],
+            json!(["/data:/data", "/x:/wx", format!("{SOURCE}:/w:ro")])
+        );
+        assert_eq!(out["HostConfig"]["Mounts"], json!([{"Target": "/m"}]));
+        // Unknown fields, key order and number formats survive.
+        let text = serde_json::to_string(&out).unwrap();
+        assert!(text.contains(r#""Memory":1073741824,"Huge":123456789012345678901234567890,"Future":{"a":[1,2.50]}"#), "{text}");
+        assert!(
+            text.find("Zebra").unwrap() < text.find("Alpha").unwrap(),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn plans_from_network_mode_cidr_and_entrypoint() {
+        let cases = [
+            (json!({"Image": "b"}), Some(Some("b"))),
+            (json!({"Image": "b", "Entrypoint": []}), Some(Some("b"))),
+            (json!({"Image": "b", "Entrypoint": [""]}), Some(None)),
+            (json!({"Image": "b", "Entrypoint": "sh"}), Some(None)),
+            (
+                json!({"Image": "b", "HostConfig": {"NetworkMode": "host"}}),
+                None,
+            ),
+            (
+                json!({"Image": "b", "HostConfig": {"NetworkMode": "container:x"}}),
+                None,
+            ),
+            (
+                json!({"Image": "b", "HostConfig": {"NetworkMode": "mynet"}}),
+                None,
+            ),
+            (
+                json!({"Image": "b", "HostConfig": {"NetworkMode": "none"}}),
+                Some(Some("b")),
+            ),
+            (json!({"Image": "b", "HostConfig": null}), Some(Some("b"))),
+            (json!({"Image": "b", "Env": ["WEAVE_CIDR=none"]}), None),
+            (json!({"Image": "b", "Env": "WEAVE_CIDR=none"}), None),
+            (json!({"Image": "b", "Env": [1]}), None),
+            (json!({"Image": "b", "HostConfig": []}), None),
+            (json!({"Image": "b", "Cmd": 7}), None),
+            (json!({"Image": ""}), None),
+            (json!([1, 2]), None),
+        ];
+        for (body, want) in cases {
+            let got = plan(&body, false).unwrap();
+            let got = match got {
+                Plan::Forward(_) => None,
+                Plan::Rewrite { image } => Some(image),
+            };
+            assert_eq!(got, want.map(|i| i.map(str::to_owned)), "{body}");
+        }
+    }
+
+    #[test]
+    fn a_bad_cidr_is_an_error_before_anything_is_created() {
+        let body = json!({"Image": "b", "Env": ["WEAVE_CIDR=ip:10.0.0.1"]});
+        let err = plan(&body, false).unwrap_err();
+        assert_eq!(err.token, "ip:10.0.0.1");
+        let no_default = json!({"Image": "b"});
+        assert!(matches!(plan(&no_default, true), Ok(Plan::Forward(_))));
+    }
+}

@@ -1,0 +1,109 @@
+//! `POST /containers/{id}/exec`: an exec in a weave container waits for the network too.
+//!
+//! Right after a start, or while a restarted container is being attached again, a program
+//! exec'd into it would otherwise run before `ethwe` exists.
+
+use serde_json::Value;
+
+use crate::cidr::{Decision, decide};
+use crate::intercept::create::WEAVEWAIT;
+use crate::intercept::json::{self, WrongType};
+
+/// Whether a container (its `GET /containers/{id}/json`) was made to wait by the proxy and is
+/// meant for the weave network.
+pub fn is_weave_container(container: &Value, no_default_ipalloc: bool) -> bool {
+    let Some(container) = container.as_object() else {
+        return false;
+    };
+    let Ok(Some(config)) = json::object(container, "Config") else {
+        return false;
+    };
+    let starts_with_weavewait = json::string_list(config, "Entrypoint")
+        .ok()
+        .flatten()
+        .is_some_and(|e| e.first().map(String::as_str) == Some(WEAVEWAIT));
+    if !starts_with_weavewait {
+        return false;
+    }
+    let network_mode = json::object(container, "HostConfig")
+        .ok()
+        .flatten()
+        .and_then(|hc| json::string(hc, "NetworkMode").ok().flatten())
+        .unwrap_or("");
+    let env = json::string_list(config, "Env")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    matches!(
+        decide(
+            network_mode,
+            env.iter().map(String::as_str),
+            no_default_ipalloc
+        ),
+        Ok(Decision::Attach(_))
+    )
+}
+
+/// Puts `/w/w` in front of an exec's `Cmd` (once).
+///
+/// # Errors
+/// When the body is not an object with a string-list `Cmd` (the daemon then answers).
+pub fn rewrite(body: &mut Value) -> Result<bool, WrongType> {
+    let object = body.as_object_mut().ok_or(WrongType {
+        field: "body",
+        expected: "an object",
+    })?;
+    let cmd = json::string_list(object, "Cmd")?.unwrap_or_default();
+    if cmd.is_empty() || cmd[0] == WEAVEWAIT {
+        return Ok(false);
+    }
+    let wrapped = std::iter::once(WEAVEWAIT.to_owned()).chain(cmd);
+    object.insert("Cmd".into(), json::strings(wrapped));
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn recognises_weave_containers() {
+        let weave = |mode: &str, env: Value| json!({"Config": {"Entrypoint": ["/w/w", "sh"], "Env": env}, "HostConfig": {"NetworkMode": mode}});
+        let cases = [
+            (weave("default", json!(["PATH=/bin"])), false, true),
+            (weave("none", json!(null)), false, true),
+            (weave("default", json!(["WEAVE_CIDR=none"])), false, false),
+            (weave("host", json!([])), false, false),
+            (weave("default", json!([])), true, false),
+            (weave("default", json!(["WEAVE_CIDR="])), true, true),
+            (weave("default", json!(["WEAVE_CIDR=bad"])), false, false),
+            (json!({"Config": {"Entrypoint": ["sh"]}}), false, false),
+            (json!({"Config": {"Entrypoint": null}}), false, false),
+            (json!("nonsense"), false, false),
+        ];
+        for (container, no_default, want) in cases {
+            assert_eq!(
+                is_weave_container(&container, no_default),
+                want,
+                "{container}"
+            );
+        }
+    }
+
+    #[test]
+    fn prefixes_the_exec_command_once() {
+        let mut body = json!({"AttachStdout": true, "Cmd": ["ip", "addr"], "Tty": false});
+        assert!(rewrite(&mut body).unwrap());
+        assert_eq!(body["Cmd"], json!(["/w/w", "ip", "addr"]));
+        assert!(!rewrite(&mut body).unwrap());
+        assert_eq!(body["Cmd"], json!(["/w/w", "ip", "addr"]));
+        let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["AttachStdout", "Cmd", "Tty"]);
+        let mut string_cmd = json!({"Cmd": "ls"});
+        assert!(rewrite(&mut string_cmd).unwrap());
+        assert_eq!(string_cmd["Cmd"], json!(["/w/w", "ls"]));
+        assert!(rewrite(&mut json!({"Cmd": 3})).is_err());
+    }
+}
