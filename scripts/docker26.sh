@@ -305,7 +305,9 @@ do_start() {
     local i
     for ((i = 0; i < 100; i++)); do
       [ -S "$CTR_SOCK" ] && break
-      pid_alive "$CTR_PID" containerd >/dev/null || { tail -n 30 "$LOG/containerd.log" >&2; die "containerd exited"; }
+      # Only liveness here: right after the spawn the pid is still the shell on its way to
+      # exec'ing containerd, so the binary check of pid_alive would fail spuriously.
+      kill -0 "$(cat "$CTR_PID")" 2>/dev/null || { tail -n 30 "$LOG/containerd.log" >&2; die "containerd exited"; }
       sleep 0.2
     done
     [ -S "$CTR_SOCK" ] || die "containerd socket $CTR_SOCK did not appear"
@@ -354,7 +356,11 @@ do_start() {
   local deadline=$((t0 + START_TIMEOUT))
   trap check_host_bridge EXIT
   until api_up; do
-    if ! pid_alive "$DOCKERD_PID" dockerd >/dev/null && ! pid_alive "$DOCKERD_SPAWNED" dockerd >/dev/null; then
+    # Liveness only, for the same reason as containerd's above.
+    local spawned
+    spawned=$(cat "$DOCKERD_SPAWNED" 2>/dev/null || true)
+    if ! { [ -n "$spawned" ] && kill -0 "$spawned" 2>/dev/null; } \
+      && ! pid_alive "$DOCKERD_PID" dockerd >/dev/null; then
       tail -n 40 "$LOG/dockerd.log" >&2
       die "dockerd exited during start (see $LOG/dockerd.log)"
     fi

@@ -13,6 +13,7 @@ command -v tmux >/dev/null || missing+=(tmux)
 command -v script >/dev/null || missing+=(bsdutils)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v dpkg-deb >/dev/null || missing+=(dpkg)
+command -v file >/dev/null || missing+=(file)
 if ((${#missing[@]})); then
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive

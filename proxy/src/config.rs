@@ -1,5 +1,6 @@
 //! Command-line flags and their validation into a [`Config`]; no I/O happens here.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -10,6 +11,8 @@ use crate::address::SocketAddr;
 pub const DEFAULT_LISTEN: &str = "unix:///var/run/weave/weave.sock";
 /// The Docker daemon's default socket.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
+/// Where weave keeps its state on the host.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/weave";
 
 /// `weaveproxy`: a Docker API proxy that attaches containers to the weave network.
 #[derive(Debug, Parser)]
@@ -40,6 +43,24 @@ pub struct Cli {
     /// Seconds to let in-flight requests finish after SIGTERM before cutting them.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     pub shutdown_grace: f64,
+
+    /// Containers without WEAVE_CIDR are not attached (WEAVE_CIDR= still allocates).
+    #[arg(long)]
+    pub no_default_ipalloc: bool,
+
+    /// Do not add the 224.0.0.0/4 route in containers, and do not wait for it.
+    #[arg(long)]
+    pub no_multicast_route: bool,
+
+    /// Directory holding the weavewait builds w/w, w-nomcast/w and w-noop/w
+    /// [default: ./weavewait beside this program, else / when /w/w exists]
+    #[arg(long, value_name = "DIR", env = "WEAVEPROXY_WEAVEWAIT_DIR")]
+    pub weavewait_dir: Option<PathBuf>,
+
+    /// Host directory for the proxy's state (the installed weavewait versions); when the proxy
+    /// runs in a container, mount it at the same path.
+    #[arg(long, value_name = "DIR", env = "WEAVE_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
 }
 
 /// Validated settings.
@@ -53,6 +74,14 @@ pub struct Config {
     pub log_filter: String,
     /// How long in-flight work may take after SIGTERM.
     pub shutdown_grace: Duration,
+    /// `--no-default-ipalloc`.
+    pub no_default_ipalloc: bool,
+    /// `--no-multicast-route`.
+    pub no_multicast_route: bool,
+    /// `--weavewait-dir`, if given.
+    pub weavewait_dir: Option<PathBuf>,
+    /// `--data-dir`.
+    pub data_dir: PathBuf,
 }
 
 impl Config {
@@ -94,6 +123,10 @@ impl Config {
                 docker,
                 log_filter: cli.rust_log.unwrap_or(cli.log_level),
                 shutdown_grace,
+                no_default_ipalloc: cli.no_default_ipalloc,
+                no_multicast_route: cli.no_multicast_route,
+                weavewait_dir: cli.weavewait_dir,
+                data_dir: cli.data_dir,
             }),
             _ => Err(problems.join("\n")),
         }
@@ -115,8 +148,6 @@ pub fn log_directive(filter: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Config, String> {

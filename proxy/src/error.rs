@@ -10,6 +10,7 @@ use http_body_util::{BodyExt, Full};
 use thiserror::Error;
 
 use crate::body::ProxyBody;
+use crate::cidr::CidrError;
 
 /// A failure of the proxy, as opposed to an error answer from the daemon.
 #[derive(Debug, Error)]
@@ -22,6 +23,15 @@ pub enum ProxyError {
     /// Taking over the upstream connection for a raw stream failed.
     #[error("could not hijack the connection to the Docker daemon at {addr}: {reason}")]
     Hijack { addr: String, reason: String },
+    /// A `WEAVE_CIDR` that is none of the accepted forms; nothing was created.
+    #[error(transparent)]
+    Cidr(#[from] CidrError),
+    /// A body the proxy must rewrite is larger than it will hold in memory.
+    #[error("request body over {limit} bytes: too large for the weave proxy to rewrite")]
+    BodyTooLarge { limit: usize },
+    /// The client's request body could not be read to the end.
+    #[error("could not read the request body: {reason}")]
+    ClientBody { reason: String },
 }
 
 impl ProxyError {
@@ -29,6 +39,8 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Upstream { .. } | Self::Hijack { .. } => StatusCode::BAD_GATEWAY,
+            Self::Cidr(_) | Self::ClientBody { .. } => StatusCode::BAD_REQUEST,
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 

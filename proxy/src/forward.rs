@@ -6,7 +6,10 @@
 //! connection.
 
 use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
 use std::time::Instant;
+use tokio::sync::Notify;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
@@ -16,24 +19,59 @@ use tracing::debug;
 
 use crate::body::{self, ProxyBody};
 use crate::error::ProxyError;
-use crate::route::route;
+use crate::intercept::{self, Presentation, Settings};
+use crate::route::{Endpoint, route};
 use crate::upstream::Upstream;
 
-/// The daemon's end of a hijacked connection, handed from the request handler to the connection
-/// task, which splices it to the client once the response head has been written.
+/// The daemon's end of a hijacked connection, handed from the request handler to the
+/// connection task, which splices it to the client.
 #[derive(Debug, Clone, Default)]
-pub struct HijackSlot(Arc<Mutex<Option<Upgraded>>>);
+pub struct HijackSlot(Arc<SlotInner>);
+
+#[derive(Debug, Default)]
+struct SlotInner {
+    hijack: Mutex<Option<Hijack>>,
+    /// Wakes the connection task for a legacy hijack, whose response hyper must not write.
+    legacy: Notify,
+}
+
+/// A hijacked stream waiting to be spliced.
+#[derive(Debug)]
+pub struct Hijack {
+    /// The daemon's end.
+    pub daemon: Upgraded,
+    /// For a client that did not ask to upgrade: the response head to write by hand before
+    /// the stream (hyper would add a `Content-Length: 0` that the daemon never sends).
+    pub legacy_head: Option<Bytes>,
+}
 
 impl HijackSlot {
-    fn put(&self, upgraded: Upgraded) {
-        *self.0.lock().expect("hijack slot lock poisoned") = Some(upgraded);
+    fn put(&self, hijack: Hijack) {
+        let legacy = hijack.legacy_head.is_some();
+        *self.0.hijack.lock().expect("hijack slot lock poisoned") = Some(hijack);
+        if legacy {
+            self.0.legacy.notify_one();
+        }
     }
 
-    /// Takes the daemon's end of the stream, if this connection was hijacked.
-    pub fn take(&self) -> Option<Upgraded> {
-        self.0.lock().expect("hijack slot lock poisoned").take()
+    /// Takes the hijacked stream, if this connection was hijacked.
+    pub fn take(&self) -> Option<Hijack> {
+        self.0
+            .hijack
+            .lock()
+            .expect("hijack slot lock poisoned")
+            .take()
+    }
+
+    /// Resolves when a legacy hijack is ready for the connection task to take over.
+    pub async fn legacy_ready(&self) {
+        self.0.legacy.notified().await;
     }
 }
+
+/// The daemon's own answer to an attach or exec start without `Upgrade` (every version).
+const LEGACY_HEAD: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\n";
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection and must not be forwarded.
 /// `Transfer-Encoding` is left to hyper, which frames each side's body itself.
@@ -77,16 +115,25 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Everything a request handler needs: the daemon and how to rewrite for weave.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The Docker daemon.
+    pub upstream: Upstream,
+    /// How containers are rewritten.
+    pub settings: Settings,
+}
+
 /// Forwards one client request and returns what the client should see.
 pub async fn forward(
-    upstream: &Upstream,
+    context: &Context,
     request: Request<Incoming>,
     hijack: &HijackSlot,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let response = match exchange(upstream, request, hijack).await {
+    let response = match exchange(context, request, hijack).await {
         Ok(response) => response,
         Err(err) => err.into_response(),
     };
@@ -101,12 +148,24 @@ pub async fn forward(
 }
 
 async fn exchange(
-    upstream: &Upstream,
+    context: &Context,
     request: Request<Incoming>,
     hijack: &HijackSlot,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    let (upstream, settings) = (&context.upstream, &context.settings);
     let endpoint = route(request.method(), request.uri().path());
     let (mut parts, body) = request.into_parts();
+    let presentation = match endpoint {
+        Endpoint::ContainerCreate => {
+            return intercept::create_container(upstream, settings, parts, body).await;
+        }
+        Endpoint::ExecCreate { ref container } => {
+            return intercept::create_exec(upstream, settings, container, parts, body).await;
+        }
+        Endpoint::ContainerList => Some(Presentation::List),
+        Endpoint::ContainerInspect => Some(Presentation::Inspect),
+        _ => None,
+    };
     let client_upgrades = wants_upgrade(&parts.headers);
     if !client_upgrades {
         strip_hop_by_hop(&mut parts.headers);
@@ -134,22 +193,28 @@ async fn exchange(
                     addr: upstream.addr().to_string(),
                     reason: err.to_string(),
                 })?;
-        hijack.put(upgraded);
-        let (mut parts, _) = response.into_parts();
-        if !client_upgrades {
-            // The legacy form: `200 OK`, then the raw stream until either side closes.
-            parts.status = StatusCode::OK;
-            parts.extensions.clear();
-            strip_hop_by_hop(&mut parts.headers);
-            parts
-                .headers
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        if client_upgrades {
+            hijack.put(Hijack {
+                daemon: upgraded,
+                legacy_head: None,
+            });
+            let (parts, _) = response.into_parts();
+            return Ok(Response::from_parts(parts, body::empty()));
         }
-        return Ok(Response::from_parts(parts, body::empty()));
+        // The legacy form, `200 OK` and then the raw stream until either side closes, is
+        // written by the connection task itself; this response is never sent.
+        hijack.put(Hijack {
+            daemon: upgraded,
+            legacy_head: Some(Bytes::from_static(LEGACY_HEAD)),
+        });
+        return std::future::pending().await;
     }
 
     strip_hop_by_hop(response.headers_mut());
-    Ok(response.map(body::stream))
+    match presentation {
+        Some(kind) => intercept::present(upstream, kind, response).await,
+        None => Ok(response.map(body::stream)),
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,9 @@
 //! - [`route`]: which API endpoint a request is for (pure table).
 //! - [`upstream`]: the pooled connection to the Docker daemon.
 //! - [`error`]: the proxy's own failures and their single mapping to Docker-shaped responses.
+//! - [`intercept`]: the rewrites of create, exec create, list and inspect (pure) and their I/O.
+//! - [`cidr`]: `WEAVE_CIDR` grammar and the attach-or-leave-alone decision (pure).
+//! - [`weavewait`]: installing the weavewait binaries that containers bind at `/w`.
 //! - [`body`], [`socket`]: the body and stream types that flow through all of the above.
 
 pub mod address;
@@ -23,3 +26,4 @@ pub mod route;
 pub mod server;
 pub mod socket;
 pub mod upstream;
+pub mod weavewait;

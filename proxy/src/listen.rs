@@ -22,12 +22,11 @@ pub enum ListenError {
     #[error("{path}: exists and is not a socket; refusing to replace it")]
     NotASocket { path: PathBuf },
     /// Any other failure, with what was being done.
-    #[error("{action} {target}: {source}")]
+    #[error("{action} {target}: {error}")]
     Io {
         action: &'static str,
         target: String,
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
 }
 
@@ -58,10 +57,10 @@ impl Listener {
             SocketAddr::Tcp(host_port) => {
                 let listener = TcpListener::bind(host_port.as_str())
                     .await
-                    .map_err(|source| ListenError::Io {
+                    .map_err(|error| ListenError::Io {
                         action: "listen on",
                         target: addr.to_string(),
-                        source,
+                        error,
                     })?;
                 Ok(Self::Tcp(listener))
             }
@@ -111,10 +110,10 @@ impl Drop for SocketFile {
 fn bind_unix(path: &Path, template: Option<&Path>) -> Result<Listener, ListenError> {
     let io_err = |action: &'static str, target: &Path| {
         let target = target.display().to_string();
-        move |source| ListenError::Io {
+        move |error| ListenError::Io {
             action,
             target,
-            source,
+            error,
         }
     };
     if let Some(parent) = path.parent() {
@@ -129,8 +128,16 @@ fn bind_unix(path: &Path, template: Option<&Path>) -> Result<Listener, ListenErr
         path: path.to_owned(),
         inode,
     };
-    if let Some(template) = template {
-        copy_access(template, path)?;
+    match template.map(std::fs::metadata) {
+        Some(Ok(meta)) => copy_access(&meta, path)?,
+        // The daemon may not be up yet; its socket's permissions are then unknown, and the
+        // proxy's socket keeps the default ones rather than refusing to start.
+        Some(Err(err)) => tracing::warn!(
+            template = %template.unwrap_or(path).display(),
+            error = %err,
+            "cannot copy the Docker socket's owner and mode; keeping the defaults"
+        ),
+        None => {}
     }
     Ok(Listener::Unix { listener, file })
 }
@@ -140,11 +147,11 @@ fn remove_stale_socket(path: &Path) -> Result<(), ListenError> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => {
+        Err(error) => {
             return Err(ListenError::Io {
                 action: "stat",
                 target: path.display().to_string(),
-                source,
+                error,
             });
         }
     };
@@ -158,30 +165,29 @@ fn remove_stale_socket(path: &Path) -> Result<(), ListenError> {
             path: path.to_owned(),
         }),
         Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path)
-            .map_err(|source| ListenError::Io {
+            .map_err(|error| ListenError::Io {
                 action: "remove stale socket",
                 target: path.display().to_string(),
-                source,
+                error,
             }),
-        Err(source) => Err(ListenError::Io {
+        Err(error) => Err(ListenError::Io {
             action: "probe existing socket",
             target: path.display().to_string(),
-            source,
+            error,
         }),
     }
 }
 
-/// Gives `path` the owner, group and permission bits of `template`.
-fn copy_access(template: &Path, path: &Path) -> Result<(), ListenError> {
+/// Gives `path` the owner, group and permission bits of the file `meta` describes.
+fn copy_access(meta: &std::fs::Metadata, path: &Path) -> Result<(), ListenError> {
     let io_err = |action: &'static str, target: &Path| {
         let target = target.display().to_string();
-        move |source| ListenError::Io {
+        move |error| ListenError::Io {
             action,
             target,
-            source,
+            error,
         }
     };
-    let meta = std::fs::metadata(template).map_err(io_err("stat", template))?;
     std::os::unix::fs::chown(path, Some(meta.uid()), Some(meta.gid()))
         .map_err(io_err("chown", path))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(meta.mode() & 0o7777))

@@ -1,15 +1,19 @@
 //! The `weaveproxy` binary: flags, logging, listeners, then [`weaveproxy::server::Server::run`].
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::Context as _;
 use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 use weaveproxy::config::{Cli, Config};
+use weaveproxy::forward::Context;
+use weaveproxy::intercept::Settings;
 use weaveproxy::listen::Listener;
 use weaveproxy::server::Server;
 use weaveproxy::upstream::Upstream;
+use weaveproxy::weavewait::{self, Variant};
 
 /// Exit status for bad flags (BSD `EX_USAGE`).
 const EX_USAGE: u8 = 64;
@@ -38,6 +42,15 @@ fn main() -> ExitCode {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     let upstream = Upstream::new(config.docker.clone());
+    // Everything that can fail or take time happens before listening: a client that can
+    // connect is served at once.
+    let settings = weave_settings(&config)?;
+    match upstream.api_version().await {
+        Ok(version) => info!(docker = %upstream.addr(), api_version = %version, "upstream docker"),
+        Err(err) => {
+            warn!(%err, "docker daemon not answering yet; requests will get 502 until it does")
+        }
+    }
     let template = upstream.socket_path();
     let mut listeners = Vec::with_capacity(config.listen.len());
     for addr in &config.listen {
@@ -59,10 +72,41 @@ async fn run(config: Config) -> anyhow::Result<()> {
             _ = int.recv() => info!("SIGINT received"),
         }
     };
-    Server::new(upstream, config.shutdown_grace)
+    let context = Context { upstream, settings };
+    Server::new(context, config.shutdown_grace)
         .run(listeners, shutdown)
         .await;
     Ok(())
+}
+
+/// Installs weavewait where containers can bind it, and picks the variant for this proxy.
+fn weave_settings(config: &Config) -> anyhow::Result<Settings> {
+    let source = match &config.weavewait_dir {
+        Some(dir) => dir.clone(),
+        None => default_weavewait_dir(),
+    };
+    let installed = weavewait::install(&source, &config.data_dir)?;
+    let variant = if config.no_multicast_route {
+        Variant::NoMulticast
+    } else {
+        Variant::Multicast
+    };
+    let settings = Settings {
+        weavewait: installed.dir(variant),
+        no_default_ipalloc: config.no_default_ipalloc,
+    };
+    info!(weavewait = %settings.weavewait.display(), "containers will wait for the weave network");
+    Ok(settings)
+}
+
+/// `weavewait/` beside this program (a host install), else `/` (the weaveexec image, which
+/// holds `/w/w`, `/w-nomcast/w` and `/w-noop/w`).
+fn default_weavewait_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("weavewait")))
+        .filter(|dir| dir.join("w/w").is_file())
+        .unwrap_or_else(|| PathBuf::from("/"))
 }
 
 fn init_logging(filter: &str) -> anyhow::Result<()> {

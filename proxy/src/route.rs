@@ -9,6 +9,17 @@ use http::Method;
 /// The endpoints the proxy treats specially; everything else is [`Endpoint::Other`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
+    /// `POST /containers/create`: rewritten so the container waits for the weave network.
+    ContainerCreate,
+    /// `GET /containers/json`: the list shows each container's command as the client gave it.
+    ContainerList,
+    /// `GET /containers/{id}/json`: the inspect shows the command as the client gave it.
+    ContainerInspect,
+    /// `POST /containers/{id}/exec`: an exec in a weave container waits for the network too.
+    ExecCreate {
+        /// The container's id or name, as it appears in the path.
+        container: String,
+    },
     /// `POST /containers/{id}/attach`: hijacks the connection for the container's stdio.
     Attach,
     /// `POST /exec/{id}/start`: hijacks the connection for the exec's stdio (unless detached).
@@ -34,6 +45,12 @@ pub fn route(method: &Method, path: &str) -> Endpoint {
     let path = strip_version(path);
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (method, segments.as_slice()) {
+        (&Method::POST, ["containers", "create"]) => Endpoint::ContainerCreate,
+        (&Method::GET, ["containers", "json"]) => Endpoint::ContainerList,
+        (&Method::GET, ["containers", id, "json"]) if !id.is_empty() => Endpoint::ContainerInspect,
+        (&Method::POST, ["containers", id, "exec"]) if !id.is_empty() => Endpoint::ExecCreate {
+            container: (*id).to_owned(),
+        },
         (&Method::POST, ["containers", id, "attach"]) if !id.is_empty() => Endpoint::Attach,
         (&Method::GET, ["containers", id, "attach", "ws"]) if !id.is_empty() => {
             Endpoint::AttachWebsocket
@@ -80,7 +97,6 @@ mod tests {
             (Method::GET, "/containers/abc/attach", Endpoint::Other),
             (Method::POST, "/containers//attach", Endpoint::Other),
             (Method::POST, "/containers/abc/attach/", Endpoint::Other),
-            (Method::POST, "/containers/create", Endpoint::Other),
             (Method::POST, "/vx/containers/abc/attach", Endpoint::Other),
             (
                 Method::POST,
@@ -88,6 +104,37 @@ mod tests {
                 Endpoint::Other,
             ),
             (Method::GET, "/_ping", Endpoint::Other),
+            (
+                Method::POST,
+                "/v1.41/containers/create",
+                Endpoint::ContainerCreate,
+            ),
+            (
+                Method::POST,
+                "/containers/create",
+                Endpoint::ContainerCreate,
+            ),
+            (Method::GET, "/containers/create", Endpoint::Other),
+            (
+                Method::GET,
+                "/v1.45/containers/json",
+                Endpoint::ContainerList,
+            ),
+            (
+                Method::GET,
+                "/containers/abc/json",
+                Endpoint::ContainerInspect,
+            ),
+            (Method::GET, "/containers//json", Endpoint::Other),
+            (
+                Method::POST,
+                "/v1.41/containers/web/exec",
+                Endpoint::ExecCreate {
+                    container: "web".into(),
+                },
+            ),
+            (Method::GET, "/exec/abc/json", Endpoint::Other),
+            (Method::POST, "/containers/web/start", Endpoint::Other),
         ];
         for (method, path, want) in cases {
             assert_eq!(route(&method, path), want, "{method} {path}");

@@ -14,10 +14,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::forward::{HijackSlot, forward};
+use crate::forward::{Context, HijackSlot, forward};
 use crate::listen::Listener;
 use crate::socket::Stream;
-use crate::upstream::Upstream;
 
 /// Buffer per direction for hijacked streams: big enough that a 256 MiB `cat` through attach
 /// is not dominated by syscalls, small enough for thousands of idle attaches.
@@ -29,14 +28,15 @@ const MAX_HEADERS: usize = 1000;
 /// How the proxy serves: what it forwards to and how long it lets work finish on shutdown.
 #[derive(Debug, Clone)]
 pub struct Server {
-    upstream: Upstream,
+    context: Context,
     grace: Duration,
 }
 
 impl Server {
-    /// A server forwarding to `upstream` that waits up to `grace` for in-flight work on shutdown.
-    pub fn new(upstream: Upstream, grace: Duration) -> Self {
-        Self { upstream, grace }
+    /// A server forwarding with `context` that waits up to `grace` for in-flight work on
+    /// shutdown.
+    pub fn new(context: Context, grace: Duration) -> Self {
+        Self { context, grace }
     }
 
     /// Serves every listener until `shutdown` resolves, then stops accepting, lets in-flight
@@ -58,11 +58,10 @@ impl Server {
         shutdown.await;
         info!("shutting down: no new connections");
         stop.cancel();
-        let mut listeners = Vec::with_capacity(accept_loops.len());
+        // Closing the listeners at once refuses new clients and removes the socket files,
+        // while the connections already accepted finish below.
         for accept_loop in accept_loops {
-            if let Ok(listener) = accept_loop.await {
-                listeners.push(listener);
-            }
+            drop(accept_loop.await);
         }
         tracker.close();
         if tokio::time::timeout(server.grace, tracker.wait())
@@ -75,7 +74,6 @@ impl Server {
                 "grace period over: cutting the connections still open"
             );
         }
-        drop(listeners);
         info!("shut down");
     }
 
@@ -118,7 +116,7 @@ impl Server {
             service_fn(move |request| {
                 let (server, hijack) = (Arc::clone(&server), hijack.clone());
                 Box::pin(async move {
-                    Ok::<_, Infallible>(forward(&server.upstream, request, &hijack).await)
+                    Ok::<_, Infallible>(forward(&server.context, request, &hijack).await)
                 }) as Pin<Box<dyn Future<Output = _> + Send>>
             })
         };
@@ -128,25 +126,34 @@ impl Server {
             // instead of being closed, so that it can be spliced to the daemon.
             .serve_connection(TokioIo::new(stream), service);
         let served = tokio::select! {
-            served = poll_fn(|cx| conn.poll_without_shutdown(cx)) => served,
+            served = poll_fn(|cx| conn.poll_without_shutdown(cx)) => Some(served),
+            () = hijack.legacy_ready() => None,
             () = stop.cancelled() => {
                 // Finish the request in flight (if any), then close instead of keeping alive.
                 Pin::new(&mut conn).graceful_shutdown();
-                poll_fn(|cx| conn.poll_without_shutdown(cx)).await
+                tokio::select! {
+                    served = poll_fn(|cx| conn.poll_without_shutdown(cx)) => Some(served),
+                    () = hijack.legacy_ready() => None,
+                }
             }
         };
-        if let Err(err) = served {
+        if let Some(Err(err)) = served {
             // Clients hanging up mid-stream is routine (Ctrl-C on `docker logs -f`).
             debug!(error = %err, "client connection ended");
             return;
         }
         let parts = conn.into_parts();
         let mut client = parts.io.into_inner();
-        let Some(daemon) = hijack.take() else {
+        let Some(hijack) = hijack.take() else {
             let _ = client.shutdown().await;
             return;
         };
-        let mut daemon = TokioIo::new(daemon);
+        if let Some(head) = hijack.legacy_head
+            && client.write_all(&head).await.is_err()
+        {
+            return;
+        }
+        let mut daemon = TokioIo::new(hijack.daemon);
         // Bytes the client sent right behind its request head (stdin typed early) go first.
         if !parts.read_buf.is_empty() && daemon.write_all(&parts.read_buf).await.is_err() {
             return;

@@ -11,7 +11,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{Request, Response, Uri};
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -115,35 +117,50 @@ impl Upstream {
             })
     }
 
-    /// Asks the daemon for its API version (`GET /version`), for the start-up log line.
+    /// `GET path` on the daemon for the proxy's own use, with the whole answer collected.
+    ///
+    /// Unversioned paths are used on purpose: the daemon answers them at its own current API
+    /// version, so the proxy never pins an old one.
     ///
     /// # Errors
-    /// When the daemon cannot be reached or does not answer with its version.
-    pub async fn api_version(&self) -> Result<String, ProxyError> {
-        use http_body_util::BodyExt;
-
-        let request = Request::get("/version")
+    /// When the daemon cannot be reached or the answer is cut off.
+    pub async fn get(&self, path: &str) -> Result<(StatusCode, Bytes), ProxyError> {
+        let request = Request::get(path)
             .header(http::header::HOST, "docker")
             .body(body::empty())
-            .expect("a static request is valid");
-        let unexpected = |reason: String| ProxyError::Upstream {
-            addr: self.addr.to_string(),
-            reason,
-        };
+            .map_err(|err| self.failed(format!("bad path {path:?}: {err}")))?;
         let response = self.send(request).await?;
         let status = response.status();
         let bytes = response
             .into_body()
             .collect()
             .await
-            .map_err(|err| unexpected(err.to_string()))?
+            .map_err(|err| self.failed(err.to_string()))?
             .to_bytes();
+        Ok((status, bytes))
+    }
+
+    /// Asks the daemon for its API version (`GET /version`), for the start-up log line.
+    ///
+    /// # Errors
+    /// When the daemon cannot be reached or does not answer with its version.
+    pub async fn api_version(&self) -> Result<String, ProxyError> {
+        let (status, bytes) = self.get("/version").await?;
         let version: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|err| unexpected(format!("GET /version answered {status}: {err}")))?;
+            .map_err(|err| self.failed(format!("GET /version answered {status}: {err}")))?;
         version["ApiVersion"]
             .as_str()
             .map(str::to_owned)
-            .ok_or_else(|| unexpected(format!("GET /version answered {status} without ApiVersion")))
+            .ok_or_else(|| {
+                self.failed(format!("GET /version answered {status} without ApiVersion"))
+            })
+    }
+
+    fn failed(&self, reason: String) -> ProxyError {
+        ProxyError::Upstream {
+            addr: self.addr.to_string(),
+            reason,
+        }
     }
 }
 

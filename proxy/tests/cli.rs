@@ -14,6 +14,26 @@ fn weaveproxy(args: &[&str]) -> std::process::Output {
 }
 
 #[test]
+fn missing_weavewait_binaries_are_named_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = weaveproxy(&[
+        "-H",
+        &format!("unix://{}/p.sock", dir.path().display()),
+        "--weavewait-dir",
+        dir.path().to_str().unwrap(),
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("w/w") && stderr.contains("--weavewait-dir"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("p.sock").exists(), "nothing listens");
+}
+
+#[test]
 fn help_lists_the_flags() {
     let out = weaveproxy(&["--help"]);
     assert!(out.status.success());
@@ -35,10 +55,25 @@ fn bad_addresses_exit_with_usage_status_and_name_each_problem() {
 #[test]
 fn a_live_socket_is_not_stolen() {
     let dir = tempfile::tempdir().unwrap();
+    // Stand-ins for the weavewait builds: installing them only copies files.
+    for variant in ["w", "w-nomcast", "w-noop"] {
+        std::fs::create_dir_all(dir.path().join(variant)).unwrap();
+        std::fs::write(dir.path().join(variant).join("w"), variant).unwrap();
+    }
     let path = dir.path().join("busy.sock");
     let _owner = std::os::unix::net::UnixListener::bind(&path).unwrap();
     let addr = format!("unix://{}", path.display());
-    let out = weaveproxy(&["-H", &addr, "--docker-api", "unix:///nonexistent.sock"]);
+    let data = dir.path().join("data");
+    let out = weaveproxy(&[
+        "-H",
+        &addr,
+        "--docker-api",
+        "unix:///nonexistent.sock",
+        "--weavewait-dir",
+        dir.path().to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("already listening"), "{stderr}");

@@ -26,13 +26,18 @@ pub fn binary() -> PathBuf {
     if let Some(path) = std::env::var_os("WEAVEPROXY_BIN") {
         return PathBuf::from(path);
     }
-    // Test executables live in target/<profile>/deps; binaries one level up.
+    built("weaveproxy")
+}
+
+/// A binary of this workspace from the same build as the running test or benchmark.
+fn built(name: &str) -> PathBuf {
+    // Test executables live in target/<triple>/<profile>/deps; binaries one level up.
     let exe = std::env::current_exe().expect("the test knows its own path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary is in target/<profile>/deps");
-    let bin = profile_dir.join("weaveproxy");
+    let mut dir = exe.parent().expect("the executable has a directory");
+    if dir.ends_with("deps") {
+        dir = dir.parent().expect("deps has a parent");
+    }
+    let bin = dir.join(name);
     assert!(
         bin.exists(),
         "{} not built: run the suite with `cargo test --workspace` or `cargo nextest run --workspace`",
@@ -41,25 +46,62 @@ pub fn binary() -> PathBuf {
     bin
 }
 
+/// Lays out this build's (static) weavewait binaries as the proxy expects them:
+/// `dir/w/w`, `dir/w-nomcast/w`, `dir/w-noop/w`.
+pub fn weavewait_layout(dir: &Path) {
+    for (variant, bin) in [
+        ("w", "weavewait"),
+        ("w-nomcast", "weavewait-nomcast"),
+        ("w-noop", "weavewait-noop"),
+    ] {
+        let target = dir.join(variant);
+        fs::create_dir_all(&target).expect("weavewait layout directory");
+        fs::copy(built(bin), target.join("w")).expect("weavewait copied into the layout");
+    }
+}
+
 impl Proxy {
-    /// Starts a proxy in front of the target daemon.
+    /// Starts a pass-through proxy in front of the target daemon.
+    ///
+    /// Pass-through proxies run with `--no-default-ipalloc`, so containers without
+    /// `WEAVE_CIDR` are forwarded exactly as the client sent them: the pass-through suite checks
+    /// that the proxy cannot be told from the daemon, while the rewrite has suites of its own
+    /// ([`Proxy::start_weave`]).
     pub fn start() -> Self {
         Self::start_with(&target_daemon(), &[])
     }
 
-    /// Starts a proxy in front of `upstream` with extra flags.
+    /// Starts a pass-through proxy in front of `upstream` with extra flags.
     pub fn start_with(upstream: &str, args: &[&str]) -> Self {
+        let mut all = vec!["--no-default-ipalloc"];
+        all.extend_from_slice(args);
+        Self::spawn(upstream, &all)
+    }
+
+    /// Starts a proxy that rewrites every container for weave (the default behaviour), in
+    /// front of the target daemon, with extra flags.
+    pub fn start_weave(args: &[&str]) -> Self {
+        Self::spawn(&target_daemon(), args)
+    }
+
+    fn spawn(upstream: &str, args: &[&str]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("weaveproxy-test")
             .tempdir()
             .expect("a temporary directory");
         let socket = dir.path().join("proxy.sock");
         let log = fs::File::create(dir.path().join("proxy.log")).expect("the log file opens");
+        let weavewait = dir.path().join("weavewait");
+        weavewait_layout(&weavewait);
         let child = Command::new(binary())
             .arg("-H")
             .arg(format!("unix://{}", socket.display()))
             .arg("--docker-api")
             .arg(upstream)
+            .arg("--weavewait-dir")
+            .arg(&weavewait)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
             .args(["--log-level", "debug"])
             .args(args)
             .env_remove("RUST_LOG")

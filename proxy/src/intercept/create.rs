@@ -168,7 +168,7 @@ pub fn rewrite(body: &mut Value, image: &ImageCommand, source: &str) -> Result<O
         return Ok(Outcome::Rewritten);
     }
     let cmd_from_image = cmd.as_deref().is_none_or(<[String]>::is_empty)
-        && !entrypoint.as_deref().is_some_and(|e| !e.is_empty());
+        && entrypoint.as_deref().is_none_or(<[String]>::is_empty);
     let wrapped = std::iter::once(WEAVEWAIT.to_owned()).chain(final_entrypoint);
     object.insert("Entrypoint".into(), json::strings(wrapped));
     if cmd_from_image && !final_cmd.is_empty() {
@@ -216,18 +216,21 @@ mod tests {
         }
     }
 
+    /// Request Entrypoint, request Cmd, the image, and what Docker runs (entrypoint, cmd).
+    type MergeCase<'a> = (
+        Option<&'a [&'a str]>,
+        Option<&'a [&'a str]>,
+        &'a ImageCommand,
+        (&'a [&'a str], &'a [&'a str]),
+    );
+
     /// Every row of the merge table: request Entrypoint/Cmd × image Entrypoint/Cmd.
     #[test]
     fn merges_like_the_daemon() {
         let busybox = image(None, Some(&["sh"]));
         let grep = image(Some(&["grep"]), Some(&["--help"]));
         let falsy = image(Some(&["/bin/false"]), None);
-        let cases: Vec<(
-            Option<&[&str]>,
-            Option<&[&str]>,
-            &ImageCommand,
-            (&[&str], &[&str]),
-        )> = vec![
+        let cases: Vec<MergeCase<'_>> = vec![
             // nil entrypoint, cmd given: image entrypoint + cmd
             (
                 None,

@@ -1,5 +1,277 @@
 //! The endpoints the proxy rewrites: pure rewrites in submodules, their I/O here.
+//!
+//! Only these bodies are buffered (up to [`BODY_LIMIT`]); everything else streams. A body that
+//! is not the JSON the proxy expects goes to the daemon byte for byte, so the client gets the
+//! daemon's own error for it.
+
 pub mod create;
 pub mod exec;
 pub mod json;
 pub mod present;
+
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde_json::Value;
+use tracing::{debug, info};
+
+use crate::body::{self, ProxyBody};
+use crate::error::ProxyError;
+use crate::upstream::Upstream;
+
+/// The largest request or response body the proxy reads whole in order to rewrite it. Docker's
+/// create and inspect documents are a few KiB; this leaves room for huge label sets.
+pub const BODY_LIMIT: usize = 16 * 1024 * 1024;
+
+/// What the rewrites need to know about this proxy.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Host directory bound read-only at `/w` in rewritten containers (holds `w`).
+    pub weavewait: PathBuf,
+    /// Containers without `WEAVE_CIDR` are left alone (`--no-default-ipalloc`).
+    pub no_default_ipalloc: bool,
+}
+
+/// `POST /containers/create`: validate `WEAVE_CIDR`, merge the image's command, wrap it in
+/// `/w/w` and bind weavewait at `/w`.
+///
+/// # Errors
+/// A bad `WEAVE_CIDR` (400, nothing created), an oversized body, or the daemon unreachable.
+pub async fn create_container(
+    upstream: &Upstream,
+    settings: &Settings,
+    parts: Parts,
+    body: Incoming,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let bytes = read_body(body).await?;
+    let Ok(mut doc) = serde_json::from_slice::<Value>(&bytes) else {
+        return send(upstream, parts, bytes).await;
+    };
+    let image = match create::plan(&doc, settings.no_default_ipalloc)? {
+        create::Plan::Forward(reason) => {
+            info!(%reason, "create: leaving the container alone");
+            return send(upstream, parts, bytes).await;
+        }
+        create::Plan::Rewrite { image: None } => create::ImageCommand::default(),
+        create::Plan::Rewrite { image: Some(name) } => {
+            match upstream
+                .get(&format!("/images/{}/json", encode_path(&name)))
+                .await?
+            {
+                (StatusCode::OK, image) => {
+                    match serde_json::from_slice(&image)
+                        .map_err(|e| e.to_string())
+                        .and_then(|v| {
+                            create::ImageCommand::from_inspect(&v).map_err(|e| e.to_string())
+                        }) {
+                        Ok(command) => command,
+                        Err(reason) => {
+                            return Err(ProxyError::Upstream {
+                                addr: upstream.addr().to_string(),
+                                reason: format!("unexpected image inspect for {name:?}: {reason}"),
+                            });
+                        }
+                    }
+                }
+                // A missing image: the daemon's own 404 for the create names it in the words
+                // the docker CLI looks for before it pulls and tries again.
+                (StatusCode::NOT_FOUND, _) => return send(upstream, parts, bytes).await,
+                (status, answer) => return Ok(json_response(status, answer)),
+            }
+        }
+    };
+    let source = settings.weavewait.display().to_string();
+    match create::rewrite(&mut doc, &image, &source) {
+        Ok(create::Outcome::Rewritten) => send_json(upstream, parts, &doc).await,
+        Ok(create::Outcome::Forward(reason)) => {
+            debug!(%reason, "create: forwarding unchanged");
+            send(upstream, parts, bytes).await
+        }
+        Err(wrong) => {
+            debug!(%wrong, "create: forwarding unchanged");
+            send(upstream, parts, bytes).await
+        }
+    }
+}
+
+/// `POST /containers/{id}/exec`: prefix the command with `/w/w` in weave containers.
+///
+/// # Errors
+/// An oversized body, or the daemon unreachable.
+pub async fn create_exec(
+    upstream: &Upstream,
+    settings: &Settings,
+    container: &str,
+    parts: Parts,
+    body: Incoming,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let bytes = read_body(body).await?;
+    let (status, inspect) = upstream
+        .get(&format!("/containers/{container}/json"))
+        .await?;
+    let weave = status == StatusCode::OK
+        && serde_json::from_slice::<Value>(&inspect)
+            .is_ok_and(|c| exec::is_weave_container(&c, settings.no_default_ipalloc));
+    if weave
+        && let Ok(mut doc) = serde_json::from_slice::<Value>(&bytes)
+        && exec::rewrite(&mut doc).unwrap_or(false)
+    {
+        return send_json(upstream, parts, &doc).await;
+    }
+    send(upstream, parts, bytes).await
+}
+
+/// Which presentation rewrite a forwarded response gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presentation {
+    /// `GET /containers/json`.
+    List,
+    /// `GET /containers/{id}/json`.
+    Inspect,
+}
+
+/// Shows the daemon's answer without the `/w/w` prefix; answers that do not mention it, errors
+/// and oversized bodies pass through as they came.
+///
+/// # Errors
+/// When the daemon's answer is cut off.
+pub async fn present(
+    upstream: &Upstream,
+    kind: Presentation,
+    response: Response<Incoming>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let declared = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if response.status() != StatusCode::OK || declared.is_some_and(|len| len > BODY_LIMIT) {
+        return Ok(response.map(body::stream));
+    }
+    let (mut parts, incoming) = response.into_parts();
+    let bytes = Limited::new(incoming, BODY_LIMIT)
+        .collect()
+        .await
+        .map_err(|err| ProxyError::Upstream {
+            addr: upstream.addr().to_string(),
+            reason: format!("reading the answer: {err}"),
+        })?
+        .to_bytes();
+    let mentions = bytes
+        .windows(create::WEAVEWAIT.len())
+        .any(|w| w == create::WEAVEWAIT.as_bytes());
+    let rewritten = mentions
+        .then(|| serde_json::from_slice::<Value>(&bytes).ok())
+        .flatten()
+        .and_then(|mut doc| {
+            let changed = match kind {
+                Presentation::List => present::hide_in_list(&mut doc),
+                Presentation::Inspect => present::hide_in_inspect(&mut doc),
+            };
+            changed.then(|| to_json_bytes(&doc, bytes.ends_with(b"\n")))
+        });
+    let out = rewritten.unwrap_or(bytes);
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+    Ok(Response::from_parts(parts, full(out)))
+}
+
+async fn read_body(body: Incoming) -> Result<Bytes, ProxyError> {
+    match Limited::new(body, BODY_LIMIT).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+            Err(ProxyError::BodyTooLarge { limit: BODY_LIMIT })
+        }
+        Err(err) => Err(ProxyError::ClientBody {
+            reason: err.to_string(),
+        }),
+    }
+}
+
+/// Sends a request with a body the proxy has in hand, framed by `Content-Length`.
+async fn send(
+    upstream: &Upstream,
+    mut parts: Parts,
+    bytes: Bytes,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    crate::forward::strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    let mut response = upstream
+        .send(Request::from_parts(parts, full(bytes)))
+        .await?;
+    crate::forward::strip_hop_by_hop(response.headers_mut());
+    Ok(response.map(body::stream))
+}
+
+async fn send_json(
+    upstream: &Upstream,
+    parts: Parts,
+    doc: &Value,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    send(upstream, parts, to_json_bytes(doc, false)).await
+}
+
+fn to_json_bytes(doc: &Value, newline: bool) -> Bytes {
+    let mut out = serde_json::to_vec(doc).expect("a JSON value serializes");
+    if newline {
+        out.push(b'\n');
+    }
+    Bytes::from(out)
+}
+
+fn full(bytes: Bytes) -> ProxyBody {
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+fn json_response(status: StatusCode, bytes: Bytes) -> Response<ProxyBody> {
+    let mut response = Response::new(full(bytes));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Percent-encodes an image reference for use as one path segment run: `/` (repositories),
+/// `:` (tags, registry ports) and `@` (digests) stay, as Docker's own clients send them.
+fn encode_path(reference: &str) -> String {
+    let mut out = String::with_capacity(reference.len());
+    for byte in reference.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~/:@".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_references_keep_their_shape_in_paths() {
+        let cases = [
+            ("busybox", "busybox"),
+            ("busybox:1.36", "busybox:1.36"),
+            ("localhost:5000/team/app:v2", "localhost:5000/team/app:v2"),
+            ("busybox@sha256:0123abcd", "busybox@sha256:0123abcd"),
+            ("we ird?#", "we%20ird%3F%23"),
+        ];
+        for (reference, want) in cases {
+            assert_eq!(encode_path(reference), want);
+        }
+    }
+}

@@ -21,11 +21,12 @@ pub fn hide_in_list(list: &mut Value) -> bool {
         let Some(Value::String(command)) = container.get_mut("Command") else {
             continue;
         };
-        if let Some(rest) = command.strip_prefix(WEAVEWAIT) {
-            if rest.is_empty() || rest.starts_with(' ') {
-                *command = rest.trim_start_matches(' ').to_owned();
-                changed = true;
-            }
+        if let Some(rest) = command
+            .strip_prefix(WEAVEWAIT)
+            .filter(|rest| rest.is_empty() || rest.starts_with(' '))
+        {
+            *command = rest.trim_start_matches(' ').to_owned();
+            changed = true;
         }
     }
     changed
@@ -39,24 +40,23 @@ pub fn hide_in_inspect(container: &mut Value) -> bool {
     };
     let mut changed = false;
     let wrapped = object.get("Path").and_then(Value::as_str) == Some(WEAVEWAIT);
-    if let (true, Some(Value::Array(args))) = (wrapped, object.get_mut("Args")) {
-        if let Some(Value::String(_)) = args.first() {
-            let path = args.remove(0);
-            object.insert("Path".into(), path);
-            changed = true;
-        }
+    if let (true, Some(Value::Array(args))) = (wrapped, object.get_mut("Args"))
+        && let Some(Value::String(_)) = args.first()
+    {
+        let path = args.remove(0);
+        object.insert("Path".into(), path);
+        changed = true;
     }
-    if let Some(Value::Object(config)) = object.get_mut("Config") {
-        if let Some(Value::Array(entrypoint)) = config.get_mut("Entrypoint") {
-            if entrypoint.first().and_then(Value::as_str) == Some(WEAVEWAIT) {
-                entrypoint.remove(0);
-                if entrypoint.is_empty() {
-                    // Docker shows no entrypoint as null, not as an empty list.
-                    config.insert("Entrypoint".into(), Value::Null);
-                }
-                changed = true;
-            }
+    if let Some(Value::Object(config)) = object.get_mut("Config")
+        && let Some(Value::Array(entrypoint)) = config.get_mut("Entrypoint")
+        && entrypoint.first().and_then(Value::as_str) == Some(WEAVEWAIT)
+    {
+        entrypoint.remove(0);
+        if entrypoint.is_empty() {
+            // Docker shows no entrypoint as null, not as an empty list.
+            config.insert("Entrypoint".into(), Value::Null);
         }
+        changed = true;
     }
     changed
 }
