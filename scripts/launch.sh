@@ -29,11 +29,15 @@ scripts/prereqs.sh
 RUSTFLAGS='-C target-feature=+crt-static' \
     cargo build --release --locked -p weaveproxy --target x86_64-unknown-linux-gnu >&2
 bin=target/x86_64-unknown-linux-gnu/release/weaveproxy
+scripts/build-weavewait.sh target/weavewait 2>/dev/null
 
 stop
 mkdir -p "$RUN_DIR" "$(dirname "$LOG")"
 args=("$@")
 ((${#args[@]})) || args=(-H unix://$RUN_DIR/weave.sock)
+# Until the router exists (it attaches containers to the weave network), only containers that
+# ask for weave with -e WEAVE_CIDR=... are rewritten to wait for it; the rest pass untouched.
+args+=(--weavewait-dir target/weavewait --no-default-ipalloc)
 # The proxy must reach the daemon itself, not a DOCKER_HOST left pointing at an older proxy.
 env -u DOCKER_HOST nohup "$bin" "${args[@]}" >>"$LOG" 2>&1 </dev/null &
 echo $! >"$PIDFILE"
