@@ -107,15 +107,17 @@ impl Drop for SocketFile {
     }
 }
 
+/// Maps an I/O error on `target` during `action` (for `map_err`).
+fn io_err(action: &'static str, target: &Path) -> impl FnOnce(io::Error) -> ListenError {
+    let target = target.display().to_string();
+    move |error| ListenError::Io {
+        action,
+        target,
+        error,
+    }
+}
+
 fn bind_unix(path: &Path, template: Option<&Path>) -> Result<Listener, ListenError> {
-    let io_err = |action: &'static str, target: &Path| {
-        let target = target.display().to_string();
-        move |error| ListenError::Io {
-            action,
-            target,
-            error,
-        }
-    };
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io_err("create directory", parent))?;
     }
@@ -147,13 +149,7 @@ fn remove_stale_socket(path: &Path) -> Result<(), ListenError> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(error) => {
-            return Err(ListenError::Io {
-                action: "stat",
-                target: path.display().to_string(),
-                error,
-            });
-        }
+        Err(error) => return Err(io_err("stat", path)(error)),
     };
     if !meta.file_type().is_socket() {
         return Err(ListenError::NotASocket {
@@ -164,30 +160,15 @@ fn remove_stale_socket(path: &Path) -> Result<(), ListenError> {
         Ok(_) => Err(ListenError::InUse {
             path: path.to_owned(),
         }),
-        Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path)
-            .map_err(|error| ListenError::Io {
-                action: "remove stale socket",
-                target: path.display().to_string(),
-                error,
-            }),
-        Err(error) => Err(ListenError::Io {
-            action: "probe existing socket",
-            target: path.display().to_string(),
-            error,
-        }),
+        Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {
+            std::fs::remove_file(path).map_err(io_err("remove stale socket", path))
+        }
+        Err(error) => Err(io_err("probe existing socket", path)(error)),
     }
 }
 
 /// Gives `path` the owner, group and permission bits of the file `meta` describes.
 fn copy_access(meta: &std::fs::Metadata, path: &Path) -> Result<(), ListenError> {
-    let io_err = |action: &'static str, target: &Path| {
-        let target = target.display().to_string();
-        move |error| ListenError::Io {
-            action,
-            target,
-            error,
-        }
-    };
     std::os::unix::fs::chown(path, Some(meta.uid()), Some(meta.gid()))
         .map_err(io_err("chown", path))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
@@ -250,6 +231,9 @@ mod tests {
         let template = dir.path().join("docker.sock");
         std::fs::write(&template, "").unwrap();
         std::fs::set_permissions(&template, std::fs::Permissions::from_mode(0o640)).unwrap();
+        // As root (as the proxy runs), give the template a group of its own, like `docker`,
+        // so that copying it is visible; otherwise the file keeps the caller's group.
+        let _ = std::os::unix::fs::chown(&template, None, Some(4242));
         let path = dir.path().join("weave.sock");
         let _listener = Listener::bind(&SocketAddr::Unix(path.clone()), Some(&template))
             .await
