@@ -1,7 +1,10 @@
 //! Running the real `docker` CLI against a chosen endpoint.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader, Lines, Write};
+use std::process::{Child, ChildStdout, Command, Stdio};
+
+use crate::daemon::target_daemon;
+use crate::scope::Scope;
 
 /// What a finished command printed and how it exited.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +43,11 @@ impl Docker {
         Self { host: host.into() }
     }
 
+    /// A CLI that talks to the target daemon directly, bypassing any proxy.
+    pub fn daemon() -> Self {
+        Self::new(target_daemon())
+    }
+
     /// The endpoint this CLI talks to.
     pub fn host(&self) -> &str {
         &self.host
@@ -60,6 +68,39 @@ impl Docker {
     /// Runs `docker ARGS` to completion.
     pub fn run(&self, args: &[&str]) -> Output {
         self.run_with_stdin(args, None)
+    }
+
+    /// `docker run -d FLAGS IMAGE CMD`, labelled and named (`scope.name(what)`) in `scope`;
+    /// returns the container's id.
+    pub fn run_detached(
+        &self,
+        scope: &Scope,
+        what: &str,
+        flags: &[&str],
+        image: &str,
+        cmd: &[&str],
+    ) -> String {
+        let name = scope.name(what);
+        let label = scope.label();
+        let mut args = vec!["run", "-d", "--label", &label, "--name", &name];
+        args.extend_from_slice(flags);
+        args.push(image);
+        args.extend_from_slice(cmd);
+        self.run(&args).ok().out().to_owned()
+    }
+
+    /// Spawns `docker ARGS` with stdout piped (stdin and stderr null), for reading a live
+    /// stream line by line; the caller kills and waits for the child.
+    pub fn spawn_lines(&self, args: &[&str]) -> (Child, Lines<BufReader<ChildStdout>>) {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the docker CLI runs");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        (child, BufReader::new(stdout).lines())
     }
 
     /// Runs `docker ARGS`, feeding `stdin` (then EOF) when given.

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod daemon;
 pub mod image;
 pub mod proxy;
+pub mod raw;
 pub mod scope;
 pub mod wait;
 

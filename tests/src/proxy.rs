@@ -46,6 +46,15 @@ fn built(name: &str) -> PathBuf {
     bin
 }
 
+/// A process's resident set size in KiB, or `None` once it is gone.
+pub fn rss_kib_of(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// Lays out this build's (static) weavewait binaries as the proxy expects them:
 /// `dir/w/w`, `dir/w-nomcast/w`, `dir/w-noop/w`.
 pub fn weavewait_layout(dir: &Path) {
@@ -154,13 +163,7 @@ impl Proxy {
 
     /// The proxy's resident set size in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status = fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .expect("the proxy's status is readable");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS present")
+        rss_kib_of(self.pid()).expect("the proxy's VmRSS is readable")
     }
 
     /// Everything the proxy has logged so far.

@@ -42,6 +42,11 @@ impl Scope {
         format!("weave-test={}", self.id)
     }
 
+    /// The label as a JSON object, `{"weave-test": "<id>"}`, for API bodies and filters.
+    pub fn labels(&self) -> serde_json::Value {
+        serde_json::json!({ "weave-test": self.id })
+    }
+
     /// `--label weave-test=<id>`, ready to splice into a docker command line.
     pub fn label_args(&self) -> [String; 2] {
         ["--label".to_owned(), self.label()]

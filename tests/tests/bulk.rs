@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
+use weave_tests::proxy::rss_kib_of;
 use weave_tests::{Proxy, Scope, test_image};
 
 const BIG: usize = 110 * 1024 * 1024;
@@ -36,7 +37,7 @@ impl RssWatch {
             let (stop, peak) = (Arc::clone(&stop), Arc::clone(&peak));
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    if let Some(rss) = rss_of(pid) {
+                    if let Some(rss) = rss_kib_of(pid) {
                         peak.fetch_max(rss, Ordering::Relaxed);
                     }
                     std::thread::sleep(std::time::Duration::from_millis(5));
@@ -69,14 +70,6 @@ impl RssWatch {
             "{what}: proxy RSS grew by {growth} KiB"
         );
     }
-}
-
-fn rss_of(pid: u32) -> Option<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 fn big_file(dir: &std::path::Path, name: &str) -> std::path::PathBuf {

@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use weave_tests::{Proxy, Scope, test_image};
+use weave_tests::{Docker, Proxy, Scope, test_image};
 
 #[test]
 fn stdin_eof_reaches_the_container() {
@@ -24,12 +24,7 @@ fn exec_with_stdin_and_exit_codes() {
     let proxy = Proxy::start();
     let docker = proxy.docker();
     let name = scope.name("exec");
-    let label = scope.label();
-    docker
-        .run(&[
-            "run", "-d", "--label", &label, "--name", &name, &image, "sleep", "300",
-        ])
-        .ok();
+    docker.run_detached(&scope, "exec", &[], &image, &["sleep", "300"]);
     let out = docker
         .run_with_stdin(
             &["exec", "-i", &name, "sh", "-c", "tr a-z A-Z"],
@@ -43,7 +38,7 @@ fn exec_with_stdin_and_exit_codes() {
         (3, "out\n", "err\n")
     );
     let out = docker.run(&["exec", &name, "nosuchprogram"]);
-    let direct = scope_direct().run(&["exec", &name, "nosuchprogram"]);
+    let direct = Docker::daemon().run(&["exec", &name, "nosuchprogram"]);
     assert_eq!(out.code, direct.code, "{out:?} vs {direct:?}");
 }
 
@@ -54,22 +49,17 @@ fn attach_to_a_running_container() {
     let proxy = Proxy::start();
     let docker = proxy.docker();
     let name = scope.name("attach");
-    let label = scope.label();
-    docker
-        .run(&[
-            "run",
-            "-d",
-            "-i",
-            "--label",
-            &label,
-            "--name",
-            &name,
-            &image,
+    docker.run_detached(
+        &scope,
+        "attach",
+        &["-i"],
+        &image,
+        &[
             "sh",
             "-c",
             "while read line; do [ $line = quit ] && exit 7; echo got:$line; done",
-        ])
-        .ok();
+        ],
+    );
     // Interactive, as a person types: a line goes in, its echo comes back, then `quit`.
     let mut attach = docker
         .command(&["attach", &name])
@@ -95,28 +85,18 @@ fn logs_follow_streams_live() {
     let proxy = Proxy::start();
     let docker = proxy.docker();
     let name = scope.name("logs");
-    let label = scope.label();
-    docker
-        .run(&[
-            "run",
-            "-d",
-            "--label",
-            &label,
-            "--name",
-            &name,
-            &image,
+    docker.run_detached(
+        &scope,
+        "logs",
+        &[],
+        &image,
+        &[
             "sh",
             "-c",
             "echo first; while [ ! -e /tmp/go ]; do sleep 0.05; done; echo second; sleep 300",
-        ])
-        .ok();
-    let mut follow = docker
-        .command(&["logs", "-f", &name])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(follow.stdout.take().unwrap()).lines();
+        ],
+    );
+    let (mut follow, mut lines) = docker.spawn_lines(&["logs", "-f", &name]);
     assert_eq!(lines.next().unwrap().unwrap(), "first");
     let written = Instant::now();
     docker.run(&["exec", &name, "touch", "/tmp/go"]).ok();
@@ -139,15 +119,10 @@ fn events_stream_live() {
     let name = scope.name("events");
     let label = scope.label();
     let filter = format!("label={label}");
-    let mut events = docker
-        .command(&["events", "--filter", &filter, "--format", "{{.Action}}"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(events.stdout.take().unwrap()).lines();
+    let (mut events, mut lines) =
+        docker.spawn_lines(&["events", "--filter", &filter, "--format", "{{.Action}}"]);
     let sent = Instant::now();
-    scope_direct()
+    Docker::daemon()
         .run(&["create", "--label", &label, "--name", &name, &image, "true"])
         .ok();
     assert_eq!(lines.next().unwrap().unwrap(), "create");
@@ -158,8 +133,4 @@ fn events_stream_live() {
         delay < Duration::from_secs(1),
         "event arrived after {delay:?}"
     );
-}
-
-fn scope_direct() -> weave_tests::Docker {
-    weave_tests::Docker::new(weave_tests::target_daemon())
 }

@@ -18,11 +18,7 @@ const MANY: usize = 50;
 #[test]
 fn three_service_project_up_ps_logs_down_match_the_daemon() {
     let image = test_image();
-    for program in compose_programs() {
-        let Some(version) = compose_version(&program) else {
-            continue;
-        };
-        eprintln!("== {program}: {version}");
+    for program in installed_programs() {
         let scope = Scope::new();
         let proxy = Proxy::start();
         let label = scope.label();
@@ -148,11 +144,7 @@ fn three_service_project_up_ps_logs_down_match_the_daemon() {
 #[test]
 fn fifty_service_project_comes_up_without_timeouts() {
     let image = test_image();
-    for program in compose_programs() {
-        let Some(version) = compose_version(&program) else {
-            continue;
-        };
-        eprintln!("== {program}: {version}");
+    for program in installed_programs() {
         let scope = Scope::new();
         // The rewriting proxy: every container waits (running) for a weave network that never
         // comes, which is all `up -d` and `ps` need.
@@ -231,6 +223,15 @@ fn fifty_service_project_comes_up_without_timeouts() {
 
 /// The program's version line, or `None` (after saying why) when Debian's v1 is not installed.
 /// A Compose v2 named by `WEAVE_TEST_COMPOSE_V2` must exist: someone asked for it.
+/// The compose programs to test that are installed, each announced with its version.
+fn installed_programs() -> impl Iterator<Item = String> {
+    compose_programs().into_iter().filter(|program| {
+        compose_version(program)
+            .inspect(|version| eprintln!("== {program}: {version}"))
+            .is_some()
+    })
+}
+
 fn compose_version(program: &str) -> Option<String> {
     match Command::new(program).arg("version").output() {
         Ok(out) => {

@@ -6,19 +6,16 @@
 //! answers are compared; the daemon under test decides what is right (API 1.41 and 1.45 differ).
 
 use std::collections::HashMap;
-use std::io::{ErrorKind, Read, Write};
-use std::net::Shutdown;
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use weave_tests::daemon::target_socket;
-use weave_tests::{Docker, Proxy, Scope, eventually, target_daemon, test_image};
-
-/// How long one read on a raw connection may block before the test gives up on it.
-const READ_PATIENCE: Duration = Duration::from_secs(30);
+use weave_tests::raw::{
+    Conn, Head, READ_PATIENCE, chunked_roundtrip, encode_query, masked_text_frame, roundtrip,
+};
+use weave_tests::{Docker, Proxy, Scope, eventually, test_image};
 
 #[test]
 fn versioned_and_bare_paths_and_ping_headers_match_the_daemon() {
@@ -82,7 +79,7 @@ fn a_response_chunk_over_64_kib_arrives_intact() {
     }
     dockerfile.push('\n');
     let label = scope.label();
-    direct_docker()
+    Docker::daemon()
         .run_with_stdin(
             &["build", "-q", "--label", &label, "-t", &tag, "-"],
             Some(dockerfile.as_bytes()),
@@ -126,7 +123,7 @@ fn attach_upgrades_and_legacy_streams_match_the_daemon() {
     let scope = Scope::new();
     let proxy = Proxy::start();
     let daemon = target_socket();
-    let id = run_detached(&scope, "cat", &["-i"], &image, &["cat"]);
+    let id = Docker::daemon().run_detached(&scope, "cat", &["-i"], &image, &["cat"]);
     let mut differences = Vec::new();
 
     for prefix in ["", "/v1.41"] {
@@ -167,7 +164,7 @@ fn attach_half_close_ends_stdin_and_then_the_stream() {
         // `StdinOnce`: the end of the attached stdin is the end of the container's stdin.
         let name = scope.name(&format!("once-{upgrade}"));
         let body = json!({
-            "Image": image, "Cmd": ["cat"], "Labels": labels(&scope),
+            "Image": image, "Cmd": ["cat"], "Labels": scope.labels(),
             "OpenStdin": true, "StdinOnce": true,
             "AttachStdin": true, "AttachStdout": true, "AttachStderr": true,
         });
@@ -209,7 +206,7 @@ fn exec_start_upgrades_legacy_half_close_and_detach_match_the_daemon() {
     let scope = Scope::new();
     let proxy = Proxy::start();
     let daemon = target_socket();
-    let id = run_detached(&scope, "exec", &[], &image, &["sleep", "300"]);
+    let id = Docker::daemon().run_detached(&scope, "exec", &[], &image, &["sleep", "300"]);
     let start = json!({ "Detach": false, "Tty": false }).to_string();
     let mut differences = Vec::new();
 
@@ -323,7 +320,7 @@ fn websocket_attach_upgrades_and_carries_frames_both_ways() {
     let image = test_image();
     let scope = Scope::new();
     let proxy = Proxy::start();
-    let id = run_detached(&scope, "ws", &["-i"], &image, &["cat"]);
+    let id = Docker::daemon().run_detached(&scope, "ws", &["-i"], &image, &["cat"]);
     let path = format!("/containers/{id}/attach/ws?stream=1&stdin=1&stdout=1");
     // RFC 6455's own example key: its accept value is known independently of any daemon.
     let key = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -601,10 +598,6 @@ async fn bollard_client(socket: &Path) -> bollard::Docker {
     .expect("bollard negotiates the API version")
 }
 
-fn direct_docker() -> Docker {
-    Docker::new(target_daemon())
-}
-
 /// The daemon's own API version, from `GET /version` on its socket.
 fn daemon_api_version() -> String {
     let (_, body) = roundtrip(&target_socket(), "GET", "/version", &[], b"");
@@ -612,35 +605,9 @@ fn daemon_api_version() -> String {
     version["ApiVersion"].as_str().unwrap().to_owned()
 }
 
-/// `docker run -d` directly on the daemon, labelled and named in `scope`; returns the id.
-fn run_detached(scope: &Scope, what: &str, flags: &[&str], image: &str, cmd: &[&str]) -> String {
-    let name = scope.name(what);
-    let label = scope.label();
-    let mut args = vec!["run", "-d", "--label", &label, "--name", &name];
-    args.extend_from_slice(flags);
-    args.push(image);
-    args.extend_from_slice(cmd);
-    direct_docker().run(&args).ok().out().to_owned()
-}
-
-fn labels(scope: &Scope) -> Value {
-    let label = scope.label();
-    let (key, value) = label.split_once('=').unwrap();
-    json!({ key: value })
-}
-
 /// `POST /containers/create` on the daemon's own socket; returns the id.
 fn create_direct(name: &str, body: &Value) -> String {
-    let (head, answer) = roundtrip(
-        &target_socket(),
-        "POST",
-        &format!("/containers/create?name={name}"),
-        &[("Content-Type", "application/json")],
-        body.to_string().as_bytes(),
-    );
-    assert_eq!(head.status, 201, "{}", String::from_utf8_lossy(&answer));
-    let created: Value = serde_json::from_slice(&answer).unwrap();
-    created["Id"].as_str().unwrap().to_owned()
+    post_created(&format!("/containers/create?name={name}"), body)
 }
 
 /// Creates an exec directly on the daemon, with stdin and stdout attached; returns its id.
@@ -649,10 +616,15 @@ fn create_exec(container: &str, cmd: &[&str], tty: bool) -> String {
         "AttachStdin": true, "AttachStdout": true, "AttachStderr": true,
         "Tty": tty, "Cmd": cmd,
     });
+    post_created(&format!("/containers/{container}/exec"), &body)
+}
+
+/// `POST path` with a JSON body on the daemon's own socket, answered `201 {"Id": …}`; the id.
+fn post_created(path: &str, body: &Value) -> String {
     let (head, answer) = roundtrip(
         &target_socket(),
         "POST",
-        &format!("/containers/{container}/exec"),
+        path,
         &[("Content-Type", "application/json")],
         body.to_string().as_bytes(),
     );
@@ -710,321 +682,6 @@ fn hijack_head_differences(
         }
     }
     differences
-}
-
-// ---------------------------------------------------------------------------------------------
-// Raw HTTP/1.1 over a unix socket.
-
-/// A response head as it came over the wire.
-#[derive(Debug)]
-struct Head {
-    status: u16,
-    reason: String,
-    headers: Vec<(String, String)>,
-}
-
-impl Head {
-    /// The first value of a header, by case-insensitive name.
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn parse(raw: &[u8]) -> Self {
-        let text = String::from_utf8_lossy(raw);
-        let mut lines = text.split("\r\n");
-        let status_line = lines.next().unwrap_or_default();
-        let mut parts = status_line.splitn(3, ' ');
-        let version = parts.next().unwrap_or_default();
-        assert!(version.starts_with("HTTP/1."), "not HTTP: {text:?}");
-        let status = parts
-            .next()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no status in {status_line:?}"));
-        let reason = parts.next().unwrap_or_default().to_owned();
-        let headers = lines
-            .filter(|l| !l.is_empty())
-            .map(|l| {
-                let (n, v) = l.split_once(':').unwrap_or((l, ""));
-                (n.trim().to_owned(), v.trim().to_owned())
-            })
-            .collect();
-        Self {
-            status,
-            reason,
-            headers,
-        }
-    }
-}
-
-/// One client connection with its own read buffer.
-struct Conn {
-    stream: UnixStream,
-    buf: Vec<u8>,
-}
-
-impl Conn {
-    fn open(socket: &Path) -> Self {
-        let stream = UnixStream::connect(socket)
-            .unwrap_or_else(|e| panic!("connect {}: {e}", socket.display()));
-        stream.set_read_timeout(Some(READ_PATIENCE)).unwrap();
-        Self {
-            stream,
-            buf: Vec::new(),
-        }
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.stream
-            .write_all(bytes)
-            .expect("the request is written");
-    }
-
-    fn shutdown_write(&self) {
-        self.stream.shutdown(Shutdown::Write).expect("half-close");
-    }
-
-    /// Reads more into the buffer; false at EOF.
-    fn fill(&mut self) -> bool {
-        let mut chunk = [0u8; 64 * 1024];
-        match self.stream.read(&mut chunk) {
-            Ok(0) => false,
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                true
-            }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                panic!(
-                    "nothing to read for {READ_PATIENCE:?}; have {:?}",
-                    String::from_utf8_lossy(&self.buf)
-                )
-            }
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => false,
-            Err(e) => panic!("read: {e}"),
-        }
-    }
-
-    /// Takes exactly `n` bytes, or fewer at EOF.
-    fn take(&mut self, n: usize) -> Vec<u8> {
-        while self.buf.len() < n && self.fill() {}
-        let n = n.min(self.buf.len());
-        self.buf.drain(..n).collect()
-    }
-
-    fn take_exact(&mut self, n: usize) -> Vec<u8> {
-        let bytes = self.take(n);
-        assert_eq!(bytes.len(), n, "the connection ended early");
-        bytes
-    }
-
-    fn line(&mut self) -> Vec<u8> {
-        loop {
-            if let Some(end) = self.buf.windows(2).position(|w| w == b"\r\n") {
-                let line = self.buf.drain(..end + 2).collect::<Vec<_>>();
-                return line[..end].to_vec();
-            }
-            assert!(self.fill(), "the connection ended inside a line");
-        }
-    }
-
-    fn head(&mut self) -> Head {
-        loop {
-            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let raw: Vec<u8> = self.buf.drain(..end + 4).collect();
-                return Head::parse(&raw[..end]);
-            }
-            assert!(
-                self.fill(),
-                "the connection ended before a response head: {:?}",
-                String::from_utf8_lossy(&self.buf)
-            );
-        }
-    }
-
-    /// The body's chunks as framed on the wire (one chunk for a `Content-Length` body).
-    fn body_chunks(&mut self, head: &Head, method: &str) -> Vec<Vec<u8>> {
-        if method == "HEAD" || matches!(head.status, 101 | 204 | 304) {
-            return Vec::new();
-        }
-        let chunked = head
-            .header("Transfer-Encoding")
-            .is_some_and(|te| te.eq_ignore_ascii_case("chunked"));
-        if chunked {
-            let mut chunks = Vec::new();
-            loop {
-                let size_line = String::from_utf8(self.line()).unwrap();
-                let size = usize::from_str_radix(size_line.split(';').next().unwrap().trim(), 16)
-                    .unwrap_or_else(|_| panic!("bad chunk size {size_line:?}"));
-                if size == 0 {
-                    while !self.line().is_empty() {}
-                    return chunks;
-                }
-                chunks.push(self.take_exact(size));
-                assert!(self.line().is_empty(), "chunk not followed by CRLF");
-            }
-        }
-        match head.header("Content-Length") {
-            Some(len) => vec![self.take_exact(len.parse().unwrap())],
-            None => vec![self.take(usize::MAX)],
-        }
-    }
-
-    fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) {
-        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: docker\r\n");
-        for (name, value) in headers {
-            req.push_str(&format!("{name}: {value}\r\n"));
-        }
-        if !body.is_empty() || method == "POST" {
-            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
-        }
-        req.push_str("\r\n");
-        let mut bytes = req.into_bytes();
-        bytes.extend_from_slice(body);
-        self.send(&bytes);
-    }
-
-    /// Sends a hijacking `POST` (attach or exec start), with or without `Upgrade: tcp`, and
-    /// reads the answer's head.
-    fn hijack(&mut self, path: &str, body: &[u8], upgrade: bool) -> Head {
-        let mut headers = vec![("Content-Type", "application/json")];
-        if upgrade {
-            headers.extend([("Connection", "Upgrade"), ("Upgrade", "tcp")]);
-        }
-        self.request("POST", path, &headers, body);
-        self.head()
-    }
-
-    fn websocket(&mut self, path: &str, key: &str) -> Head {
-        self.request(
-            "GET",
-            path,
-            &[
-                ("Upgrade", "websocket"),
-                ("Connection", "Upgrade"),
-                ("Sec-WebSocket-Key", key),
-                ("Sec-WebSocket-Version", "13"),
-                ("Origin", "http://localhost"),
-            ],
-            b"",
-        );
-        self.head()
-    }
-
-    /// One frame of Docker's multiplexed stream: (stream, payload), or `None` at EOF.
-    fn frame(&mut self) -> Option<(u8, Vec<u8>)> {
-        let header = self.take(8);
-        if header.is_empty() {
-            return None;
-        }
-        assert_eq!(header.len(), 8, "a frame header cut short: {header:?}");
-        assert!(
-            matches!(header[0], 0..=2) && header[1..4] == [0, 0, 0],
-            "not a multiplexed frame header: {header:?}"
-        );
-        let len = u32::from_be_bytes(header[4..8].try_into().unwrap()) as usize;
-        Some((header[0], self.take_exact(len)))
-    }
-
-    /// Reads multiplexed frames until stdout ends with `want`; returns all stdout seen.
-    fn stdout_until(&mut self, want: &str) -> String {
-        let mut stdout = String::new();
-        while !stdout.ends_with(want) {
-            let (stream, payload) = self.frame().expect("the stream ended before the echo");
-            if stream == 1 {
-                stdout.push_str(&String::from_utf8_lossy(&payload));
-            }
-        }
-        stdout
-    }
-
-    /// Reads multiplexed frames to EOF: (stdout, stderr).
-    fn frames_to_eof(&mut self) -> (String, String) {
-        let (mut stdout, mut stderr) = (String::new(), String::new());
-        while let Some((stream, payload)) = self.frame() {
-            let text = String::from_utf8_lossy(&payload);
-            match stream {
-                2 => stderr.push_str(&text),
-                _ => stdout.push_str(&text),
-            }
-        }
-        (stdout, stderr)
-    }
-
-    /// Reads a raw (TTY) stream until it contains `want`.
-    fn raw_until(&mut self, want: &str) -> String {
-        while !String::from_utf8_lossy(&self.buf).contains(want) {
-            assert!(self.fill(), "the stream ended before {want:?}");
-        }
-        String::from_utf8_lossy(&std::mem::take(&mut self.buf)).into_owned()
-    }
-
-    /// One websocket frame from the server (unmasked): (opcode, payload).
-    fn ws_frame(&mut self) -> (u8, Vec<u8>) {
-        let start = self.take_exact(2);
-        let len = match start[1] & 0x7f {
-            126 => u16::from_be_bytes(self.take_exact(2).try_into().unwrap()) as usize,
-            127 => u64::from_be_bytes(self.take_exact(8).try_into().unwrap()) as usize,
-            n => usize::from(n),
-        };
-        assert_eq!(start[1] & 0x80, 0, "server frames are not masked");
-        (start[0] & 0x0f, self.take_exact(len))
-    }
-}
-
-/// A request on a fresh connection: the head and the whole body.
-fn roundtrip(
-    socket: &Path,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (Head, Vec<u8>) {
-    let mut conn = Conn::open(socket);
-    conn.request(method, path, headers, body);
-    let head = conn.head();
-    let body = conn.body_chunks(&head, method).concat();
-    (head, body)
-}
-
-/// `GET path`, keeping the body's chunks as they were framed.
-fn chunked_roundtrip(socket: &Path, path: &str) -> (Head, Vec<Vec<u8>>) {
-    let mut conn = Conn::open(socket);
-    conn.request("GET", path, &[], b"");
-    let head = conn.head();
-    let chunks = conn.body_chunks(&head, "GET");
-    (head, chunks)
-}
-
-/// A client-to-server websocket text frame (FIN, masked, RFC 6455 §5.2).
-fn masked_text_frame(payload: &[u8]) -> Vec<u8> {
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let mut frame = vec![0x81];
-    match payload.len() {
-        n @ 0..=125 => frame.push(0x80 | u8::try_from(n).unwrap()),
-        n => {
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&u16::try_from(n).unwrap().to_be_bytes());
-        }
-    }
-    frame.extend_from_slice(&mask);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    frame
-}
-
-/// Percent-encodes a query parameter value.
-fn encode_query(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 /// `len` pseudo-random alphanumerics (xorshift), so nothing about the value is regular.

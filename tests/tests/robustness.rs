@@ -16,10 +16,8 @@ use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weave_tests::daemon::target_socket;
+use weave_tests::raw::{Conn, Head, READ_PATIENCE, encode_query, exchange};
 use weave_tests::{Docker, Proxy, Scope, eventually, target_daemon, test_image};
-
-/// How long one read on a raw connection may block before the test gives up on it.
-const READ_PATIENCE: Duration = Duration::from_secs(30);
 
 #[test]
 fn an_unreachable_daemon_gets_502_naming_its_socket() {
@@ -33,7 +31,7 @@ fn an_unreachable_daemon_gets_502_naming_its_socket() {
 fn a_daemon_that_goes_away_gets_502_naming_its_socket() {
     let fake = FakeDaemon::start();
     let proxy = Proxy::start_with(&fake.host(), &[]);
-    let (head, _) = roundtrip(
+    let (head, _) = exchange(
         proxy.socket(),
         b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n",
     );
@@ -49,7 +47,7 @@ async fn clients_hanging_up_mid_stream_leave_no_descriptor_behind() {
     let scope = Scope::new();
     let proxy = Proxy::start();
     let socket = proxy.socket().to_owned();
-    let id = run_detached(
+    let id = Docker::daemon().run_detached(
         &scope,
         "streams",
         &["-i"],
@@ -72,7 +70,7 @@ async fn clients_hanging_up_mid_stream_leave_no_descriptor_behind() {
     let baseline = settled_fd_count(&proxy);
 
     let name = scope.name("aborted-build");
-    let labels = encode_query(&json!({ "weave-test": label_value(&scope) }).to_string());
+    let labels = encode_query(&scope.labels().to_string());
     let build_path = format!("/build?t={name}&labels={labels}&rm=1&forcerm=1");
     let kinds = ["events", "logs", "attach", "build"];
     let mut peak = 0;
@@ -109,7 +107,7 @@ async fn clients_hanging_up_mid_stream_leave_no_descriptor_behind() {
     );
     assert!(peak > baseline + 50, "the streams really were open at once");
     // The half-sent build context never became an image.
-    let images = direct_docker()
+    let images = Docker::daemon()
         .run(&[
             "image",
             "ls",
@@ -131,9 +129,9 @@ async fn a_stuck_client_never_stalls_another() {
     let scope = Scope::new();
     let proxy = Proxy::start();
     let socket = proxy.socket().to_owned();
-    let id = run_detached(&scope, "archive", &[], &image, &["sleep", "300"]);
+    let id = Docker::daemon().run_detached(&scope, "archive", &[], &image, &["sleep", "300"]);
     const BIG: usize = 32 * 1024 * 1024;
-    direct_docker()
+    Docker::daemon()
         .run(&[
             "exec",
             &id,
@@ -315,7 +313,7 @@ fn malformed_requests_get_4xx_and_never_reach_the_daemon() {
             "{case}: the proxy answered {proxied:?}"
         );
         // The proxy keeps serving.
-        let (head, body) = roundtrip(
+        let (head, body) = exchange(
             proxy.socket(),
             b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n",
         );
@@ -366,12 +364,11 @@ fn content_length_with_chunked_never_reaches_the_daemon_with_both() {
         for te_first in [false, true] {
             let case = format!("POST {path} with CL+TE (TE first: {te_first})");
             let before = fake.seen().len();
-            let mut conn = UnixStream::connect(proxy.socket()).unwrap();
-            conn.set_read_timeout(Some(READ_PATIENCE)).unwrap();
-            conn.write_all(&chunked(path, te_first)).unwrap();
-            let (head, _) = read_response(&mut conn);
+            let mut conn = Conn::open(proxy.socket());
+            conn.send(&chunked(path, te_first));
+            let (head, _) = conn.response("POST");
             // RFC 9112 §6.1: a server MUST close the connection after such a request.
-            let closed = next_request_is_refused(&mut conn);
+            let closed = next_request_is_refused(conn.stream_mut());
             let forwarded: Vec<Seen> = fake.seen()[before..]
                 .iter()
                 .filter(|s| s.request_line().starts_with("POST"))
@@ -421,7 +418,7 @@ fn content_length_with_chunked_create_on_the_real_daemon() {
     let name = scope.name("cl-te");
     let payload = json!({
         "Image": image, "Cmd": ["true"], "Env": ["WEAVE_CIDR=none"],
-        "Labels": { "weave-test": label_value(&scope) },
+        "Labels": scope.labels(),
     })
     .to_string();
     let req = format!(
@@ -431,8 +428,8 @@ fn content_length_with_chunked_create_on_the_real_daemon() {
         payload.len()
     )
     .into_bytes();
-    let (head, body) = roundtrip(proxy.socket(), &req);
-    let exists = direct_docker()
+    let (head, body) = exchange(proxy.socket(), &req);
+    let exists = Docker::daemon()
         .run(&[
             "container",
             "inspect",
@@ -463,23 +460,17 @@ fn sigterm_lets_the_request_in_flight_finish_and_refuses_new_ones() {
     let scope = Scope::new();
     let mut proxy = Proxy::start_with(&target_daemon(), &["--shutdown-grace", "10"]);
     // The socket accepts before the proxy serves; one answer shows it serves.
-    let (head, _) = roundtrip(
+    let (head, _) = exchange(
         proxy.socket(),
         b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n",
     );
     assert_eq!(head.status, 200);
     // busybox `sleep` as PID 1 ignores SIGTERM: `stop?t=3` takes three seconds, then SIGKILL.
-    let id = run_detached(&scope, "stop", &[], &image, &["sleep", "300"]);
+    let id = Docker::daemon().run_detached(&scope, "stop", &[], &image, &["sleep", "300"]);
     let filters = encode_query(&json!({ "container": [id], "event": ["kill"] }).to_string());
-    let mut events = UnixStream::connect(target_socket()).unwrap();
-    events.set_read_timeout(Some(READ_PATIENCE)).unwrap();
-    events
-        .write_all(
-            format!("GET /events?filters={filters} HTTP/1.1\r\nHost: docker\r\n\r\n").as_bytes(),
-        )
-        .unwrap();
-    let (head, _) = read_head(&mut events);
-    assert_eq!(head.status, 200);
+    let mut events = Conn::open(&target_socket());
+    events.request("GET", &format!("/events?filters={filters}"), &[], b"");
+    assert_eq!(events.head().status, 200);
 
     let socket = proxy.socket().to_owned();
     let stop_path = format!("/containers/{id}/stop?t=3");
@@ -494,13 +485,7 @@ fn sigterm_lets_the_request_in_flight_finish_and_refuses_new_ones() {
         (answer, Instant::now())
     });
     // The daemon has sent the container its SIGTERM: the stop request is in flight.
-    let mut seen = Vec::new();
-    while !String::from_utf8_lossy(&seen).contains("\"kill\"") {
-        let mut chunk = [0u8; 4096];
-        let n = events.read(&mut chunk).expect("the kill event arrives");
-        assert!(n > 0, "the event stream ended");
-        seen.extend_from_slice(&chunk[..n]);
-    }
+    events.raw_until("\"kill\"");
     let signalled = Instant::now();
     proxy.signal(Signal::SIGTERM);
     // Everything is observed first and asserted after, so one failure does not hide the others.
@@ -561,43 +546,15 @@ fn poll_until<T>(patience: Duration, mut check: impl FnMut() -> Option<T>) -> Op
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 
-fn direct_docker() -> Docker {
-    Docker::new(target_daemon())
-}
-
-/// `docker run -d` directly on the daemon, labelled and named in `scope`; returns the id.
-fn run_detached(scope: &Scope, what: &str, flags: &[&str], image: &str, cmd: &[&str]) -> String {
-    let name = scope.name(what);
-    let label = scope.label();
-    let mut args = vec!["run", "-d", "--label", &label, "--name", &name];
-    args.extend_from_slice(flags);
-    args.push(image);
-    args.extend_from_slice(cmd);
-    direct_docker().run(&args).ok().out().to_owned()
-}
-
-/// The value of the scope's `weave-test=<id>` label.
-fn label_value(scope: &Scope) -> String {
-    let label = scope.label();
-    label
-        .split_once('=')
-        .expect("a key=value label")
-        .1
-        .to_owned()
-}
-
 fn check_502_naming(proxy: &Proxy, socket: &Path) {
-    let mut conn = UnixStream::connect(proxy.socket()).unwrap();
-    conn.set_read_timeout(Some(READ_PATIENCE)).unwrap();
+    let mut conn = Conn::open(proxy.socket());
     // Twice on one connection, then on a new one: the proxy keeps serving.
     for attempt in 0..3 {
         if attempt == 2 {
-            conn = UnixStream::connect(proxy.socket()).unwrap();
-            conn.set_read_timeout(Some(READ_PATIENCE)).unwrap();
+            conn = Conn::open(proxy.socket());
         }
-        conn.write_all(b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n")
-            .unwrap();
-        let (head, body) = read_response(&mut conn);
+        conn.send(b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n");
+        let (head, body) = conn.response("GET");
         assert_eq!(head.status, 502, "attempt {attempt}: {head:?}");
         assert_eq!(head.header("Content-Type"), Some("application/json"));
         let error: Value = serde_json::from_slice(&body).unwrap();
@@ -765,150 +722,6 @@ fn next_request_is_refused(conn: &mut UnixStream) -> bool {
     }
     let mut byte = [0u8; 1];
     !matches!(conn.read(&mut byte), Ok(1))
-}
-
-/// Percent-encodes a query parameter value.
-fn encode_query(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Raw HTTP/1.1.
-
-/// A response head as it came over the wire.
-#[derive(Debug)]
-struct Head {
-    status: u16,
-    reason: String,
-    headers: Vec<(String, String)>,
-}
-
-impl Head {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Parses the head at the start of `raw` (anything after it is ignored).
-    fn parse(raw: &[u8]) -> Self {
-        let end = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .unwrap_or(raw.len());
-        let text = String::from_utf8_lossy(&raw[..end]);
-        let mut lines = text.split("\r\n");
-        let status_line = lines.next().unwrap_or_default();
-        let mut parts = status_line.splitn(3, ' ');
-        assert!(
-            parts.next().unwrap_or_default().starts_with("HTTP/1."),
-            "not HTTP: {text:?}"
-        );
-        let status = parts
-            .next()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("no status in {status_line:?}"));
-        let reason = parts.next().unwrap_or_default().to_owned();
-        let headers = lines
-            .filter(|l| !l.is_empty())
-            .map(|l| {
-                let (n, v) = l.split_once(':').unwrap_or((l, ""));
-                (n.trim().to_owned(), v.trim().to_owned())
-            })
-            .collect();
-        Self {
-            status,
-            reason,
-            headers,
-        }
-    }
-}
-
-/// Reads a response head; returns it with the bytes read past it.
-fn read_head(conn: &mut UnixStream) -> (Head, Vec<u8>) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let rest = buf.split_off(end + 4);
-            return (Head::parse(&buf), rest);
-        }
-        let n = conn.read(&mut chunk).expect("a response head");
-        assert!(n > 0, "closed before a response head: {buf:?}");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// Reads one whole response framed by `Content-Length` or chunked, or to EOF.
-fn read_response(conn: &mut UnixStream) -> (Head, Vec<u8>) {
-    let (head, mut buf) = read_head(conn);
-    let mut more = |buf: &mut Vec<u8>| {
-        let mut chunk = [0u8; 65536];
-        let n = conn.read(&mut chunk).expect("the response body");
-        buf.extend_from_slice(&chunk[..n]);
-        n > 0
-    };
-    if matches!(head.status, 101 | 204 | 304) {
-        return (head, Vec::new());
-    }
-    if head
-        .header("Transfer-Encoding")
-        .is_some_and(|te| te.eq_ignore_ascii_case("chunked"))
-    {
-        let mut body = Vec::new();
-        loop {
-            let line_end = loop {
-                if let Some(p) = buf.windows(2).position(|w| w == b"\r\n") {
-                    break p;
-                }
-                assert!(more(&mut buf), "cut off in a chunk size");
-            };
-            let size_text = String::from_utf8_lossy(&buf[..line_end]).into_owned();
-            let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
-                .unwrap_or_else(|_| panic!("bad chunk size {size_text:?}"));
-            while buf.len() < line_end + 2 + size + 2 {
-                assert!(more(&mut buf), "cut off in a chunk");
-            }
-            body.extend_from_slice(&buf[line_end + 2..line_end + 2 + size]);
-            buf.drain(..line_end + 2 + size + 2);
-            if size == 0 {
-                return (head, body);
-            }
-        }
-    }
-    match head.header("Content-Length") {
-        Some(len) => {
-            let len: usize = len.parse().unwrap();
-            while buf.len() < len {
-                assert!(more(&mut buf), "cut off in the body");
-            }
-            buf.truncate(len);
-            (head, buf)
-        }
-        None => {
-            while more(&mut buf) {}
-            (head, buf)
-        }
-    }
-}
-
-/// A raw request on a fresh connection.
-fn roundtrip(socket: &Path, request: &[u8]) -> (Head, Vec<u8>) {
-    let mut conn =
-        UnixStream::connect(socket).unwrap_or_else(|e| panic!("connect {}: {e}", socket.display()));
-    conn.set_read_timeout(Some(READ_PATIENCE)).unwrap();
-    conn.write_all(request).unwrap();
-    read_response(&mut conn)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -47,14 +47,10 @@ fn exec_it_shell_types_resizes_and_exits_with_its_code() {
     let image = test_image();
     let scope = Scope::new();
     let proxy = Proxy::start();
-    let label = scope.label();
     let name = scope.name("exec-it");
     proxy
         .docker()
-        .run(&[
-            "run", "-d", "--label", &label, "--name", &name, &image, "sleep", "300",
-        ])
-        .ok();
+        .run_detached(&scope, "exec-it", &[], &image, &["sleep", "300"]);
     let started = Instant::now();
     let term = Terminal::open(
         &scope.name("tty"),
