@@ -1,0 +1,392 @@
+//! The router's HTTP API (IPAM part): Weave Net's paths, verbs, parameters, bodies and status codes.
+//!
+//! Clients are the original `weave` script (curl) and Go API client, and our proxy; they read bodies
+//! verbatim, so every answer copies the original byte for byte: plain `ip/len` bodies with no newline,
+//! 204 for claims and frees, errors as Go's `http.Error` writes them (400, text plus a newline), and
+//! the `200 cancelled` quirk for requests whose container is not running.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use axum::Router;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use ipnet::Ipv4Net;
+use serde::Serialize;
+
+use crate::ipam::{self, Allocator, IpamError};
+use crate::store::{Store, StoreError};
+
+/// A boxed future, so [`Liveness`] can be used as a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Whether the container behind an id still runs. With `check-alive=true` the original asks Docker
+/// once, before acting, and cancels the request when the container is not running; this is that seam.
+pub trait Liveness: Send + Sync + std::fmt::Debug {
+    /// `false` cancels the request (answered `200 cancelled`).
+    fn is_alive<'a>(&'a self, id: &'a str) -> BoxFuture<'a, bool>;
+}
+
+/// Treats every id as running: the stand-in until Docker inspection is wired in.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AssumeAlive;
+
+impl Liveness for AssumeAlive {
+    fn is_alive<'a>(&'a self, _id: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(std::future::ready(true))
+    }
+}
+
+/// Shared state of the API: the configuration known at start, and the allocator once loaded.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    inner: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    universe: Ipv4Net,
+    default_subnet: Ipv4Net,
+    liveness: Arc<dyn Liveness>,
+    /// Empty until the saved state is loaded; `/status` answers 503 and `/ip...` 503 until then.
+    ipam: OnceLock<Mutex<Ipam>>,
+}
+
+#[derive(Debug)]
+struct Ipam {
+    alloc: Allocator,
+    store: Store,
+}
+
+impl ApiState {
+    /// State for an allocator with `universe` and `default_subnet` that is not loaded yet, so the
+    /// listener can answer (503) while the saved state is read.
+    pub fn new(universe: Ipv4Net, default_subnet: Ipv4Net, liveness: Arc<dyn Liveness>) -> Self {
+        Self {
+            inner: Arc::new(Shared {
+                universe,
+                default_subnet,
+                liveness,
+                ipam: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// State that is ready at once with `alloc`, saving to `store`.
+    pub fn ready(alloc: Allocator, store: Store, liveness: Arc<dyn Liveness>) -> Self {
+        let state = Self::new(alloc.universe(), alloc.default_subnet(), liveness);
+        state.set_ready(alloc, store);
+        state
+    }
+
+    /// Hands the loaded allocator over; from now on the API serves IPAM and `/status` is 200.
+    /// A second call is ignored: the first allocator stays authoritative.
+    pub fn set_ready(&self, alloc: Allocator, store: Store) {
+        if self
+            .inner
+            .ipam
+            .set(Mutex::new(Ipam { alloc, store }))
+            .is_err()
+        {
+            tracing::warn!("IPAM was already initialised; ignoring a second initialisation");
+        }
+    }
+
+    /// Whether IPAM is initialised.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ipam.get().is_some()
+    }
+
+    fn ipam(&self) -> Result<MutexGuard<'_, Ipam>, ApiError> {
+        let ipam = self.inner.ipam.get().ok_or(ApiError::NotReady)?;
+        // A panic while holding the lock happened before the swap in `change`, so the state is intact.
+        Ok(ipam
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    /// Runs `op` on a copy and saves the copy before it replaces the live allocator, so memory and
+    /// disk never disagree even when the save fails.
+    fn change<T>(
+        &self,
+        op: impl FnOnce(&mut Allocator) -> Result<T, IpamError>,
+    ) -> Result<Result<T, IpamError>, ApiError> {
+        let mut ipam = self.ipam()?;
+        let mut next = ipam.alloc.clone();
+        let result = op(&mut next);
+        if result.is_ok() && next != ipam.alloc {
+            ipam.store.save(&next).map_err(ApiError::Persist)?;
+            ipam.alloc = next;
+        }
+        Ok(result)
+    }
+
+    async fn cancelled(&self, id: &str, check_alive: bool) -> bool {
+        check_alive && !self.inner.liveness.is_alive(id).await
+    }
+}
+
+/// The API's routes over `state`. Wrong method on a known path gives 405, an unknown path 404,
+/// as with the original's gorilla/mux.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .route("/ipinfo/defaultsubnet", get(default_subnet))
+        .route("/ip", get(list))
+        .route(
+            "/ip/{id}",
+            post(allocate_default)
+                .get(lookup_default)
+                .delete(delete_all),
+        )
+        .route("/ip/{id}/{ip}", delete(free_one))
+        .route(
+            "/ip/{id}/{ip}/{prefixlen}",
+            post(allocate_in).put(claim).get(lookup_in),
+        )
+        .with_state(state)
+}
+
+/// Failures that are not the allocator's own refusals.
+#[derive(Debug, thiserror::Error)]
+enum ApiError {
+    #[error("IPAM is not initialised yet")]
+    NotReady,
+    #[error("unable to persist IPAM state: {0}")]
+    Persist(StoreError),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Persist(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        tracing::error!(error = %self, "[allocator]");
+        go_error(status, &self.to_string())
+    }
+}
+
+/// What Go's `http.Error` sends: text/plain, nosniff, the message and a newline.
+fn go_error(status: StatusCode, message: &str) -> Response {
+    let mut response = (status, format!("{message}\n")).into_response();
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+fn bad_request(message: &str) -> Response {
+    tracing::warn!("[allocator]: {message}");
+    go_error(StatusCode::BAD_REQUEST, message)
+}
+
+fn cancelled_response(what: &str, id: &str) -> Response {
+    tracing::info!("[allocator]: {what} request for {id} cancelled");
+    "cancelled".into_response()
+}
+
+/// A boolean form value, read like Go's `r.FormValue(name) == "true"`: the url-encoded body (sent
+/// with its content type) wins over the query string.
+fn flag(
+    name: &str,
+    query: &Query<HashMap<String, String>>,
+    form: &Result<Form<HashMap<String, String>>, FormRejection>,
+) -> bool {
+    let from_body = form.as_ref().ok().and_then(|Form(f)| f.get(name));
+    from_body.or_else(|| query.get(name)).map(String::as_str) == Some("true")
+}
+
+type Params = Query<HashMap<String, String>>;
+type Body = Result<Form<HashMap<String, String>>, FormRejection>;
+
+fn cidr_text(addrs: &[Ipv4Net]) -> String {
+    let mut text = String::new();
+    for (i, cidr) in addrs.iter().enumerate() {
+        if i > 0 {
+            text.push(' ');
+        }
+        let _ = write!(text, "{cidr}");
+    }
+    text
+}
+
+async fn status(State(state): State<ApiState>) -> Response {
+    let ready = state.is_ready();
+    let line = |label: &str, value: &dyn std::fmt::Display| format!("{label:>15}: {value}\n");
+    let body = [
+        line("Version", &env!("CARGO_PKG_VERSION")),
+        "\n".to_owned(),
+        line("Service", &"ipam"),
+        line("Status", &if ready { "ready" } else { "initialising" }),
+        line("Range", &state.inner.universe),
+        line("DefaultSubnet", &state.inner.default_subnet),
+    ]
+    .concat();
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, body).into_response()
+}
+
+async fn default_subnet(State(state): State<ApiState>) -> String {
+    state.inner.default_subnet.to_string()
+}
+
+async fn allocate(state: &ApiState, id: &str, subnet: Ipv4Net, check_alive: bool) -> Response {
+    if state.cancelled(id, check_alive).await {
+        return cancelled_response("Allocate", id);
+    }
+    match state.change(|alloc| alloc.allocate(id, subnet, check_alive)) {
+        Ok(Ok(cidr)) => {
+            tracing::debug!(%id, %cidr, "allocated");
+            cidr.to_string().into_response()
+        }
+        Ok(Err(err)) => bad_request(&err.to_string()),
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn allocate_default(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    query: Params,
+    form: Body,
+) -> Response {
+    let check_alive = flag("check-alive", &query, &form);
+    let subnet = state.inner.default_subnet;
+    allocate(&state, &id, subnet, check_alive).await
+}
+
+async fn allocate_in(
+    State(state): State<ApiState>,
+    Path((id, net, prefix)): Path<(String, String, String)>,
+    query: Params,
+    form: Body,
+) -> Response {
+    let subnet = match ipam::parse_subnet(&format!("{net}/{prefix}")) {
+        Ok(subnet) => subnet,
+        Err(err) => return bad_request(&err.to_string()),
+    };
+    let check_alive = flag("check-alive", &query, &form);
+    allocate(&state, &id, subnet, check_alive).await
+}
+
+async fn claim(
+    State(state): State<ApiState>,
+    Path((id, ip, prefix)): Path<(String, String, String)>,
+    query: Params,
+    form: Body,
+) -> Response {
+    let cidr = match ipam::parse_cidr(&format!("{ip}/{prefix}")) {
+        Ok(cidr) => cidr,
+        Err(err) => return bad_request(&err.to_string()),
+    };
+    // `noErrorOnUnknown` only matters when another peer may own the address; a lone host owns the
+    // whole range, so the flag is accepted and has nothing to change.
+    let check_alive = flag("check-alive", &query, &form);
+    if state.cancelled(&id, check_alive).await {
+        return cancelled_response("Claim", &id);
+    }
+    match state.change(|alloc| alloc.claim(&id, cidr, check_alive)) {
+        Ok(Ok(())) => {
+            tracing::debug!(%id, %cidr, "claimed");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(Err(err)) => bad_request(&format!("Unable to claim: {err}")),
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn lookup(state: &ApiState, id: &str, subnet: Ipv4Net) -> Response {
+    match state.ipam() {
+        Ok(ipam) => cidr_text(&ipam.alloc.lookup(id, subnet)).into_response(),
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn lookup_default(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
+    let subnet = state.inner.default_subnet;
+    lookup(&state, &id, subnet).await
+}
+
+async fn lookup_in(
+    State(state): State<ApiState>,
+    Path((id, net, prefix)): Path<(String, String, String)>,
+) -> Response {
+    match ipam::parse_subnet(&format!("{net}/{prefix}")) {
+        Ok(subnet) => lookup(&state, &id, subnet).await,
+        Err(err) => bad_request(&err.to_string()),
+    }
+}
+
+#[derive(Serialize)]
+struct Owned {
+    /// `null` when nothing is owned, as the original's nil slice encodes.
+    owned: Option<Vec<Mapping>>,
+}
+
+#[derive(Serialize)]
+struct Mapping {
+    containerid: String,
+    addrs: Vec<String>,
+}
+
+async fn list(State(state): State<ApiState>) -> Response {
+    let ipam = match state.ipam() {
+        Ok(ipam) => ipam,
+        Err(err) => return err.into_response(),
+    };
+    let mappings: Vec<Mapping> = ipam
+        .alloc
+        .owners()
+        .map(|(id, owner)| Mapping {
+            containerid: id.to_owned(),
+            addrs: owner.cidrs.iter().map(ToString::to_string).collect(),
+        })
+        .collect();
+    drop(ipam);
+    let owned = Owned {
+        owned: (!mappings.is_empty()).then_some(mappings),
+    };
+    // Go's json.Encoder ends the document with a newline.
+    let mut body = serde_json::to_string(&owned)
+        .unwrap_or_else(|_| unreachable!("strings and lists always serialise"));
+    body.push('\n');
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn delete_all(State(state): State<ApiState>, Path(id): Path<String>) -> Response {
+    match state.change(|alloc| alloc.delete(&id)) {
+        Ok(Ok(freed)) => {
+            tracing::debug!(%id, freed = %cidr_text(&freed), "released");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(Err(err)) => bad_request(&err.to_string()),
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn free_one(
+    State(state): State<ApiState>,
+    Path((id, ip)): Path<(String, String)>,
+) -> Response {
+    let addr = match ipam::parse_ip(&ip) {
+        Ok(addr) => addr,
+        Err(err) => return bad_request(&err.to_string()),
+    };
+    match state.change(|alloc| alloc.free(&id, addr)) {
+        Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Err(err)) => bad_request(&format!("Unable to free: {err}")),
+        Err(err) => err.into_response(),
+    }
+}

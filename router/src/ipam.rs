@@ -1,0 +1,617 @@
+//! The IP address allocator: who owns which address inside (and outside) `--ipalloc-range`. Pure, no I/O.
+//!
+//! This is Weave Net's allocator reduced to a single host: the whole range belongs to us, so there is
+//! no ring, no consensus and no asking peers for space. What remains is the bookkeeping the HTTP API
+//! exposes — lowest-free allocation, idempotent re-allocation, claims, frees — with the original's
+//! error texts, because the `weave` script and the proxy show them to users verbatim.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+/// The id a caller uses when it does not know the container (`api.NoContainerID` in the original).
+/// A claim under this id is recorded under the address's own text, so `DELETE /ip/<ip>` frees it.
+pub const NO_CONTAINER_ID: &str = "_";
+
+/// Why an allocator operation was refused. The texts are the original's where it had one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IpamError {
+    #[error("invalid CIDR address: {0}")]
+    BadCidr(String),
+    #[error("invalid IP address: {0}")]
+    BadIp(String),
+    #[error("invalid subnet - bits after network prefix are not all zero: {0}")]
+    HostBitsSet(String),
+    #[error("invalid subnet - smaller than minimum size 4: {0}")]
+    SubnetTooSmall(Ipv4Net),
+    #[error("default subnet {subnet} does not overlap with the allocation range {universe}")]
+    DefaultSubnetOutside { subnet: Ipv4Net, universe: Ipv4Net },
+    #[error("range {subnet} out of bounds: {universe}")]
+    OutOfBounds { subnet: Ipv4Net, universe: Ipv4Net },
+    /// The original blocks here until a peer donates space; a lone host never gets any, so we answer.
+    #[error("no free address in {subnet}: all {hosts} host addresses are allocated")]
+    Exhausted { subnet: Ipv4Net, hosts: u64 },
+    #[error("address {0} is already owned by {1}")]
+    OwnedBy(Ipv4Net, String),
+    #[error("address {0} already in use")]
+    InUse(Ipv4Net),
+    #[error("address {0} already in use by {1}")]
+    InUseBy(Ipv4Net, String),
+    #[error("Delete: no addresses for {0}")]
+    NoAddresses(String),
+    #[error("Free: address {0} not found for {1}")]
+    NotFound(Ipv4Addr, String),
+}
+
+/// What one id holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// Set when the address was asked for with `check-alive=true`; only such entries may later be
+    /// released automatically when their container dies (the original's `isContainer`).
+    pub is_container: bool,
+    /// Addresses in the order they were given, each with the prefix length it was handed out with.
+    pub cidrs: Vec<Ipv4Net>,
+}
+
+/// Parses `a.b.c.d/n` as a subnet to allocate in (the original's `ParseCIDRSubnet`): host bits
+/// must be zero and the subnet must hold at least 4 addresses (network, broadcast and two hosts).
+///
+/// # Errors
+/// [`IpamError::BadCidr`], [`IpamError::HostBitsSet`] or [`IpamError::SubnetTooSmall`].
+pub fn parse_subnet(text: &str) -> Result<Ipv4Net, IpamError> {
+    let net = parse_cidr(text)?;
+    if net.addr() != net.network() {
+        return Err(IpamError::HostBitsSet(text.to_owned()));
+    }
+    if net.prefix_len() > 30 {
+        return Err(IpamError::SubnetTooSmall(net));
+    }
+    Ok(net)
+}
+
+/// Parses `a.b.c.d/n` keeping the host bits: an address together with its mask.
+///
+/// # Errors
+/// [`IpamError::BadCidr`] for anything that is not an IPv4 CIDR.
+pub fn parse_cidr(text: &str) -> Result<Ipv4Net, IpamError> {
+    text.parse()
+        .map_err(|_| IpamError::BadCidr(text.to_owned()))
+}
+
+/// Parses a bare IPv4 address.
+///
+/// # Errors
+/// [`IpamError::BadIp`].
+pub fn parse_ip(text: &str) -> Result<Ipv4Addr, IpamError> {
+    text.parse().map_err(|_| IpamError::BadIp(text.to_owned()))
+}
+
+/// The allocator state: the range, the default subnet and every owned address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allocator {
+    universe: Ipv4Net,
+    default_subnet: Ipv4Net,
+    owners: BTreeMap<String, Owner>,
+    /// Reverse index: every owned address (inside or outside the range) → its owner id. Ordered, so
+    /// the lowest free address is found by walking the used ones rather than every candidate.
+    used: BTreeMap<Ipv4Addr, String>,
+}
+
+impl Allocator {
+    /// An empty allocator over `universe` whose plain allocations go to `default_subnet`.
+    ///
+    /// # Errors
+    /// [`IpamError::DefaultSubnetOutside`] when the two do not overlap (the original exits fatally).
+    pub fn new(universe: Ipv4Net, default_subnet: Ipv4Net) -> Result<Self, IpamError> {
+        let universe = universe.trunc();
+        let default_subnet = default_subnet.trunc();
+        if !overlaps(universe, default_subnet) {
+            return Err(IpamError::DefaultSubnetOutside {
+                subnet: default_subnet,
+                universe,
+            });
+        }
+        Ok(Self {
+            universe,
+            default_subnet,
+            owners: BTreeMap::new(),
+            used: BTreeMap::new(),
+        })
+    }
+
+    /// The `--ipalloc-range`.
+    pub fn universe(&self) -> Ipv4Net {
+        self.universe
+    }
+
+    /// The `--ipalloc-default-subnet`.
+    pub fn default_subnet(&self) -> Ipv4Net {
+        self.default_subnet
+    }
+
+    /// Every owner, ordered by id.
+    pub fn owners(&self) -> impl Iterator<Item = (&str, &Owner)> {
+        self.owners.iter().map(|(id, owner)| (id.as_str(), owner))
+    }
+
+    /// Who holds `addr`, if anyone.
+    pub fn owner_of(&self, addr: Ipv4Addr) -> Option<&str> {
+        self.used.get(&addr).map(String::as_str)
+    }
+
+    /// Gives `id` an address in `subnet`: the one it already holds there, or else the lowest free
+    /// host address (never the subnet's network or broadcast address). The answer carries the
+    /// subnet's prefix length, as `POST /ip/{id}` reports it.
+    ///
+    /// # Errors
+    /// [`IpamError::OutOfBounds`] when `subnet` lies wholly outside the range,
+    /// [`IpamError::Exhausted`] when every host address of `subnet` inside the range is taken.
+    pub fn allocate(
+        &mut self,
+        id: &str,
+        subnet: Ipv4Net,
+        is_container: bool,
+    ) -> Result<Ipv4Net, IpamError> {
+        let subnet = subnet.trunc();
+        if let Some(held) = self.lookup(id, subnet).first() {
+            return Ok(with_prefix(held.addr(), subnet.prefix_len()));
+        }
+        let Some((first, last)) = self.candidates(subnet) else {
+            return Err(IpamError::OutOfBounds {
+                subnet,
+                universe: self.universe,
+            });
+        };
+        let mut next = first;
+        for &taken in self
+            .used
+            .range(Ipv4Addr::from(first)..=Ipv4Addr::from(last))
+            .map(|(a, _)| a)
+        {
+            if u32::from(taken) != next {
+                break;
+            }
+            // `taken` ≤ `last` < u32::MAX (a broadcast address always follows), so no overflow.
+            next += 1;
+        }
+        if next > last {
+            return Err(IpamError::Exhausted {
+                subnet,
+                hosts: u64::from(last - first) + 1,
+            });
+        }
+        let cidr = with_prefix(Ipv4Addr::from(next), subnet.prefix_len());
+        self.record(id, cidr, is_container);
+        Ok(cidr)
+    }
+
+    /// Records that `id` holds exactly `cidr` (address plus mask). Addresses outside the range are
+    /// recorded as given: the user is assumed to know what they are doing.
+    ///
+    /// # Errors
+    /// [`IpamError::OwnedBy`] (inside the range) or [`IpamError::InUseBy`] (outside it) when another
+    /// id holds the address; [`IpamError::InUse`] when it was claimed under [`NO_CONTAINER_ID`] and a
+    /// real id now asks for it.
+    pub fn claim(&mut self, id: &str, cidr: Ipv4Net, is_container: bool) -> Result<(), IpamError> {
+        let addr = cidr.addr();
+        let addr_id = addr.to_string();
+        let effective = if id == NO_CONTAINER_ID {
+            addr_id.as_str()
+        } else {
+            id
+        };
+        match self.used.get(&addr) {
+            None => {
+                self.record(effective, cidr, is_container);
+                Ok(())
+            }
+            Some(existing) if existing == effective => Ok(()),
+            Some(existing) if *existing == addr_id => Err(IpamError::InUse(cidr)),
+            // The caller cannot tell us which container it is, and we cannot prove it is another one.
+            Some(_) if id == NO_CONTAINER_ID => Ok(()),
+            Some(existing) if self.universe.contains(&addr) => {
+                Err(IpamError::OwnedBy(cidr, existing.clone()))
+            }
+            Some(existing) => Err(IpamError::InUseBy(cidr, existing.clone())),
+        }
+    }
+
+    /// The addresses `id` holds whose address lies in `subnet`'s host range, in the order given.
+    pub fn lookup(&self, id: &str, subnet: Ipv4Net) -> Vec<Ipv4Net> {
+        let subnet = subnet.trunc();
+        self.owners.get(id).map_or_else(Vec::new, |owner| {
+            owner
+                .cidrs
+                .iter()
+                .copied()
+                .filter(|cidr| in_host_range(subnet, cidr.addr()))
+                .collect()
+        })
+    }
+
+    /// Frees every address of `id` and returns them.
+    ///
+    /// # Errors
+    /// [`IpamError::NoAddresses`] when `id` holds nothing.
+    pub fn delete(&mut self, id: &str) -> Result<Vec<Ipv4Net>, IpamError> {
+        let owner = self
+            .owners
+            .remove(id)
+            .ok_or_else(|| IpamError::NoAddresses(id.to_owned()))?;
+        for cidr in &owner.cidrs {
+            self.used.remove(&cidr.addr());
+        }
+        Ok(owner.cidrs)
+    }
+
+    /// Frees one address of `id`.
+    ///
+    /// # Errors
+    /// [`IpamError::NotFound`] when `id` does not hold `addr`.
+    pub fn free(&mut self, id: &str, addr: Ipv4Addr) -> Result<(), IpamError> {
+        let not_found = || IpamError::NotFound(addr, id.to_owned());
+        let owner = self.owners.get_mut(id).ok_or_else(not_found)?;
+        let at = owner
+            .cidrs
+            .iter()
+            .position(|cidr| cidr.addr() == addr)
+            .ok_or_else(not_found)?;
+        owner.cidrs.remove(at);
+        if owner.cidrs.is_empty() {
+            self.owners.remove(id);
+        }
+        self.used.remove(&addr);
+        Ok(())
+    }
+
+    /// Puts a previously saved entry back. Unlike [`Allocator::claim`] nothing is remapped or
+    /// forgiven: a saved state in which two ids share an address is corrupt.
+    ///
+    /// # Errors
+    /// [`IpamError::InUseBy`] naming the id that already holds the address.
+    pub fn restore(
+        &mut self,
+        id: &str,
+        cidr: Ipv4Net,
+        is_container: bool,
+    ) -> Result<(), IpamError> {
+        match self.used.get(&cidr.addr()) {
+            Some(existing) => Err(IpamError::InUseBy(cidr, existing.clone())),
+            None => {
+                self.record(id, cidr, is_container);
+                Ok(())
+            }
+        }
+    }
+
+    fn record(&mut self, id: &str, cidr: Ipv4Net, is_container: bool) {
+        self.used.insert(cidr.addr(), id.to_owned());
+        let owner = self.owners.entry(id.to_owned()).or_insert_with(|| Owner {
+            is_container,
+            cidrs: Vec::new(),
+        });
+        // The latest request says what the id is, as in the original's addOwned.
+        owner.is_container = is_container;
+        owner.cidrs.push(cidr);
+    }
+
+    /// First and last allocatable address of `subnet` as numbers: its host range cut to the range.
+    fn candidates(&self, subnet: Ipv4Net) -> Option<(u32, u32)> {
+        let (lo, hi) = host_range(subnet)?;
+        let first = lo.max(u32::from(self.universe.network()));
+        let last = hi.min(u32::from(self.universe.broadcast()));
+        (first <= last).then_some((first, last))
+    }
+}
+
+fn with_prefix(addr: Ipv4Addr, prefix: u8) -> Ipv4Net {
+    Ipv4Net::new(addr, prefix).unwrap_or_else(|_| unreachable!("prefix comes from a valid Ipv4Net"))
+}
+
+/// Network+1 ..= broadcast-1 as numbers; `None` for /31 and /32, which have no such range.
+fn host_range(subnet: Ipv4Net) -> Option<(u32, u32)> {
+    let lo = u32::from(subnet.network()).checked_add(1)?;
+    let hi = u32::from(subnet.broadcast()).checked_sub(1)?;
+    (lo <= hi).then_some((lo, hi))
+}
+
+fn in_host_range(subnet: Ipv4Net, addr: Ipv4Addr) -> bool {
+    host_range(subnet).is_some_and(|(lo, hi)| (lo..=hi).contains(&u32::from(addr)))
+}
+
+fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(text: &str) -> Ipv4Net {
+        text.parse().unwrap()
+    }
+
+    fn alloc(range: &str) -> Allocator {
+        Allocator::new(net(range), net(range)).unwrap()
+    }
+
+    #[test]
+    fn subnet_parsing_follows_the_original_rules() {
+        let cases: &[(&str, Result<&str, &str>)] = &[
+            ("10.2.0.0/24", Ok("10.2.0.0/24")),
+            ("10.2.0.0/30", Ok("10.2.0.0/30")),
+            (
+                "10.2.0.1/24",
+                Err("invalid subnet - bits after network prefix are not all zero: 10.2.0.1/24"),
+            ),
+            (
+                "10.2.0.0/31",
+                Err("invalid subnet - smaller than minimum size 4: 10.2.0.0/31"),
+            ),
+            (
+                "10.2.0.0/32",
+                Err("invalid subnet - smaller than minimum size 4: 10.2.0.0/32"),
+            ),
+            ("10.2.0.0/33", Err("invalid CIDR address: 10.2.0.0/33")),
+            ("fd00::/64", Err("invalid CIDR address: fd00::/64")),
+            ("nonsense", Err("invalid CIDR address: nonsense")),
+        ];
+        for (text, want) in cases {
+            let got = parse_subnet(text)
+                .map(|n| n.to_string())
+                .map_err(|e| e.to_string());
+            let want = want.map(str::to_owned).map_err(str::to_owned);
+            assert_eq!(got, want, "parse_subnet({text})");
+        }
+    }
+
+    #[test]
+    fn default_subnet_must_overlap_the_range() {
+        assert!(Allocator::new(net("10.32.0.0/12"), net("10.32.1.0/24")).is_ok());
+        assert!(Allocator::new(net("10.32.0.0/24"), net("10.32.0.0/12")).is_ok());
+        assert_eq!(
+            Allocator::new(net("10.32.0.0/12"), net("10.2.0.0/16"))
+                .unwrap_err()
+                .to_string(),
+            "default subnet 10.2.0.0/16 does not overlap with the allocation range 10.32.0.0/12"
+        );
+    }
+
+    #[test]
+    fn allocation_is_lowest_free_first_and_skips_network_and_broadcast() {
+        let mut a = alloc("10.32.0.0/12");
+        let subnet = net("10.32.0.0/12");
+        let steps: &[(&str, &str)] = &[
+            ("c1", "10.32.0.1/12"),
+            ("c2", "10.32.0.2/12"),
+            ("c3", "10.32.0.3/12"),
+        ];
+        for (id, want) in steps {
+            assert_eq!(a.allocate(id, subnet, true).unwrap(), net(want), "{id}");
+        }
+        a.delete("c2").unwrap();
+        assert_eq!(a.allocate("c4", subnet, true).unwrap(), net("10.32.0.2/12"));
+        assert_eq!(a.allocate("c5", subnet, true).unwrap(), net("10.32.0.4/12"));
+
+        let small = net("10.40.0.0/24");
+        assert_eq!(a.allocate("c1", small, true).unwrap(), net("10.40.0.1/24"));
+    }
+
+    #[test]
+    fn allocation_is_idempotent_per_id_and_subnet() {
+        let mut a = alloc("10.32.0.0/12");
+        let subnet = net("10.32.0.0/12");
+        let first = a.allocate("c1", subnet, true).unwrap();
+        assert_eq!(a.allocate("c1", subnet, true).unwrap(), first);
+        assert_eq!(a.lookup("c1", subnet), vec![first]);
+        // Another subnet is another address, and asking for the first subnet again still finds it.
+        let other = a.allocate("c1", net("10.44.0.0/16"), true).unwrap();
+        assert_eq!(other, net("10.44.0.1/16"));
+        // The held address is reported with the prefix of the subnet asked for.
+        assert_eq!(
+            a.allocate("c1", net("10.44.0.0/24"), true).unwrap(),
+            net("10.44.0.1/24")
+        );
+        assert_eq!(a.owners().count(), 1);
+        assert_eq!(a.owners().next().unwrap().1.cidrs, vec![first, other]);
+    }
+
+    #[test]
+    fn allocation_skips_claimed_addresses_and_respects_the_range() {
+        let mut a = Allocator::new(net("10.32.0.0/28"), net("10.32.0.0/28")).unwrap();
+        a.claim("x", net("10.32.0.1/28"), false).unwrap();
+        a.claim("x", net("10.32.0.2/28"), false).unwrap();
+        assert_eq!(
+            a.allocate("c1", net("10.32.0.0/28"), true).unwrap(),
+            net("10.32.0.3/28")
+        );
+        // A subnet larger than the range allocates only inside the range.
+        assert_eq!(
+            a.allocate("c2", net("10.32.0.0/24"), true).unwrap(),
+            net("10.32.0.4/24")
+        );
+        assert_eq!(
+            a.allocate("c3", net("10.2.0.0/24"), true)
+                .unwrap_err()
+                .to_string(),
+            "range 10.2.0.0/24 out of bounds: 10.32.0.0/28"
+        );
+    }
+
+    #[test]
+    fn exhaustion_is_an_error_and_freeing_makes_room() {
+        for (subnet, hosts) in [("10.32.0.0/30", 2_u32), ("10.32.0.16/28", 14)] {
+            let subnet = net(subnet);
+            let mut a = alloc("10.32.0.0/12");
+            for i in 0..hosts {
+                a.allocate(&format!("c{i}"), subnet, true).unwrap();
+            }
+            let err = a.allocate("late", subnet, true).unwrap_err();
+            assert_eq!(
+                err,
+                IpamError::Exhausted {
+                    subnet,
+                    hosts: u64::from(hosts)
+                }
+            );
+            assert_eq!(
+                err.to_string(),
+                format!("no free address in {subnet}: all {hosts} host addresses are allocated")
+            );
+            a.free("c1", a.lookup("c1", subnet)[0].addr()).unwrap();
+            let got = a.allocate("late", subnet, true).unwrap();
+            assert_eq!(got.addr(), Ipv4Addr::from(u32::from(subnet.network()) + 2));
+        }
+    }
+
+    #[test]
+    fn claims_table() {
+        struct Case {
+            what: &'static str,
+            id: &'static str,
+            cidr: &'static str,
+            want: Result<(), &'static str>,
+            owner_after: Option<&'static str>,
+        }
+        let cases = [
+            Case {
+                what: "free address inside the range",
+                id: "c9",
+                cidr: "10.32.0.9/12",
+                want: Ok(()),
+                owner_after: Some("c9"),
+            },
+            Case {
+                what: "same id again",
+                id: "c1",
+                cidr: "10.32.0.1/12",
+                want: Ok(()),
+                owner_after: Some("c1"),
+            },
+            Case {
+                what: "taken inside the range",
+                id: "c2",
+                cidr: "10.32.0.1/12",
+                want: Err("address 10.32.0.1/12 is already owned by c1"),
+                owner_after: Some("c1"),
+            },
+            Case {
+                what: "outside the range is recorded",
+                id: "c3",
+                cidr: "10.2.1.1/24",
+                want: Ok(()),
+                owner_after: Some("c3"),
+            },
+            Case {
+                what: "taken outside the range",
+                id: "c4",
+                cidr: "192.168.0.5/24",
+                want: Err("address 192.168.0.5/24 already in use by ext"),
+                owner_after: Some("ext"),
+            },
+            Case {
+                what: "no container id is stored under the address",
+                id: NO_CONTAINER_ID,
+                cidr: "10.32.0.7/12",
+                want: Ok(()),
+                owner_after: Some("10.32.0.7"),
+            },
+            Case {
+                what: "a real id cannot take an address claimed without an id",
+                id: "c5",
+                cidr: "10.32.0.8/12",
+                want: Err("address 10.32.0.8/12 already in use"),
+                owner_after: Some("10.32.0.8"),
+            },
+            Case {
+                what: "no container id may re-claim anyone's address",
+                id: NO_CONTAINER_ID,
+                cidr: "10.32.0.1/12",
+                want: Ok(()),
+                owner_after: Some("c1"),
+            },
+        ];
+        for case in cases {
+            let mut a = alloc("10.32.0.0/12");
+            a.allocate("c1", net("10.32.0.0/12"), true).unwrap();
+            a.claim("ext", net("192.168.0.5/24"), false).unwrap();
+            a.claim(NO_CONTAINER_ID, net("10.32.0.8/12"), false)
+                .unwrap();
+            let cidr = net(case.cidr);
+            let got = a.claim(case.id, cidr, true).map_err(|e| e.to_string());
+            assert_eq!(
+                got,
+                case.want.map_err(str::to_owned),
+                "{}: result",
+                case.what
+            );
+            assert_eq!(
+                a.owner_of(cidr.addr()),
+                case.owner_after,
+                "{}: owner",
+                case.what
+            );
+        }
+    }
+
+    #[test]
+    fn claimed_addresses_keep_their_mask_and_show_up_in_lookup() {
+        let mut a = alloc("10.32.0.0/12");
+        a.claim("c1", net("10.32.0.7/24"), true).unwrap();
+        a.claim("c1", net("10.2.1.1/24"), true).unwrap();
+        assert_eq!(
+            a.lookup("c1", net("10.32.0.0/12")),
+            vec![net("10.32.0.7/24")]
+        );
+        assert_eq!(a.lookup("c1", net("10.2.1.0/24")), vec![net("10.2.1.1/24")]);
+        assert_eq!(a.lookup("nobody", net("10.32.0.0/12")), vec![]);
+        // Allocation in the subnet of a claimed address returns that address (idempotence).
+        assert_eq!(
+            a.allocate("c1", net("10.32.0.0/12"), true).unwrap(),
+            net("10.32.0.7/12")
+        );
+    }
+
+    #[test]
+    fn free_and_delete() {
+        let mut a = alloc("10.32.0.0/12");
+        let subnet = net("10.32.0.0/12");
+        let one = a.allocate("c1", subnet, true).unwrap();
+        let two = a.allocate("c1", net("10.40.0.0/16"), true).unwrap();
+        assert_eq!(
+            a.free("c2", one.addr()).unwrap_err().to_string(),
+            "Free: address 10.32.0.1 not found for c2"
+        );
+        a.free("c1", one.addr()).unwrap();
+        assert_eq!(a.owner_of(one.addr()), None);
+        assert_eq!(
+            a.free("c1", one.addr()).unwrap_err().to_string(),
+            "Free: address 10.32.0.1 not found for c1"
+        );
+        assert_eq!(a.delete("c1").unwrap(), vec![two]);
+        assert_eq!(a.owners().count(), 0);
+        assert_eq!(
+            a.delete("c1").unwrap_err().to_string(),
+            "Delete: no addresses for c1"
+        );
+        // Freeing the last address removes the id altogether.
+        a.allocate("c3", subnet, true).unwrap();
+        a.free("c3", one.addr()).unwrap();
+        assert_eq!(a.owners().count(), 0);
+    }
+
+    #[test]
+    fn restore_refuses_shared_addresses() {
+        let mut a = alloc("10.32.0.0/12");
+        a.restore("c1", net("10.32.0.1/12"), true).unwrap();
+        assert_eq!(
+            a.restore("c2", net("10.32.0.1/12"), true),
+            Err(IpamError::InUseBy(net("10.32.0.1/12"), "c1".to_owned()))
+        );
+        assert_eq!(
+            a.allocate("c3", net("10.32.0.0/12"), true).unwrap(),
+            net("10.32.0.2/12")
+        );
+    }
+}
