@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::cidr::{CidrError, Decision, decide};
+use crate::cidr::{CidrError, Decision, WEAVE_CIDR, decide};
 use crate::intercept::json::{self, WrongType};
 
 /// The path of weavewait inside every rewritten container.
@@ -30,13 +30,15 @@ pub enum Plan {
     },
 }
 
-/// The `Entrypoint` and `Cmd` of an image's config.
+/// What the container takes from its image: `Entrypoint`, `Cmd` and `Env` of the image's config.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImageCommand {
     /// The image's `ENTRYPOINT`, if any.
     pub entrypoint: Option<Vec<String>>,
     /// The image's `CMD`, if any.
     pub cmd: Option<Vec<String>>,
+    /// The image's `ENV` (`KEY=value`), which may set `WEAVE_CIDR`.
+    pub env: Vec<String>,
 }
 
 impl ImageCommand {
@@ -55,6 +57,7 @@ impl ImageCommand {
         Ok(Self {
             entrypoint: json::string_list(config, "Entrypoint")?,
             cmd: json::string_list(config, "Cmd")?,
+            env: json::string_list(config, "Env")?.unwrap_or_default(),
         })
     }
 }
@@ -88,12 +91,24 @@ pub fn plan(body: &Value, no_default_ipalloc: bool) -> Result<Plan, CidrError> {
         Ok(env) => env.unwrap_or_default(),
         Err(err) => return shape(err),
     };
-    if let Decision::LeaveAlone(reason) = decide(
-        network_mode,
-        env.iter().map(String::as_str),
-        no_default_ipalloc,
-    )? {
+    // The container's environment is the image's ENV overlaid with the request's, so the image
+    // has a say unless the request sets WEAVE_CIDR itself.
+    let request_sets_cidr = env
+        .iter()
+        .any(|e| e.split_once('=').is_some_and(|(key, _)| key == WEAVE_CIDR));
+    if request_sets_cidr
+        && let Decision::LeaveAlone(reason) = decide(
+            network_mode,
+            env.iter().map(String::as_str),
+            no_default_ipalloc,
+        )?
+    {
         return Ok(Plan::Forward(reason.to_string()));
+    }
+    if !matches!(network_mode, "" | "default" | "bridge" | "none") {
+        return Ok(Plan::Forward(format!(
+            "the container has --net={network_mode}"
+        )));
     }
     let entrypoint = match json::string_list(object, "Entrypoint") {
         Ok(entrypoint) => entrypoint,
@@ -103,7 +118,8 @@ pub fn plan(body: &Value, no_default_ipalloc: bool) -> Result<Plan, CidrError> {
         return shape(err);
     }
     // Only an absent or empty entrypoint lets the image's command in.
-    if entrypoint.is_some_and(|e| !e.is_empty()) {
+    let explicit_entrypoint = entrypoint.is_some_and(|e| !e.is_empty());
+    if explicit_entrypoint && request_sets_cidr {
         return Ok(Plan::Rewrite { image: None });
     }
     match json::string(object, "Image") {
@@ -113,6 +129,29 @@ pub fn plan(body: &Value, no_default_ipalloc: bool) -> Result<Plan, CidrError> {
         Ok(_) => Ok(Plan::Forward("no image named".into())),
         Err(err) => shape(err),
     }
+}
+
+/// Decides for the container the daemon will create: the image's `ENV` overlaid with the
+/// request's `Env`, as the daemon merges them (the request wins for the same key).
+///
+/// # Errors
+/// A bad `WEAVE_CIDR`, wherever it came from.
+pub fn decide_with_image(
+    body: &Value,
+    image: &ImageCommand,
+    no_default_ipalloc: bool,
+) -> Result<Decision, CidrError> {
+    let object = body.as_object();
+    let network_mode = object
+        .and_then(|o| json::object(o, "HostConfig").ok().flatten())
+        .and_then(|hc| json::string(hc, "NetworkMode").ok().flatten())
+        .unwrap_or("");
+    let request_env = object
+        .and_then(|o| json::string_list(o, "Env").ok().flatten())
+        .unwrap_or_default();
+    // `decide` takes the last WEAVE_CIDR, so the request's entries go after the image's.
+    let env = image.env.iter().chain(&request_env).map(String::as_str);
+    decide(network_mode, env, no_default_ipalloc)
 }
 
 /// What Docker would run: the entrypoint and the command, merged as the daemon merges a
@@ -213,6 +252,7 @@ mod tests {
         ImageCommand {
             entrypoint: entrypoint.map(list),
             cmd: cmd.map(list),
+            env: Vec::new(),
         }
     }
 
@@ -393,8 +433,17 @@ mod tests {
         let cases = [
             (json!({"Image": "b"}), Some(Some("b"))),
             (json!({"Image": "b", "Entrypoint": []}), Some(Some("b"))),
-            (json!({"Image": "b", "Entrypoint": [""]}), Some(None)),
-            (json!({"Image": "b", "Entrypoint": "sh"}), Some(None)),
+            // The image's ENV may set WEAVE_CIDR: looked up unless the request sets it.
+            (json!({"Image": "b", "Entrypoint": [""]}), Some(Some("b"))),
+            (json!({"Image": "b", "Entrypoint": "sh"}), Some(Some("b"))),
+            (
+                json!({"Image": "b", "Entrypoint": "sh", "Env": ["WEAVE_CIDR="]}),
+                Some(None),
+            ),
+            (
+                json!({"Image": "b", "Env": ["WEAVE_CIDR=net:default"]}),
+                Some(Some("b")),
+            ),
             (
                 json!({"Image": "b", "HostConfig": {"NetworkMode": "host"}}),
                 None,
@@ -431,11 +480,45 @@ mod tests {
     }
 
     #[test]
+    fn the_images_env_counts_unless_the_request_overrides_it() {
+        let with_env = |env: &[&str]| ImageCommand {
+            env: list(env),
+            ..ImageCommand::default()
+        };
+        let attach = |d: Result<Decision, CidrError>| matches!(d, Ok(Decision::Attach(_)));
+        let none = with_env(&["PATH=/bin", "WEAVE_CIDR=none"]);
+        assert!(!attach(decide_with_image(
+            &json!({"Image": "i"}),
+            &none,
+            false
+        )));
+        let overridden = json!({"Image": "i", "Env": ["WEAVE_CIDR=10.2.1.1/24"]});
+        assert!(attach(decide_with_image(&overridden, &none, false)));
+        let asks = with_env(&["WEAVE_CIDR=10.2.1.1/24"]);
+        assert!(attach(decide_with_image(
+            &json!({"Image": "i"}),
+            &asks,
+            true
+        )));
+        let bad = with_env(&["WEAVE_CIDR=foo"]);
+        let err = decide_with_image(&json!({"Image": "i"}), &bad, false).unwrap_err();
+        assert_eq!(err.token, "foo");
+    }
+
+    #[test]
     fn a_bad_cidr_is_an_error_before_anything_is_created() {
         let body = json!({"Image": "b", "Env": ["WEAVE_CIDR=ip:10.0.0.1"]});
         let err = plan(&body, false).unwrap_err();
         assert_eq!(err.token, "ip:10.0.0.1");
+        // With --no-default-ipalloc and no WEAVE_CIDR, only the image's ENV can still ask.
         let no_default = json!({"Image": "b"});
-        assert!(matches!(plan(&no_default, true), Ok(Plan::Forward(_))));
+        assert!(matches!(
+            plan(&no_default, true),
+            Ok(Plan::Rewrite { image: Some(_) })
+        ));
+        assert!(matches!(
+            decide_with_image(&no_default, &ImageCommand::default(), true),
+            Ok(Decision::LeaveAlone(_))
+        ));
     }
 }

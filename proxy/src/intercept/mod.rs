@@ -20,6 +20,7 @@ use serde_json::Value;
 use tracing::{debug, info};
 
 use crate::body::{self, ProxyBody};
+use crate::cidr::Decision;
 use crate::error::ProxyError;
 use crate::upstream::Upstream;
 
@@ -84,6 +85,12 @@ pub async fn create_container(
             }
         }
     };
+    if let Decision::LeaveAlone(reason) =
+        create::decide_with_image(&doc, &image, settings.no_default_ipalloc)?
+    {
+        info!(%reason, "create: leaving the container alone");
+        return send(upstream, parts, bytes).await;
+    }
     let source = settings.weavewait.display().to_string();
     match create::rewrite(&mut doc, &image, &source) {
         Ok(create::Outcome::Rewritten) => send_json(upstream, parts, &doc).await,
