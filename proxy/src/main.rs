@@ -30,7 +30,13 @@ fn main() -> ExitCode {
         eprintln!("weaveproxy: {err:#}");
         return ExitCode::from(EX_USAGE);
     }
-    let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");
+    // One thread: the proxy's work is moving bytes between sockets, and handing each chunk
+    // between connection tasks on different threads cost more in wake-ups than the copying
+    // itself (measured with perf; see BENCHMARKS.md).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts");
     match runtime.block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
