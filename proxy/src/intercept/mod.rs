@@ -170,16 +170,18 @@ pub async fn present(
     let mentions = bytes
         .windows(create::WEAVEWAIT.len())
         .any(|w| w == create::WEAVEWAIT.as_bytes());
-    let rewritten = mentions
-        .then(|| serde_json::from_slice::<Value>(&bytes).ok())
-        .flatten()
-        .and_then(|mut doc| {
-            let changed = match kind {
-                Presentation::List => present::hide_in_list(&mut doc),
-                Presentation::Inspect => present::hide_in_inspect(&mut doc),
-            };
-            changed.then(|| to_json_bytes(&doc, bytes.ends_with(b"\n")))
-        });
+    let rewritten = match kind {
+        _ if !mentions => None,
+        Presentation::List => present::hide_in_list(&bytes).map(Bytes::from),
+        Presentation::Inspect => {
+            serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|mut doc| {
+                    present::hide_in_inspect(&mut doc)
+                        .then(|| to_json_bytes(&doc, bytes.ends_with(b"\n")))
+                })
+        }
+    };
     let out = rewritten.unwrap_or(bytes);
     parts.headers.remove(header::TRANSFER_ENCODING);
     parts

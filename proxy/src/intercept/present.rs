@@ -6,30 +6,45 @@
 //! container-listing test. The daemon itself, and `docker ps` straight to it, still show the
 //! truth. Only called for bodies that mention `/w/w`.
 
+use indexmap::IndexMap;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::intercept::create::WEAVEWAIT;
 
-/// Strips `/w/w ` from each container's `Command` in a container list. Returns whether
-/// anything changed.
-pub fn hide_in_list(list: &mut Value) -> bool {
-    let Some(containers) = list.as_array_mut() else {
-        return false;
-    };
+/// Strips `/w/w ` from each container's `Command` in a container list (the daemon's JSON
+/// bytes). Returns the new bytes, or `None` when nothing changed or the list is not the
+/// expected shape.
+///
+/// Listings are large and frequent (`docker ps`, compose polling), so only the top level of
+/// each container is split into fields; every other field's text is written back exactly as
+/// the daemon wrote it, without building a tree of it.
+pub fn hide_in_list(list: &[u8]) -> Option<Vec<u8>> {
+    let mut containers: Vec<IndexMap<String, Box<RawValue>>> = serde_json::from_slice(list).ok()?;
     let mut changed = false;
-    for container in containers {
-        let Some(Value::String(command)) = container.get_mut("Command") else {
+    for container in &mut containers {
+        let Some(raw) = container.get_mut("Command") else {
+            continue;
+        };
+        let Ok(command) = serde_json::from_str::<String>(raw.get()) else {
             continue;
         };
         if let Some(rest) = command
             .strip_prefix(WEAVEWAIT)
             .filter(|rest| rest.is_empty() || rest.starts_with(' '))
         {
-            *command = rest.trim_start_matches(' ').to_owned();
+            *raw = serde_json::value::to_raw_value(rest.trim_start_matches(' ')).ok()?;
             changed = true;
         }
     }
-    changed
+    if !changed {
+        return None;
+    }
+    let mut out = serde_json::to_vec(&containers).ok()?;
+    if list.ends_with(b"\n") {
+        out.push(b'\n');
+    }
+    Some(out)
 }
 
 /// Shows an inspected container's `Path`, `Args` and `Config.Entrypoint` without `/w/w`.
@@ -68,23 +83,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn list_shows_the_users_command() {
-        let mut list = json!([
-            {"Id": "a", "Command": "/w/w sleep 300", "Names": ["/a"]},
-            {"Id": "b", "Command": "/w/wx --flag"},
-            {"Id": "c", "Command": "sh"},
-            {"Id": "d", "Command": "/w/w"},
-        ]);
-        assert!(hide_in_list(&mut list));
-        let commands: Vec<&str> = list
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["Command"].as_str().unwrap())
-            .collect();
-        assert_eq!(commands, ["sleep 300", "/w/wx --flag", "sh", ""]);
-        assert!(!hide_in_list(&mut json!([{"Command": "sh"}])));
-        assert!(!hide_in_list(&mut json!({"message": "x"})));
+    fn list_shows_the_users_command_and_keeps_every_other_byte() {
+        let list = concat!(
+            r#"[{"Id":"a","Command":"/w/w sleep 300","Labels":{"x":"\u003cy\u003e"},"Size":1e3},"#,
+            r#"{"Id":"b","Command":"/w/wx --flag"},{"Id":"c","Command":"sh"},"#,
+            r#"{"Id":"d","Command":"/w/w"}]"#,
+            "\n"
+        );
+        let out = String::from_utf8(hide_in_list(list.as_bytes()).unwrap()).unwrap();
+        let want = concat!(
+            r#"[{"Id":"a","Command":"sleep 300","Labels":{"x":"\u003cy\u003e"},"Size":1e3},"#,
+            r#"{"Id":"b","Command":"/w/wx --flag"},{"Id":"c","Command":"sh"},"#,
+            r#"{"Id":"d","Command":""}]"#,
+            "\n"
+        );
+        assert_eq!(out, want);
+        assert_eq!(hide_in_list(br#"[{"Command":"sh"}]"#), None);
+        assert_eq!(hide_in_list(br#"{"message":"x /w/w"}"#), None);
     }
 
     #[test]
