@@ -1,4 +1,5 @@
-//! The router's HTTP API (IPAM part): Weave Net's paths, verbs, parameters, bodies and status codes.
+//! The router's HTTP API (IPAM part and `/status`): Weave Net's paths, verbs, parameters, bodies and
+//! status codes.
 //!
 //! Clients are the original `weave` script (curl) and Go API client, and our proxy; they read bodies
 //! verbatim, so every answer copies the original byte for byte: plain `ip/len` bodies with no newline,
@@ -8,6 +9,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
@@ -20,6 +22,7 @@ use axum::routing::{delete, get, post};
 use ipnet::Ipv4Net;
 use serde::Serialize;
 
+use crate::dns::registry::Registry;
 use crate::ipam::{self, Allocator, IpamError};
 use crate::store::{Store, StoreError};
 
@@ -33,7 +36,8 @@ pub trait Liveness: Send + Sync + std::fmt::Debug {
     fn is_alive<'a>(&'a self, id: &'a str) -> BoxFuture<'a, bool>;
 }
 
-/// Treats every id as running: the stand-in until Docker inspection is wired in.
+/// Treats every id as running: for tests and embedders without Docker (`weaver` itself uses
+/// [`crate::docker::DockerLiveness`]).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct AssumeAlive;
 
@@ -56,12 +60,40 @@ struct Shared {
     liveness: Arc<dyn Liveness>,
     /// Empty until the saved state is loaded; `/status` answers 503 and `/ip...` 503 until then.
     ipam: OnceLock<Mutex<Ipam>>,
+    /// weaveDNS, for `/status`; empty with `--no-dns`.
+    dns: OnceLock<DnsStatus>,
+}
+
+/// What `/status` shows of weaveDNS.
+#[derive(Debug, Clone)]
+pub struct DnsStatus {
+    /// The names it holds.
+    pub registry: Registry,
+    /// Where names outside its domain are asked.
+    pub upstreams: Vec<SocketAddr>,
+    /// The TTL of its answers.
+    pub ttl: u32,
 }
 
 #[derive(Debug)]
 struct Ipam {
     alloc: Allocator,
     store: Store,
+}
+
+impl Ipam {
+    /// Makes `next` the live state, saving it first when what is persisted changed (dead marks
+    /// alone are not worth a disk write).
+    fn commit(&mut self, next: Allocator) -> Result<(), ApiError> {
+        if next == self.alloc {
+            return Ok(());
+        }
+        if !next.same_allocations(&self.alloc) {
+            self.store.save(&next).map_err(ApiError::Persist)?;
+        }
+        self.alloc = next;
+        Ok(())
+    }
 }
 
 impl ApiState {
@@ -74,6 +106,7 @@ impl ApiState {
                 default_subnet,
                 liveness,
                 ipam: OnceLock::new(),
+                dns: OnceLock::new(),
             }),
         }
     }
@@ -98,6 +131,16 @@ impl ApiState {
         }
     }
 
+    /// Shows weaveDNS in `/status`.
+    pub fn set_dns_status(&self, dns: DnsStatus) {
+        let _ = self.inner.dns.set(dns);
+    }
+
+    /// What `check-alive=true` asks.
+    pub fn liveness(&self) -> Arc<dyn Liveness> {
+        Arc::clone(&self.inner.liveness)
+    }
+
     /// Whether IPAM is initialised.
     pub fn is_ready(&self) -> bool {
         self.inner.ipam.get().is_some()
@@ -120,10 +163,23 @@ impl ApiState {
         let mut ipam = self.ipam()?;
         let mut next = ipam.alloc.clone();
         let result = op(&mut next);
-        if result.is_ok() && next != ipam.alloc {
-            ipam.store.save(&next).map_err(ApiError::Persist)?;
-            ipam.alloc = next;
+        if result.is_ok() {
+            ipam.commit(next)?;
         }
+        Ok(result)
+    }
+
+    /// Applies `op` to the allocator, saving the result when the allocations changed: the entry
+    /// point for what is not an HTTP request (Docker events, the periodic sweep of dead marks).
+    ///
+    /// # Errors
+    /// [`ApiError::NotReady`] before [`ApiState::set_ready`], [`ApiError::Persist`] when the
+    /// change could not be saved (the allocator then keeps its previous state).
+    pub fn update<T>(&self, op: impl FnOnce(&mut Allocator) -> T) -> Result<T, ApiError> {
+        let mut ipam = self.ipam()?;
+        let mut next = ipam.alloc.clone();
+        let result = op(&mut next);
+        ipam.commit(next)?;
         Ok(result)
     }
 
@@ -155,7 +211,7 @@ pub fn router(state: ApiState) -> Router {
 
 /// Failures that are not the allocator's own refusals.
 #[derive(Debug, thiserror::Error)]
-enum ApiError {
+pub enum ApiError {
     #[error("IPAM is not initialised yet")]
     NotReady,
     #[error("unable to persist IPAM state: {0}")]
@@ -184,7 +240,12 @@ fn go_error(status: StatusCode, message: &str) -> Response {
 }
 
 fn bad_request(message: &str) -> Response {
-    tracing::warn!("[allocator]: {message}");
+    bad_request_for("[allocator]", message)
+}
+
+/// A 400 as the original answers it, logged under `component`.
+pub(crate) fn bad_request_for(component: &str, message: &str) -> Response {
+    tracing::warn!("{component}: {message}");
     go_error(StatusCode::BAD_REQUEST, message)
 }
 
@@ -193,19 +254,20 @@ fn cancelled_response(what: &str, id: &str) -> Response {
     "cancelled".into_response()
 }
 
-/// A boolean form value, read like Go's `r.FormValue(name) == "true"`: the url-encoded body (sent
-/// with its content type) wins over the query string.
-fn flag(
-    name: &str,
-    query: &Query<HashMap<String, String>>,
-    form: &Result<Form<HashMap<String, String>>, FormRejection>,
-) -> bool {
+/// A form value, read like Go's `r.FormValue(name)`: the url-encoded body (sent with its content
+/// type) wins over the query string.
+pub(crate) fn form_value<'a>(name: &str, query: &'a Params, form: &'a Body) -> Option<&'a str> {
     let from_body = form.as_ref().ok().and_then(|Form(f)| f.get(name));
-    from_body.or_else(|| query.get(name)).map(String::as_str) == Some("true")
+    from_body.or_else(|| query.get(name)).map(String::as_str)
 }
 
-type Params = Query<HashMap<String, String>>;
-type Body = Result<Form<HashMap<String, String>>, FormRejection>;
+/// A boolean form value: `true` is the only truth, as `r.FormValue(name) == "true"`.
+pub(crate) fn form_flag(name: &str, query: &Params, form: &Body) -> bool {
+    form_value(name, query, form) == Some("true")
+}
+
+pub(crate) type Params = Query<HashMap<String, String>>;
+pub(crate) type Body = Result<Form<HashMap<String, String>>, FormRejection>;
 
 fn cidr_text(addrs: &[Ipv4Net]) -> String {
     let mut text = String::new();
@@ -220,16 +282,36 @@ fn cidr_text(addrs: &[Ipv4Net]) -> String {
 
 async fn status(State(state): State<ApiState>) -> Response {
     let ready = state.is_ready();
+    // As the original: `idle` until the allocator holds something, then `ready`; before that the
+    // saved state is still being loaded and reconciled with the running containers.
+    let ipam_status = match state.ipam() {
+        Ok(ipam) if ipam.alloc.owners().next().is_some() => "ready",
+        Ok(_) => "idle",
+        Err(_) => "initialising",
+    };
     let line = |label: &str, value: &dyn std::fmt::Display| format!("{label:>15}: {value}\n");
-    let body = [
+    let mut body = [
         line("Version", &env!("CARGO_PKG_VERSION")),
         "\n".to_owned(),
         line("Service", &"ipam"),
-        line("Status", &if ready { "ready" } else { "initialising" }),
+        line("Status", &ipam_status),
         line("Range", &state.inner.universe),
         line("DefaultSubnet", &state.inner.default_subnet),
     ]
     .concat();
+    if let Some(dns) = state.inner.dns.get() {
+        let upstreams: Vec<String> = dns.upstreams.iter().map(|u| u.ip().to_string()).collect();
+        body.push('\n');
+        for (label, value) in [
+            ("Service", "dns".to_owned()),
+            ("Domain", dns.registry.domain().to_owned()),
+            ("Upstream", upstreams.join(", ")),
+            ("TTL", dns.ttl.to_string()),
+            ("Entries", dns.registry.entries().len().to_string()),
+        ] {
+            body.push_str(&line(label, &value));
+        }
+    }
     let code = if ready {
         StatusCode::OK
     } else {
@@ -262,7 +344,7 @@ async fn allocate_default(
     query: Params,
     form: Body,
 ) -> Response {
-    let check_alive = flag("check-alive", &query, &form);
+    let check_alive = form_flag("check-alive", &query, &form);
     let subnet = state.inner.default_subnet;
     allocate(&state, &id, subnet, check_alive).await
 }
@@ -277,7 +359,7 @@ async fn allocate_in(
         Ok(subnet) => subnet,
         Err(err) => return bad_request(&err.to_string()),
     };
-    let check_alive = flag("check-alive", &query, &form);
+    let check_alive = form_flag("check-alive", &query, &form);
     allocate(&state, &id, subnet, check_alive).await
 }
 
@@ -293,7 +375,7 @@ async fn claim(
     };
     // `noErrorOnUnknown` only matters when another peer may own the address; a lone host owns the
     // whole range, so the flag is accepted and has nothing to change.
-    let check_alive = flag("check-alive", &query, &form);
+    let check_alive = form_flag("check-alive", &query, &form);
     if state.cancelled(&id, check_alive).await {
         return cancelled_response("Claim", &id);
     }

@@ -4,9 +4,16 @@
 //! no ring, no consensus and no asking peers for space. What remains is the bookkeeping the HTTP API
 //! exposes — lowest-free allocation, idempotent re-allocation, claims, frees — with the original's
 //! error texts, because the `weave` script and the proxy show them to users verbatim.
+//!
+//! It also keeps the lifecycle of container-owned addresses (the original's `isContainer` entries,
+//! made with `check-alive=true`): a container that dies is *marked dead* with a timestamp and keeps
+//! its addresses for a grace period, so a restart gets the same ones back; marks older than the
+//! grace period are freed by [`Allocator::expire_dead`]. Time is always passed in, so the rules are
+//! tested with an injected clock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
 
@@ -96,6 +103,36 @@ pub struct Allocator {
     /// Reverse index: every owned address (inside or outside the range) → its owner id. Ordered, so
     /// the lowest free address is found by walking the used ones rather than every candidate.
     used: BTreeMap<Ipv4Addr, String>,
+    /// Container ids whose container died, with when. Only ids present in `owners` with
+    /// `is_container` are ever marked. Not persisted: at start the reclaim decides afresh.
+    dead: BTreeMap<String, Instant>,
+}
+
+/// Addresses released by a lifecycle rule, for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Released {
+    pub id: String,
+    pub cidrs: Vec<Ipv4Net>,
+}
+
+/// What [`Allocator::sync_running`] changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Container ids newly marked dead because their container is not running.
+    pub marked_dead: Vec<String>,
+    /// Container ids whose dead mark was lifted because their container runs again.
+    pub revived: Vec<String>,
+}
+
+/// What [`Allocator::reclaim`] did at start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReclaimReport {
+    /// Container entries freed because their container is not running any more.
+    pub pruned: Vec<Released>,
+    /// Addresses found on running containers' `ethwe` and recorded (or confirmed) for them.
+    pub claimed: usize,
+    /// Addresses found on a running container that another live id already holds.
+    pub conflicts: Vec<(String, Ipv4Net, IpamError)>,
 }
 
 impl Allocator {
@@ -117,6 +154,7 @@ impl Allocator {
             default_subnet,
             owners: BTreeMap::new(),
             used: BTreeMap::new(),
+            dead: BTreeMap::new(),
         })
     }
 
@@ -140,6 +178,19 @@ impl Allocator {
         self.used.get(&addr).map(String::as_str)
     }
 
+    /// Whether the two hold the same addresses for the same ids: what is persisted, leaving out
+    /// dead marks (which are not).
+    pub fn same_allocations(&self, other: &Self) -> bool {
+        self.universe == other.universe
+            && self.default_subnet == other.default_subnet
+            && self.owners == other.owners
+    }
+
+    /// When `id` was marked dead, if it is.
+    pub fn dead_since(&self, id: &str) -> Option<Instant> {
+        self.dead.get(id).copied()
+    }
+
     /// Gives `id` an address in `subnet`: the one it already holds there, or else the lowest free
     /// host address (never the subnet's network or broadcast address). The answer carries the
     /// subnet's prefix length, as `POST /ip/{id}` reports it.
@@ -155,7 +206,10 @@ impl Allocator {
     ) -> Result<Ipv4Net, IpamError> {
         let subnet = subnet.trunc();
         if let Some(held) = self.lookup(id, subnet).first() {
-            return Ok(with_prefix(held.addr(), subnet.prefix_len()));
+            let held = with_prefix(held.addr(), subnet.prefix_len());
+            // Asking again is proof of life (the original's "resurrect").
+            self.dead.remove(id);
+            return Ok(held);
         }
         let Some((first, last)) = self.candidates(subnet) else {
             return Err(IpamError::OutOfBounds {
@@ -187,7 +241,8 @@ impl Allocator {
     }
 
     /// Records that `id` holds exactly `cidr` (address plus mask). Addresses outside the range are
-    /// recorded as given: the user is assumed to know what they are doing.
+    /// recorded as given: the user is assumed to know what they are doing. An address held by an id
+    /// marked dead is taken over: that container is gone for all we know, and the claimant is alive.
     ///
     /// # Errors
     /// [`IpamError::OwnedBy`] (inside the range) or [`IpamError::InUseBy`] (outside it) when another
@@ -206,7 +261,17 @@ impl Allocator {
                 self.record(effective, cidr, is_container);
                 Ok(())
             }
-            Some(existing) if existing == effective => Ok(()),
+            Some(existing) if existing == effective => {
+                self.dead.remove(effective);
+                Ok(())
+            }
+            Some(existing) if self.dead.contains_key(existing) => {
+                let previous = existing.clone();
+                self.free(&previous, addr)
+                    .unwrap_or_else(|_| unreachable!("`used` and `owners` agree"));
+                self.record(effective, cidr, is_container);
+                Ok(())
+            }
             Some(existing) if *existing == addr_id => Err(IpamError::InUse(cidr)),
             // The caller cannot tell us which container it is, and we cannot prove it is another one.
             Some(_) if id == NO_CONTAINER_ID => Ok(()),
@@ -242,6 +307,7 @@ impl Allocator {
         for cidr in &owner.cidrs {
             self.used.remove(&cidr.addr());
         }
+        self.dead.remove(id);
         Ok(owner.cidrs)
     }
 
@@ -260,6 +326,7 @@ impl Allocator {
         owner.cidrs.remove(at);
         if owner.cidrs.is_empty() {
             self.owners.remove(id);
+            self.dead.remove(id);
         }
         self.used.remove(&addr);
         Ok(())
@@ -285,7 +352,113 @@ impl Allocator {
         }
     }
 
+    /// The container with `id` died at `now`: its addresses are kept for now, and freed by
+    /// [`Allocator::expire_dead`] unless it starts again. Only container entries are marked;
+    /// marking an id twice keeps the first time. Returns whether `id` is now marked.
+    pub fn mark_dead(&mut self, id: &str, now: Instant) -> bool {
+        if !self.owners.get(id).is_some_and(|o| o.is_container) {
+            return false;
+        }
+        self.dead.entry(id.to_owned()).or_insert(now);
+        true
+    }
+
+    /// The container with `id` started (again): it keeps its addresses. Returns whether it had
+    /// been marked dead.
+    pub fn revive(&mut self, id: &str) -> bool {
+        self.dead.remove(id).is_some()
+    }
+
+    /// The container with `id` was removed: its container entry is freed at once. Entries made
+    /// without `check-alive` are left alone (they were never the container's to lose).
+    pub fn release_container(&mut self, id: &str) -> Option<Released> {
+        if !self.owners.get(id).is_some_and(|o| o.is_container) {
+            return None;
+        }
+        let cidrs = self
+            .delete(id)
+            .unwrap_or_else(|_| unreachable!("the owner exists"));
+        Some(Released {
+            id: id.to_owned(),
+            cidrs,
+        })
+    }
+
+    /// Frees every id marked dead at least `timeout` before `now`.
+    pub fn expire_dead(&mut self, now: Instant, timeout: Duration) -> Vec<Released> {
+        let expired: Vec<String> = self
+            .dead
+            .iter()
+            .filter(|&(_, &since)| now.saturating_duration_since(since) >= timeout)
+            .map(|(id, _)| id.clone())
+            .collect();
+        expired
+            .into_iter()
+            .filter_map(|id| {
+                let cidrs = self.delete(&id).ok()?;
+                Some(Released { id, cidrs })
+            })
+            .collect()
+    }
+
+    /// Brings the dead marks in line with the containers that run now, after events may have been
+    /// missed (a reconnect to Docker): a container entry whose container is not in `running` is
+    /// marked dead at `now` (and so freed after the grace period); one that runs loses its mark.
+    pub fn sync_running(&mut self, running: &HashSet<String>, now: Instant) -> SyncReport {
+        let mut report = SyncReport::default();
+        let containers: Vec<String> = self
+            .owners
+            .iter()
+            .filter(|(_, owner)| owner.is_container)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in containers {
+            if running.contains(&id) {
+                if self.revive(&id) {
+                    report.revived.push(id);
+                }
+            } else if !self.dead.contains_key(&id) {
+                self.dead.insert(id.clone(), now);
+                report.marked_dead.push(id);
+            }
+        }
+        report
+    }
+
+    /// The start-up reclaim: frees every container entry whose container is not in `running`
+    /// (the original's `PruneOwned`), then records each address `found` on a running container's
+    /// interface under that container's id. Pruning first means an address a vanished container
+    /// still held in the saved state goes to the container that really has it now.
+    pub fn reclaim(
+        &mut self,
+        running: &HashSet<String>,
+        found: &[(String, Vec<Ipv4Net>)],
+    ) -> ReclaimReport {
+        let mut report = ReclaimReport::default();
+        let gone: Vec<String> = self
+            .owners
+            .iter()
+            .filter(|(id, owner)| owner.is_container && !running.contains(*id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            if let Some(released) = self.release_container(&id) {
+                report.pruned.push(released);
+            }
+        }
+        for (id, cidrs) in found {
+            for &cidr in cidrs {
+                match self.claim(id, cidr, true) {
+                    Ok(()) => report.claimed += 1,
+                    Err(err) => report.conflicts.push((id.clone(), cidr, err)),
+                }
+            }
+        }
+        report
+    }
+
     fn record(&mut self, id: &str, cidr: Ipv4Net, is_container: bool) {
+        self.dead.remove(id);
         self.used.insert(cidr.addr(), id.to_owned());
         let owner = self.owners.entry(id.to_owned()).or_insert_with(|| Owner {
             is_container,
@@ -613,5 +786,312 @@ mod tests {
             a.allocate("c3", net("10.32.0.0/12"), true).unwrap(),
             net("10.32.0.2/12")
         );
+    }
+
+    /// A clock for the lifecycle rules: `at(s)` is `s` seconds after an arbitrary origin.
+    struct Clock(Instant);
+
+    impl Clock {
+        fn new() -> Self {
+            Self(Instant::now())
+        }
+        fn at(&self, secs: u64) -> Instant {
+            self.0 + Duration::from_secs(secs)
+        }
+    }
+
+    const GRACE: Duration = Duration::from_secs(30);
+
+    /// One step of a container's life as the events watcher and the API drive it.
+    #[derive(Debug, Clone, Copy)]
+    enum Step {
+        /// `POST /ip/{id}` with or without check-alive, at a second.
+        Allocate(&'static str, bool),
+        /// `PUT /ip/{id}/{cidr}` with check-alive.
+        Claim(&'static str, &'static str),
+        Die(&'static str, u64),
+        Start(&'static str),
+        Destroy(&'static str),
+        /// The periodic sweep at a second.
+        Sweep(u64),
+    }
+
+    #[test]
+    fn dead_marks_table() {
+        use Step::*;
+        struct Case {
+            what: &'static str,
+            steps: &'static [Step],
+            /// Every owner afterwards with its addresses.
+            owners: &'static [(&'static str, &'static [&'static str])],
+            dead: &'static [&'static str],
+        }
+        let cases = [
+            Case {
+                what: "die then start keeps the address",
+                steps: &[Allocate("c1", true), Die("c1", 0), Start("c1"), Sweep(100)],
+                owners: &[("c1", &["10.32.0.1/12"])],
+                dead: &[],
+            },
+            Case {
+                what: "die keeps the address within the grace period",
+                steps: &[Allocate("c1", true), Die("c1", 0), Sweep(29)],
+                owners: &[("c1", &["10.32.0.1/12"])],
+                dead: &["c1"],
+            },
+            Case {
+                what: "die frees after the grace period",
+                steps: &[Allocate("c1", true), Die("c1", 0), Sweep(30)],
+                owners: &[],
+                dead: &[],
+            },
+            Case {
+                what: "a second die keeps the first time",
+                steps: &[Allocate("c1", true), Die("c1", 0), Die("c1", 20), Sweep(31)],
+                owners: &[],
+                dead: &[],
+            },
+            Case {
+                what: "destroy frees at once",
+                steps: &[Allocate("c1", true), Allocate("c2", true), Destroy("c1")],
+                owners: &[("c2", &["10.32.0.2/12"])],
+                dead: &[],
+            },
+            Case {
+                what: "destroy after die frees at once and leaves no mark",
+                steps: &[
+                    Allocate("c1", true),
+                    Die("c1", 0),
+                    Destroy("c1"),
+                    Sweep(100),
+                ],
+                owners: &[],
+                dead: &[],
+            },
+            Case {
+                what: "entries made without check-alive are never released",
+                steps: &[
+                    Allocate("weave:expose", false),
+                    Die("weave:expose", 0),
+                    Sweep(100),
+                    Destroy("weave:expose"),
+                ],
+                owners: &[("weave:expose", &["10.32.0.1/12"])],
+                dead: &[],
+            },
+            Case {
+                what: "events for unknown ids change nothing",
+                steps: &[
+                    Allocate("c1", true),
+                    Die("c9", 0),
+                    Start("c9"),
+                    Destroy("c9"),
+                ],
+                owners: &[("c1", &["10.32.0.1/12"])],
+                dead: &[],
+            },
+            Case {
+                what: "allocating again resurrects a dead id with the same address",
+                steps: &[
+                    Allocate("c1", true),
+                    Die("c1", 0),
+                    Allocate("c1", true),
+                    Sweep(100),
+                ],
+                owners: &[("c1", &["10.32.0.1/12"])],
+                dead: &[],
+            },
+            Case {
+                what: "claiming its own address again resurrects a dead id",
+                steps: &[
+                    Claim("c1", "10.2.1.1/24"),
+                    Die("c1", 0),
+                    Claim("c1", "10.2.1.1/24"),
+                    Sweep(100),
+                ],
+                owners: &[("c1", &["10.2.1.1/24"])],
+                dead: &[],
+            },
+            Case {
+                what: "a claim takes an address over from a dead id",
+                steps: &[
+                    Claim("c1", "10.2.1.1/24"),
+                    Claim("c1", "10.2.1.2/24"),
+                    Die("c1", 0),
+                    Claim("c2", "10.2.1.1/24"),
+                ],
+                owners: &[("c1", &["10.2.1.2/24"]), ("c2", &["10.2.1.1/24"])],
+                dead: &["c1"],
+            },
+            Case {
+                what: "taking over the last address of a dead id drops the id and its mark",
+                steps: &[
+                    Claim("c1", "10.32.0.5/12"),
+                    Die("c1", 0),
+                    Claim("c2", "10.32.0.5/12"),
+                ],
+                owners: &[("c2", &["10.32.0.5/12"])],
+                dead: &[],
+            },
+            Case {
+                what: "a dead id's address is not handed out by allocation",
+                steps: &[Allocate("c1", true), Die("c1", 0), Allocate("c2", true)],
+                owners: &[("c1", &["10.32.0.1/12"]), ("c2", &["10.32.0.2/12"])],
+                dead: &["c1"],
+            },
+        ];
+        for case in cases {
+            let clock = Clock::new();
+            let mut a = alloc("10.32.0.0/12");
+            let range = net("10.32.0.0/12");
+            for step in case.steps {
+                match *step {
+                    Allocate(id, check_alive) => {
+                        a.allocate(id, range, check_alive).unwrap();
+                    }
+                    Claim(id, cidr) => a.claim(id, net(cidr), true).unwrap(),
+                    Die(id, at) => {
+                        a.mark_dead(id, clock.at(at));
+                    }
+                    Start(id) => {
+                        a.revive(id);
+                    }
+                    Destroy(id) => {
+                        a.release_container(id);
+                    }
+                    Sweep(at) => {
+                        a.expire_dead(clock.at(at), GRACE);
+                    }
+                }
+            }
+            let owners: Vec<(String, Vec<String>)> = a
+                .owners()
+                .map(|(id, o)| {
+                    (
+                        id.to_owned(),
+                        o.cidrs.iter().map(ToString::to_string).collect(),
+                    )
+                })
+                .collect();
+            let want: Vec<(String, Vec<String>)> = case
+                .owners
+                .iter()
+                .map(|(id, cidrs)| {
+                    (
+                        (*id).to_owned(),
+                        cidrs.iter().map(|c| (*c).to_owned()).collect(),
+                    )
+                })
+                .collect();
+            assert_eq!(owners, want, "{}: owners", case.what);
+            let dead: Vec<&str> = a.dead.keys().map(String::as_str).collect();
+            assert_eq!(dead, case.dead, "{}: dead marks", case.what);
+        }
+    }
+
+    #[test]
+    fn expiry_reports_what_it_freed_and_only_what_is_due() {
+        let clock = Clock::new();
+        let mut a = alloc("10.32.0.0/12");
+        let range = net("10.32.0.0/12");
+        a.allocate("early", range, true).unwrap();
+        a.allocate("late", range, true).unwrap();
+        a.claim("early", net("10.2.1.1/24"), true).unwrap();
+        assert!(a.mark_dead("early", clock.at(0)));
+        assert!(a.mark_dead("late", clock.at(10)));
+        assert!(!a.mark_dead("nobody", clock.at(10)));
+        assert_eq!(a.dead_since("late"), Some(clock.at(10)));
+        assert_eq!(a.expire_dead(clock.at(5), GRACE), vec![]);
+        assert_eq!(
+            a.expire_dead(clock.at(35), GRACE),
+            vec![Released {
+                id: "early".to_owned(),
+                cidrs: vec![net("10.32.0.1/12"), net("10.2.1.1/24")],
+            }]
+        );
+        assert_eq!(a.owner_of(net("10.2.1.1/24").addr()), None);
+        assert_eq!(a.expire_dead(clock.at(40), GRACE).len(), 1);
+        assert_eq!(a.owners().count(), 0);
+    }
+
+    #[test]
+    fn dead_marks_are_not_part_of_what_is_saved() {
+        let clock = Clock::new();
+        let mut a = alloc("10.32.0.0/12");
+        a.allocate("c1", net("10.32.0.0/12"), true).unwrap();
+        let before = a.clone();
+        a.mark_dead("c1", clock.at(0));
+        assert!(a.same_allocations(&before));
+        assert_ne!(a, before);
+        a.release_container("c1").unwrap();
+        assert!(!a.same_allocations(&before));
+    }
+
+    #[test]
+    fn sync_running_marks_the_missing_and_revives_the_running() {
+        let clock = Clock::new();
+        let mut a = alloc("10.32.0.0/12");
+        let range = net("10.32.0.0/12");
+        for id in ["up", "down", "back"] {
+            a.allocate(id, range, true).unwrap();
+        }
+        a.allocate("weave:expose", range, false).unwrap();
+        a.mark_dead("back", clock.at(0));
+        let running: HashSet<String> = ["up", "back"].map(str::to_owned).into();
+        let report = a.sync_running(&running, clock.at(3));
+        assert_eq!(
+            report,
+            SyncReport {
+                marked_dead: vec!["down".to_owned()],
+                revived: vec!["back".to_owned()],
+            }
+        );
+        assert_eq!(a.dead_since("down"), Some(clock.at(3)));
+        // A second sync changes nothing and keeps the first time.
+        assert_eq!(a.sync_running(&running, clock.at(9)), SyncReport::default());
+        assert_eq!(a.dead_since("down"), Some(clock.at(3)));
+        let freed = a.expire_dead(clock.at(33), GRACE);
+        assert_eq!(freed.len(), 1);
+        assert_eq!(freed[0].id, "down");
+    }
+
+    #[test]
+    fn reclaim_prunes_gone_containers_then_records_what_interfaces_hold() {
+        let mut a = alloc("10.32.0.0/12");
+        let range = net("10.32.0.0/12");
+        a.allocate("running", range, true).unwrap(); // .1
+        a.allocate("gone", range, true).unwrap(); // .2
+        a.allocate("weave:expose", range, false).unwrap(); // .3
+        a.allocate("other", range, true).unwrap(); // .4
+        let running: HashSet<String> = ["running", "fresh", "other"].map(str::to_owned).into();
+        let found = vec![
+            // Already recorded: confirmed.
+            ("running".to_owned(), vec![net("10.32.0.1/12")]),
+            // Held by a container that is gone in the saved state: it goes to the one that has it.
+            (
+                "fresh".to_owned(),
+                vec![net("10.32.0.2/12"), net("10.2.1.1/24")],
+            ),
+            // Held by another live container: a conflict, reported and left alone.
+            ("running".to_owned(), vec![net("10.32.0.4/12")]),
+        ];
+        let report = a.reclaim(&running, &found);
+        assert_eq!(
+            report.pruned,
+            vec![Released {
+                id: "gone".to_owned(),
+                cidrs: vec![net("10.32.0.2/12")],
+            }]
+        );
+        assert_eq!(report.claimed, 3);
+        assert_eq!(report.conflicts.len(), 1);
+        assert_eq!(
+            report.conflicts[0].2.to_string(),
+            "address 10.32.0.4/12 is already owned by other"
+        );
+        assert_eq!(a.lookup("fresh", range), vec![net("10.32.0.2/12")]);
+        assert_eq!(a.owner_of(net("10.2.1.1/24").addr()), Some("fresh"));
+        assert_eq!(a.owner_of(net("10.32.0.3/12").addr()), Some("weave:expose"));
+        assert!(a.owners().all(|(_, o)| o.cidrs.len() <= 2));
     }
 }

@@ -1,14 +1,29 @@
-//! `weaver`: the single-host Weave Net router — its HTTP API, IPAM and their persistence.
+//! `weaver`: the single-host Weave Net router — its HTTP API, IPAM and their persistence, the
+//! `weave` bridge with its firewall rules, and the release of addresses of dead containers.
 //!
 //! # Layout
-//! - [`ipam`]: the address allocator (pure): lowest-free allocation, claims, frees, the original's errors.
+//! - [`ipam`]: the address allocator (pure): lowest-free allocation, claims, frees, the original's
+//!   errors, and the dead marks of containers that stopped (freed after a grace period).
 //! - [`store`]: the allocator's state as one JSON file under `--data-dir`, replaced atomically.
 //! - [`api`]: the HTTP API (axum) with the original's paths, parameters, bodies and status codes, and
-//!   the [`api::Liveness`] seam through which `check-alive=true` will ask Docker.
+//!   the [`api::Liveness`] seam through which `check-alive=true` asks Docker.
+//! - [`docker`]: the Docker client (`--docker-api`), liveness by inspect, the running containers.
+//! - [`events`]: the Docker events watcher (`start`/`die`/`destroy`) and the sweep of dead marks.
+//! - [`reclaim`]: the start-up survey of running, attached containers and their addresses.
+//! - [`iptables`]: the `FORWARD`/`DOCKER-USER` rules for the bridge, written with the host's iptables.
+//! - [`dns`]: weaveDNS itself: the name registry, the DNS server (hickory) and its upstreams.
+//! - [`names`]: the weaveDNS part of the HTTP API (`/domain`, `/dns-address`, `/name`).
+//! - [`cmd`]: the `weaver` program: its flags, start-up, `reset`.
 //!
-//! Not built yet: the `weave` bridge, iptables rules, the Docker events watcher that releases the
-//! addresses of dead containers, and weaveDNS.
+//! The bridge itself is made by the `weavenet` crate.
 
 pub mod api;
+pub mod cmd;
+pub mod dns;
+pub mod docker;
+pub mod events;
 pub mod ipam;
+pub mod iptables;
+pub mod names;
+pub mod reclaim;
 pub mod store;

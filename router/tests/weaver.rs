@@ -1,94 +1,17 @@
-//! The real `weaver` binary: flags, the unix-socket listener, readiness, SIGTERM, and state kept
-//! across a restart — spoken to with the exact bytes curl sends for the `weave` script's calls.
+//! The real `weaver` binary: flags, the unix-socket listener, readiness, SIGTERM, state kept across
+//! a restart, the bridge and its iptables rules, the range check, and `weaver reset`.
 
-use std::io::{Read as _, Write as _};
-use std::os::unix::net::UnixStream;
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-/// One HTTP/1.1 exchange over the unix socket, shaped like `curl -X <method> [-d <form>]`.
-fn http(socket: &Path, method: &str, path: &str, form: Option<&str>) -> Option<(u16, String)> {
-    let mut stream = UnixStream::connect(socket).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:6784\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\nConnection: close\r\n"
-    );
-    if let Some(body) = form {
-        request.push_str(&format!(
-            "Content-Length: {}\r\nContent-Type: application/x-www-form-urlencoded\r\n\r\n{body}",
-            body.len()
-        ));
-    } else {
-        request.push_str("\r\n");
-    }
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).ok()?;
-    let (head, body) = reply.split_once("\r\n\r\n")?;
-    let status = head.split(' ').nth(1)?.parse().ok()?;
-    Some((status, body.to_owned()))
-}
+use std::process::Command;
 
-/// Polls `probe` every 20 ms until it yields, failing the test after `patience`.
-fn eventually<T>(what: &str, patience: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + patience;
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-struct Weaver {
-    child: Child,
-}
-
-impl Weaver {
-    fn start(socket: &Path, data_dir: &Path, extra: &[&str]) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_weaver"))
-            .arg("--http-addr")
-            .arg(socket)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let weaver = Self { child };
-        eventually("weaver to be ready", Duration::from_secs(10), || {
-            http(socket, "GET", "/status", None).filter(|(status, _)| *status == 200)
-        });
-        weaver
-    }
-
-    fn terminate(mut self) -> ExitStatus {
-        let pid = self.child.id().to_string();
-        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(killed.success());
-        eventually("weaver to exit", Duration::from_secs(5), || {
-            self.child.try_wait().unwrap()
-        })
-    }
-}
-
-impl Drop for Weaver {
-    fn drop(&mut self) {
-        // Only reached when a test failed before `terminate`; never leave the process behind.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{Weaver, forward_rules, link_exists, reset};
 
 #[test]
 fn weaver_serves_ipam_on_a_unix_socket_and_keeps_it_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("weave.sock");
-    let data = dir.path().join("data");
+    let socket = socket.to_str().unwrap();
     let flags = [
         "--ipalloc-range",
         "10.2.0.0/16",
@@ -96,48 +19,50 @@ fn weaver_serves_ipam_on_a_unix_socket_and_keeps_it_across_a_restart() {
         "10.2.3.0/24",
     ];
 
-    let weaver = Weaver::start(&socket, &data, &flags);
-    let ok = |status, body: &str| Some((status, body.to_owned()));
+    // Ids that are not containers, so no check-alive: the router would ask Docker and cancel.
+    let mut weaver = Weaver::start_at(socket, &flags);
+    let ok = |status, body: &str| (status, body.to_owned());
     assert_eq!(
-        http(&socket, "GET", "/ipinfo/defaultsubnet", None),
+        weaver.request("GET", "/ipinfo/defaultsubnet", None),
         ok(200, "10.2.3.0/24")
     );
     assert_eq!(
-        http(&socket, "POST", "/ip/c1", Some("check-alive=true")),
+        weaver.request("POST", "/ip/c1", None),
         ok(200, "10.2.3.1/24")
     );
     assert_eq!(
-        http(
-            &socket,
-            "PUT",
-            "/ip/c2/10.2.3.2/24",
-            Some("check-alive=true")
-        ),
+        weaver.request("PUT", "/ip/c2/10.2.3.2/24", None),
         ok(204, "")
     );
-    let status = weaver.terminate();
-    assert!(status.success(), "weaver exited with {status} on SIGTERM");
-    assert!(data.join("ipam.json").exists());
+    let (status, body) = weaver.request("GET", "/status", None);
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("        Service: ipam\n         Status: ready\n"),
+        "{body}"
+    );
+    assert!(weaver.stop(), "weaver did not exit 0 on SIGTERM");
+    assert!(weaver.data.join("ipam.json").exists());
 
     // A stale socket file from the previous run is replaced, and the state is back.
-    assert!(socket.exists());
-    let weaver = Weaver::start(&socket, &data, &flags);
-    assert_eq!(http(&socket, "GET", "/ip/c1", None), ok(200, "10.2.3.1/24"));
+    assert!(std::path::Path::new(socket).exists());
+    weaver.spawn();
+    assert_eq!(weaver.lookup("c1"), "10.2.3.1/24");
     assert_eq!(
-        http(&socket, "POST", "/ip/c3", Some("check-alive=true")),
+        weaver.request("POST", "/ip/c3", None),
         ok(200, "10.2.3.3/24")
     );
-    assert!(weaver.terminate().success());
+    assert!(weaver.stop());
 }
 
 #[test]
 fn weaver_refuses_a_default_subnet_outside_the_range() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_weaver"))
+    let output = Command::new(common::WEAVER)
         .arg("--http-addr")
         .arg(dir.path().join("weave.sock"))
         .arg("--data-dir")
         .arg(dir.path())
+        .args(["--weave-bridge", &common::unique_bridge()])
         .args([
             "--ipalloc-range",
             "10.2.0.0/16",
@@ -146,7 +71,7 @@ fn weaver_refuses_a_default_subnet_outside_the_range() {
         ])
         .output()
         .unwrap();
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains(
@@ -154,4 +79,103 @@ fn weaver_refuses_a_default_subnet_outside_the_range() {
         ),
         "{stderr}"
     );
+}
+
+#[test]
+fn bad_flags_exit_64() {
+    let output = Command::new(common::WEAVER)
+        .args(["--ipalloc-range", "not-a-cidr"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(64));
+}
+
+/// The bridge is made up with the MTU asked for, the rules are in place, both survive SIGTERM,
+/// and `weaver reset` removes them and the saved state, saying so, and is idempotent.
+#[test]
+fn bridge_and_rules_outlive_the_router_until_reset() {
+    let mut weaver = Weaver::start(&["--mtu", "9000", "--ipalloc-range", "10.2.0.0/16"]);
+    let bridge = weaver.bridge.clone();
+    let link = Command::new("ip")
+        .args(["-d", "link", "show", "dev", &bridge])
+        .output()
+        .unwrap();
+    let link = String::from_utf8_lossy(&link.stdout);
+    assert!(link.contains("mtu 9000"), "{link}");
+    assert!(link.contains(",UP"), "{link}");
+    assert!(link.contains("bridge"), "{link}");
+
+    let accept = format!("-i {bridge} -o {bridge} -j ACCEPT");
+    let isolate = format!("-i docker0 -o {bridge} -j DROP");
+    let rules = forward_rules();
+    assert!(rules.contains(&accept), "{rules}");
+    assert!(rules.contains(&isolate), "{rules}");
+    // Exactly once each, also after a restart (the rules are checked before they are added).
+    weaver.request("POST", "/ip/x", None);
+    assert!(weaver.stop());
+    weaver.spawn();
+    let rules = forward_rules();
+    assert_eq!(rules.matches(&accept).count(), 1, "{rules}");
+    assert_eq!(rules.matches(&isolate).count(), 1, "{rules}");
+
+    assert!(weaver.stop());
+    assert!(link_exists(&bridge), "SIGTERM must keep the bridge");
+    assert!(
+        forward_rules().contains(&accept),
+        "SIGTERM must keep the rules"
+    );
+
+    let out = reset(&bridge, &weaver.data);
+    assert!(out.status.success(), "{out:?}");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let data = weaver.data.display();
+    let chain = if forward_rules().contains("-N DOCKER-USER") {
+        "DOCKER-USER"
+    } else {
+        "FORWARD"
+    };
+    assert_eq!(
+        printed,
+        format!(
+            "removed iptables rule: -A {chain} {isolate}\n\
+             removed iptables rule: -A {chain} {accept}\n\
+             removed bridge {bridge}\n\
+             removed {data}/ipam.json\n"
+        )
+    );
+    assert!(!link_exists(&bridge));
+    assert!(!forward_rules().contains(&bridge), "{}", forward_rules());
+    assert!(!weaver.data.join("ipam.json").exists());
+
+    let again = reset(&bridge, &weaver.data);
+    assert!(again.status.success(), "{again:?}");
+    assert_eq!(String::from_utf8_lossy(&again.stdout), "");
+}
+
+/// A host route of the host overlapping a range the user chose is only a warning (the default
+/// range is refused; see the unit test of the verdict).
+#[test]
+fn a_chosen_range_overlapping_a_host_route_is_a_warning() {
+    let routes = Command::new("ip")
+        .args(["-4", "route", "show", "table", "main"])
+        .output()
+        .unwrap();
+    let routes = String::from_utf8_lossy(&routes.stdout);
+    let Some(route) = routes
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .find(|dest| dest.contains('/'))
+    else {
+        eprintln!("no host route to overlap; skipping");
+        return;
+    };
+    let weaver = Weaver::start(&["--ipalloc-range", route]);
+    let log = weaver.log();
+    assert!(
+        log.contains(&format!(
+            "--ipalloc-range {route} overlaps with existing route(s) {route}"
+        )),
+        "{log}"
+    );
+    assert!(log.contains("WARN"), "{log}");
 }

@@ -1,0 +1,175 @@
+//! The `weaver` program (the `weaver` binary, and the `weave` binary called as weaver): its flags,
+//! and the dispatch to start-up ([`run`]) or to the `reset` and internal host-exec subcommands
+//! ([`reset`]).
+
+mod dns;
+mod reset;
+mod run;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::iptables;
+use anyhow::{Context as _, Result};
+use clap::{Args, Parser, Subcommand};
+use ipnet::Ipv4Net;
+
+/// The range used when `--ipalloc-range` is not given.
+const DEFAULT_RANGE: &str = "10.32.0.0/12";
+
+/// Exit status for bad flags (sysexits' EX_USAGE), as the proxy's.
+const EX_USAGE: u8 = 64;
+
+/// Weave Net's router for a single host: the HTTP API with IPAM, the weave bridge, and the release
+/// of addresses of removed containers.
+#[derive(Debug, Parser)]
+#[command(name = "weaver", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Remove what weaver set up: its iptables rules, the bridge (and its container ports) and
+    /// the saved allocations. Safe to repeat.
+    Reset(ResetArgs),
+    /// Internal: chroot into ROOT and exec PROGRAM (runs the host's iptables from a container).
+    #[command(name = iptables::HOST_EXEC, hide = true)]
+    HostExec {
+        root: PathBuf,
+        program: OsString,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Address of the HTTP API: `host:port`, or a path starting with `/` for a unix socket.
+    #[arg(long, env = "WEAVE_HTTP_ADDR", default_value = "127.0.0.1:6784")]
+    http_addr: String,
+    /// The Docker daemon: `unix:///path`, `/path` or `tcp://host:port`.
+    #[arg(
+        long,
+        env = "DOCKER_HOST",
+        default_value = "unix:///var/run/docker.sock"
+    )]
+    docker_api: String,
+    #[command(flatten)]
+    bridge: BridgeArg,
+    /// MTU of the bridge (container interfaces take the bridge's).
+    #[arg(long, env = "WEAVE_MTU", default_value_t = weavenet::DEFAULT_MTU)]
+    mtu: u32,
+    /// The range every automatically allocated address comes from [default: 10.32.0.0/12].
+    #[arg(long)]
+    ipalloc_range: Option<Ipv4Net>,
+    /// Subnet for allocations that name none (`POST /ip/{id}`); defaults to the whole range.
+    #[arg(long)]
+    ipalloc_default_subnet: Option<Ipv4Net>,
+    #[command(flatten)]
+    data: DataDirArg,
+    #[command(flatten)]
+    host: HostRootArg,
+    /// Log filter, e.g. `info` or `router=debug`.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    #[command(flatten)]
+    dns: DnsArgs,
+    /// Seconds a dead container keeps its addresses before they are freed (tests shorten it).
+    #[arg(long, default_value_t = 30, hide = true)]
+    dead_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+struct DnsArgs {
+    /// Do not run weaveDNS (its API paths then answer 404, and proxies set no DNS).
+    #[arg(long)]
+    no_dns: bool,
+    /// The domain weaveDNS answers for.
+    #[arg(long, default_value = "weave.local.")]
+    dns_domain: String,
+    /// Where weaveDNS listens, `ip[:port]` [default: the address of Docker's bridge, port 53].
+    #[arg(long)]
+    dns_listen_address: Option<String>,
+    /// TTL of weaveDNS's answers, in seconds.
+    #[arg(long, default_value_t = 1)]
+    dns_ttl: u32,
+    /// Where the upstream name servers are read from [default: <host-root>/etc/resolv.conf].
+    #[arg(long)]
+    resolv_conf: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct BridgeArg {
+    /// Name of the bridge containers are attached to.
+    #[arg(long, env = "WEAVE_BRIDGE", default_value = "weave")]
+    weave_bridge: String,
+}
+
+#[derive(Debug, Args)]
+struct DataDirArg {
+    /// Directory holding the persisted allocations.
+    #[arg(long, default_value = "/var/lib/weave")]
+    data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct HostRootArg {
+    /// Where the host's root filesystem is: `/` on the host, `/host` in a container that mounts
+    /// it there; the host's own iptables is run chrooted into it.
+    #[arg(long, default_value = "/")]
+    host_root: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct ResetArgs {
+    #[command(flatten)]
+    bridge: BridgeArg,
+    #[command(flatten)]
+    data: DataDirArg,
+    #[command(flatten)]
+    host: HostRootArg,
+}
+
+/// The `weaver` program: parses its command line (from the process's arguments) and runs it.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() {
+                ExitCode::from(EX_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let outcome = match cli.command {
+        Some(Command::HostExec {
+            root,
+            program,
+            args,
+        }) => return reset::host_exec(&root, &program, &args),
+        Some(Command::Reset(args)) => runtime().and_then(|rt| rt.block_on(reset::reset(&args))),
+        None => runtime().and_then(|rt| rt.block_on(run::run(cli.run))),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            eprintln!("weaver: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}

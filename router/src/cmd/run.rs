@@ -1,0 +1,261 @@
+//! Start-up and serving: the bridge, the firewall rules, the saved allocations reconciled with
+//! what runs, weaveDNS, the HTTP API, the Docker events watcher, and shutdown on a signal.
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::api::{self, ApiState};
+use crate::docker::{self, DockerAddr, DockerLiveness};
+use crate::ipam::Allocator;
+use crate::iptables::HostIptables;
+use crate::names;
+use crate::store::Store;
+use crate::{events, reclaim};
+use anyhow::{Context as _, Result, bail};
+use ipnet::Ipv4Net;
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::{DEFAULT_RANGE, RunArgs};
+
+pub(crate) async fn run(args: RunArgs) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(log_directives(&args.log_level))
+                .with_context(|| format!("bad --log-level {:?}", args.log_level))?,
+        )
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+
+    let user_range = args.ipalloc_range.is_some();
+    let range = args.ipalloc_range.unwrap_or_else(|| {
+        DEFAULT_RANGE
+            .parse()
+            .unwrap_or_else(|_| unreachable!("a valid constant"))
+    });
+    let default_subnet = args.ipalloc_default_subnet.unwrap_or(range);
+    let fresh = Allocator::new(range, default_subnet)?;
+    let bridge = args.bridge.weave_bridge.as_str();
+    let grace = Duration::from_secs(args.dead_timeout);
+
+    let docker_addr = DockerAddr::parse(&args.docker_api)?;
+    let docker = docker::connect(&docker_addr).await?;
+    let state = ApiState::new(
+        fresh.universe(),
+        fresh.default_subnet(),
+        Arc::new(DockerLiveness::new(docker.clone())),
+    );
+    let dns = if args.dns.no_dns {
+        None
+    } else {
+        Some(super::dns::start(&args.dns, &args.host.host_root, &docker, &state).await?)
+    };
+    let mut app = api::router(state.clone());
+    if let Some(dns) = &dns {
+        app = app.merge(names::router(dns.clone()));
+    }
+    // Listen before anything slow, so clients see 503 ("not ready") rather than a refused connection.
+    let server = listen(&args.http_addr, app).await?;
+
+    check_range(range, user_range, bridge).await?;
+    let (found, created) = weavenet::ensure_bridge(bridge, args.mtu)
+        .await
+        .with_context(|| format!("setting up bridge {bridge}"))?;
+    tracing::info!(bridge, mtu = found.mtu, created, "bridge ready");
+
+    let helper = std::env::current_exe().context("finding weaver's own binary")?;
+    let firewall = HostIptables::new(&args.host.host_root, &helper);
+    match firewall.ensure(bridge).await {
+        Ok(added) => {
+            for rule in added {
+                tracing::info!(%rule, "added iptables rule");
+            }
+        }
+        Err(err) if err.is_missing_binary() => tracing::warn!(
+            error = %err,
+            "no iptables on the host; containers on the bridge can talk only if nothing filters bridged traffic"
+        ),
+        Err(err) => return Err(err).context("adding the iptables rules for the bridge"),
+    }
+
+    let store = Store::new(&args.data.data_dir);
+    let loaded = store.load(fresh)?;
+    let survey = reclaim::survey(&docker, bridge).await?;
+    let mut alloc = loaded.clone();
+    let report = alloc.reclaim(&survey.running, &survey.attached);
+    for released in &report.pruned {
+        let addrs: Vec<String> = released.cidrs.iter().map(ToString::to_string).collect();
+        tracing::info!(container = %released.id, addrs = %addrs.join(" "), "released addresses: container no longer runs");
+    }
+    for (id, cidr, err) in &report.conflicts {
+        tracing::warn!(container = %id, %cidr, error = %err, "address on a running container is held by another");
+    }
+    if !alloc.same_allocations(&loaded) {
+        store.save(&alloc)?;
+    }
+    if let Some(dns) = &dns {
+        super::dns::restore_names(&dns.registry, &survey);
+    }
+    tracing::info!(
+        bridge,
+        range = %alloc.universe(),
+        default_subnet = %alloc.default_subnet(),
+        data_dir = %args.data.data_dir.display(),
+        docker = %docker_addr,
+        reclaimed = report.claimed,
+        pruned = report.pruned.len(),
+        owners = alloc.owners().count(),
+        "weaver ready"
+    );
+    state.set_ready(alloc, store);
+    tokio::spawn(events::watch(
+        docker,
+        state.clone(),
+        dns.map(|dns| dns.registry),
+    ));
+    tokio::spawn(events::sweep(state, grace));
+
+    server
+        .await
+        .context("HTTP server task")?
+        .context("HTTP server")?;
+    // The bridge and the rules stay: running containers keep their network while the router is
+    // down, as with the original's `weave stop`. `weaver reset` removes them.
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// A bare level applies to weaver; the DNS library logs every query at `info`, so it is kept to
+/// warnings unless a directive list names it.
+fn log_directives(level: &str) -> String {
+    if level.contains('=') {
+        level.to_owned()
+    } else {
+        format!("{level},hickory_server=warn,hickory_net=warn,hickory_proto=warn")
+    }
+}
+
+/// Refuses a range that overlaps a host route (not through our own bridge), as `weave launch`
+/// does; see [`range_verdict`].
+async fn check_range(range: Ipv4Net, user_given: bool, bridge: &str) -> Result<()> {
+    let routes = weavenet::overlapping_routes(range, Some(bridge))
+        .await
+        .context("reading the host's routes")?;
+    match range_verdict(range, user_given, &routes) {
+        RangeVerdict::Clear => Ok(()),
+        RangeVerdict::Warn(message) => {
+            tracing::warn!("{message}");
+            Ok(())
+        }
+        RangeVerdict::Refuse(message) => bail!(message),
+    }
+}
+
+/// What to make of the host routes overlapping the allocation range.
+#[derive(Debug, PartialEq, Eq)]
+enum RangeVerdict {
+    Clear,
+    Warn(String),
+    Refuse(String),
+}
+
+/// An error for the default range (the user never chose it, so it must not shadow a network the
+/// host already reaches), a warning for one the user chose (perhaps deliberately).
+fn range_verdict(range: Ipv4Net, user_given: bool, routes: &[Ipv4Net]) -> RangeVerdict {
+    if routes.is_empty() {
+        return RangeVerdict::Clear;
+    }
+    let routes = routes
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if user_given {
+        RangeVerdict::Warn(format!(
+            "--ipalloc-range {range} overlaps with existing route(s) {routes} on this host; \
+             unless this is deliberate, pick another --ipalloc-range"
+        ))
+    } else {
+        RangeVerdict::Refuse(format!(
+            "the default --ipalloc-range {range} overlaps with existing route(s) {routes} on this \
+             host; pick another range with --ipalloc-range"
+        ))
+    }
+}
+
+type Server = tokio::task::JoinHandle<std::io::Result<()>>;
+
+async fn listen(addr: &str, app: axum::Router) -> Result<Server> {
+    Ok(if addr.starts_with('/') {
+        let path = PathBuf::from(addr);
+        match std::fs::remove_file(&path) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                return Err(err)
+                    .with_context(|| format!("removing stale socket {}", path.display()));
+            }
+            _ => {}
+        }
+        let listener = tokio::net::UnixListener::bind(&path)
+            .with_context(|| format!("listening on {}", path.display()))?;
+        tracing::info!(addr = %path.display(), "HTTP API listening");
+        tokio::spawn(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop_signal()?)
+                .into_future(),
+        )
+    } else {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
+        tracing::info!(addr = %listener.local_addr()?, "HTTP API listening");
+        tokio::spawn(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop_signal()?)
+                .into_future(),
+        )
+    })
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+fn stop_signal() -> Result<impl Future<Output = ()> + Send + 'static> {
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlapping_routes_refuse_the_default_range_and_warn_for_a_chosen_one() {
+        let net = |t: &str| -> Ipv4Net { t.parse().unwrap() };
+        let range = net(DEFAULT_RANGE);
+        let routes = [net("10.40.0.0/16"), net("10.32.5.0/24")];
+        assert_eq!(range_verdict(range, false, &[]), RangeVerdict::Clear);
+        assert_eq!(range_verdict(range, true, &[]), RangeVerdict::Clear);
+        assert_eq!(
+            range_verdict(range, false, &routes),
+            RangeVerdict::Refuse(
+                "the default --ipalloc-range 10.32.0.0/12 overlaps with existing route(s) \
+                 10.40.0.0/16, 10.32.5.0/24 on this host; pick another range with --ipalloc-range"
+                    .to_owned()
+            )
+        );
+        assert_eq!(
+            range_verdict(range, true, &routes[..1]),
+            RangeVerdict::Warn(
+                "--ipalloc-range 10.32.0.0/12 overlaps with existing route(s) 10.40.0.0/16 on \
+                 this host; unless this is deliberate, pick another --ipalloc-range"
+                    .to_owned()
+            )
+        );
+    }
+}

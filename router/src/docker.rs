@@ -1,0 +1,325 @@
+//! What the router asks Docker: connecting (`--docker-api`), whether a container runs
+//! (`check-alive=true`), which containers run and with which PID and name (reclaim and resync),
+//! and where containers reach the host (weaveDNS's default address).
+//!
+//! Every call negotiates down to the daemon's API version (Docker 20.10 speaks 1.41; current
+//! daemons refuse nothing older than their minimum, so pinning an old version is never right).
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use bollard::Docker;
+use bollard::models::ContainerState;
+use bollard::query_parameters::{
+    InspectContainerOptions, InspectNetworkOptions, ListContainersOptionsBuilder,
+};
+
+use crate::api::{BoxFuture, Liveness};
+
+/// Seconds to wait for the head of a Docker response; streams (events) are not limited by it.
+const RESPONSE_TIMEOUT_SECS: u64 = 30;
+
+/// Why Docker could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    #[error(
+        "unsupported --docker-api {0:?}: use unix:///path/to/docker.sock, /path/to/docker.sock or tcp://host:port"
+    )]
+    BadAddress(String),
+    #[error("cannot reach Docker at {addr}: {source}; is dockerd running?")]
+    Connect {
+        addr: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("Docker: {0}")]
+    Api(#[from] bollard::errors::Error),
+}
+
+/// Where the daemon listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DockerAddr {
+    Unix(PathBuf),
+    /// `host:port`, plain HTTP.
+    Tcp(String),
+}
+
+impl DockerAddr {
+    /// Parses `unix:///path`, an absolute path, or `tcp://host:port` (`http://` is taken as the same).
+    ///
+    /// # Errors
+    /// [`DockerError::BadAddress`] for anything else, including TLS (`https://`), which the router
+    /// has no use for: it runs beside the daemon and reaches it through the local socket.
+    pub fn parse(text: &str) -> Result<Self, DockerError> {
+        let bad = || DockerError::BadAddress(text.to_owned());
+        if let Some(path) = text.strip_prefix("unix://") {
+            return path
+                .starts_with('/')
+                .then(|| Self::Unix(PathBuf::from(path)))
+                .ok_or_else(bad);
+        }
+        if text.starts_with('/') {
+            return Ok(Self::Unix(PathBuf::from(text)));
+        }
+        let rest = text
+            .strip_prefix("tcp://")
+            .or_else(|| text.strip_prefix("http://"))
+            .ok_or_else(bad)?;
+        let host_port = rest.trim_end_matches('/');
+        let valid = host_port
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        valid
+            .then(|| Self::Tcp(host_port.to_owned()))
+            .ok_or_else(bad)
+    }
+}
+
+impl std::fmt::Display for DockerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unix(path) => write!(f, "unix://{}", path.display()),
+            Self::Tcp(host_port) => write!(f, "tcp://{host_port}"),
+        }
+    }
+}
+
+/// A client for `addr`, its API version negotiated with the daemon.
+///
+/// # Errors
+/// [`DockerError::Connect`] when the daemon does not answer.
+pub async fn connect(addr: &DockerAddr) -> Result<Docker, DockerError> {
+    let connect_error = |source| DockerError::Connect {
+        addr: addr.to_string(),
+        source,
+    };
+    let docker = match addr {
+        DockerAddr::Unix(path) => Docker::connect_with_unix(
+            &path.to_string_lossy(),
+            RESPONSE_TIMEOUT_SECS,
+            bollard::API_DEFAULT_VERSION,
+        ),
+        DockerAddr::Tcp(host_port) => Docker::connect_with_http(
+            host_port,
+            RESPONSE_TIMEOUT_SECS,
+            bollard::API_DEFAULT_VERSION,
+        ),
+    }
+    .map_err(connect_error)?;
+    docker.negotiate_version().await.map_err(connect_error)
+}
+
+/// Whether a container in `state` counts as running for IPAM, as in the original: running and
+/// not in a restart loop.
+pub fn is_running(state: Option<&ContainerState>) -> bool {
+    state.is_some_and(|s| s.running == Some(true) && s.restarting != Some(true))
+}
+
+/// Whether `err` is Docker's "No such container".
+fn is_not_found(err: &bollard::errors::Error) -> bool {
+    matches!(
+        err,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+/// `check-alive=true` asks Docker once: not running, restarting, or no such container cancels.
+#[derive(Debug, Clone)]
+pub struct DockerLiveness {
+    docker: Docker,
+}
+
+impl DockerLiveness {
+    pub fn new(docker: Docker) -> Self {
+        Self { docker }
+    }
+}
+
+impl Liveness for DockerLiveness {
+    fn is_alive<'a>(&'a self, id: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            match self
+                .docker
+                .inspect_container(id, None::<InspectContainerOptions>)
+                .await
+            {
+                Ok(inspect) => is_running(inspect.state.as_ref()),
+                Err(err) if is_not_found(&err) => false,
+                Err(err) => {
+                    // Cancelling would make the proxy stop a container that may be fine; a Docker
+                    // hiccup is no evidence that it died.
+                    tracing::warn!(%id, error = %err, "cannot inspect container; assuming it runs");
+                    true
+                }
+            }
+        })
+    }
+}
+
+/// A running container and the PID of its process (its network namespace is that PID's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningContainer {
+    pub id: String,
+    pub pid: i32,
+    /// `Config.Hostname`, dotted with `Config.Domainname` when that is set: its name in weaveDNS.
+    pub fqdn: String,
+}
+
+/// Full ids of the containers running now.
+///
+/// # Errors
+/// [`DockerError::Api`] when Docker does not answer.
+pub async fn running_ids(docker: &Docker) -> Result<HashSet<String>, DockerError> {
+    let list = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default().all(false).build(),
+        ))
+        .await?;
+    Ok(list.into_iter().filter_map(|c| c.id).collect())
+}
+
+/// The running containers with their PIDs (one inspect each: the list does not carry PIDs). A
+/// container that stops in between is left out.
+///
+/// # Errors
+/// [`DockerError::Api`] when Docker does not answer.
+pub async fn running_containers(docker: &Docker) -> Result<Vec<RunningContainer>, DockerError> {
+    let mut running = Vec::new();
+    for id in running_ids(docker).await? {
+        let inspect = match docker
+            .inspect_container(&id, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(inspect) => inspect,
+            Err(err) if is_not_found(&err) => continue,
+            Err(err) => return Err(err.into()),
+        };
+        let pid = inspect
+            .state
+            .as_ref()
+            .filter(|s| is_running(Some(s)))
+            .and_then(|s| s.pid)
+            .and_then(|pid| i32::try_from(pid).ok())
+            .filter(|&pid| pid > 0);
+        if let Some(pid) = pid {
+            let config = inspect.config.as_ref();
+            let fqdn = fqdn(
+                config
+                    .and_then(|c| c.hostname.as_deref())
+                    .unwrap_or_default(),
+                config
+                    .and_then(|c| c.domainname.as_deref())
+                    .unwrap_or_default(),
+            );
+            running.push(RunningContainer { id, pid, fqdn });
+        }
+    }
+    Ok(running)
+}
+
+/// A container's full name from its `Hostname` and `Domainname`, as glibc forms it.
+pub fn fqdn(hostname: &str, domainname: &str) -> String {
+    if domainname.is_empty() {
+        hostname.to_owned()
+    } else {
+        format!("{hostname}.{domainname}")
+    }
+}
+
+/// The address of Docker's default `bridge` network on the host (`docker0`'s): where containers
+/// reach the host, so where weaveDNS listens by default. The network's gateway when Docker
+/// names one, else the first address of its bridge interface. `None` when there is neither.
+///
+/// # Errors
+/// [`DockerError::Api`] when Docker does not answer.
+pub async fn bridge_gateway(docker: &Docker) -> Result<Option<Ipv4Addr>, DockerError> {
+    let network = match docker
+        .inspect_network("bridge", None::<InspectNetworkOptions>)
+        .await
+    {
+        Ok(network) => network,
+        Err(err) if is_not_found(&err) => return Ok(None),
+        Err(err) => return Err(err.into()),
+    };
+    let named = network
+        .ipam
+        .and_then(|ipam| ipam.config)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|config| config.gateway)
+        .find_map(|gateway| gateway.parse().ok());
+    if named.is_some() {
+        return Ok(named);
+    }
+    // Docker 20.10 often leaves the gateway out of the default network's IPAM config.
+    let interface = network
+        .options
+        .as_ref()
+        .and_then(|o| o.get("com.docker.network.bridge.name"))
+        .map_or("docker0", String::as_str);
+    Ok(weavenet::host_addrs(interface)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|addrs| addrs.first().map(|net| net.addr())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_addresses() {
+        let unix = |p: &str| Ok(DockerAddr::Unix(PathBuf::from(p)));
+        let tcp = |h: &str| Ok(DockerAddr::Tcp(h.to_owned()));
+        let cases: &[(&str, Result<DockerAddr, ()>)] = &[
+            ("unix:///var/run/docker.sock", unix("/var/run/docker.sock")),
+            ("/run/d.sock", unix("/run/d.sock")),
+            ("tcp://127.0.0.1:2375", tcp("127.0.0.1:2375")),
+            ("tcp://docker.local:2375/", tcp("docker.local:2375")),
+            ("http://[::1]:2375", tcp("[::1]:2375")),
+            ("unix://relative.sock", Err(())),
+            ("tcp://nohost", Err(())),
+            ("tcp://:2375", Err(())),
+            ("https://h:2376", Err(())),
+            ("npipe:////./pipe/docker_engine", Err(())),
+            ("", Err(())),
+        ];
+        for (text, want) in cases {
+            let got = DockerAddr::parse(text).map_err(|_| ());
+            assert_eq!(&got, want, "{text:?}");
+        }
+        assert_eq!(
+            DockerAddr::parse("unix:///x.sock").unwrap().to_string(),
+            "unix:///x.sock"
+        );
+        assert_eq!(
+            DockerAddr::parse("tcp://h:1").unwrap().to_string(),
+            "tcp://h:1"
+        );
+    }
+
+    #[test]
+    fn running_means_running_and_not_restarting() {
+        let state = |running, restarting| ContainerState {
+            running,
+            restarting,
+            ..ContainerState::default()
+        };
+        let cases = [
+            (Some(state(Some(true), Some(false))), true),
+            (Some(state(Some(true), None)), true),
+            (Some(state(Some(true), Some(true))), false),
+            (Some(state(Some(false), Some(false))), false),
+            (Some(state(None, None)), false),
+            (None, false),
+        ];
+        for (state, want) in cases {
+            assert_eq!(is_running(state.as_ref()), want, "{state:?}");
+        }
+    }
+}
