@@ -4,8 +4,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use clap::builder::BoolishValueParser;
 
 use crate::address::SocketAddr;
+use crate::naming::HostnameRule;
+use crate::tls::ServerTls;
 
 /// The default listening socket, where `weave env` points clients.
 pub const DEFAULT_LISTEN: &str = "unix:///var/run/weave/weave.sock";
@@ -23,9 +26,54 @@ pub struct Cli {
     #[arg(short = 'H', long = "host", value_name = "ADDR", default_value = DEFAULT_LISTEN)]
     pub hosts: Vec<String>,
 
-    /// The Docker daemon to forward to (unix:// or tcp://).
+    /// The Docker daemon to forward to (unix:// or tcp://). A tcp:// daemon is reached with TLS
+    /// when DOCKER_TLS_VERIFY (verify the daemon's certificate against ca.pem and its host) or
+    /// DOCKER_TLS (do not verify) is non-empty, using ca.pem, cert.pem and key.pem from
+    /// DOCKER_CERT_PATH (default ~/.docker), as the docker CLI does; a unix socket ignores them.
     #[arg(long, value_name = "ADDR", env = "DOCKER_HOST", default_value = DEFAULT_DOCKER_HOST)]
     pub docker_api: String,
+
+    /// Serve TLS on the tcp:// -H addresses with --tlscert and --tlskey (unix sockets stay
+    /// plain); clients need no certificate. There are no default paths: DOCKER_CERT_PATH and
+    /// ~/.docker hold the files for reaching the daemon, not the proxy's own.
+    #[arg(long, help_heading = "TLS (tcp:// listeners)", value_name = "BOOL", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", default_value = "false",
+          hide_default_value = true, value_parser = BoolishValueParser::new())]
+    pub tls: bool,
+
+    /// Like --tls, and require client certificates signed by --tlscacert.
+    #[arg(long = "tlsverify", alias = "tls-verify", help_heading = "TLS (tcp:// listeners)",
+          value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "false", hide_default_value = true,
+          value_parser = BoolishValueParser::new())]
+    pub tlsverify: bool,
+
+    /// CA certificate(s) that client certificates must be signed by (with --tlsverify).
+    #[arg(
+        long = "tlscacert",
+        alias = "tls-cacert",
+        value_name = "FILE",
+        help_heading = "TLS (tcp:// listeners)"
+    )]
+    pub tlscacert: Option<PathBuf>,
+
+    /// The proxy's certificate (chain), PEM.
+    #[arg(
+        long = "tlscert",
+        alias = "tls-cert",
+        value_name = "FILE",
+        help_heading = "TLS (tcp:// listeners)"
+    )]
+    pub tlscert: Option<PathBuf>,
+
+    /// The proxy's private key, PEM (PKCS#8, RSA or EC).
+    #[arg(
+        long = "tlskey",
+        alias = "tls-key",
+        value_name = "FILE",
+        help_heading = "TLS (tcp:// listeners)"
+    )]
+    pub tlskey: Option<PathBuf>,
 
     /// Log filter: a level (error, warn, info, debug, trace) or a tracing directive list.
     #[arg(
@@ -57,10 +105,54 @@ pub struct Cli {
     #[arg(long, value_name = "DIR", env = "WEAVEPROXY_WEAVEWAIT_DIR")]
     pub weavewait_dir: Option<PathBuf>,
 
+    /// The weave router's HTTP API, `host:port` (a bare host gets port 6784).
+    #[arg(long, value_name = "ADDR", env = "WEAVE_HTTP_ADDR", default_value = crate::weaveapi::DEFAULT_ADDR)]
+    pub router_addr: String,
+
+    /// The bridge containers are attached to.
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "WEAVE_BRIDGE",
+        default_value = "weave"
+    )]
+    pub weave_bridge: String,
+
+    /// Seconds a start through the proxy may spend attaching before the container is stopped
+    /// and the client told why.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    pub attach_timeout: f64,
+
     /// Host directory for the proxy's state (the installed weavewait versions); when the proxy
     /// runs in a container, mount it at the same path.
     #[arg(long, value_name = "DIR", env = "WEAVE_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
+
+    /// Do not use weaveDNS: no hostname, DNS server or search domain is set, and no name is
+    /// registered.
+    #[arg(long)]
+    pub without_dns: bool,
+
+    /// Leave containers' /etc/hosts as Docker writes it (by default the weave addresses come
+    /// first for the container's hostname).
+    #[arg(long)]
+    pub no_rewrite_hosts: bool,
+
+    /// `docker inspect` shows the weave address, prefix length and MAC in NetworkSettings.
+    #[arg(long)]
+    pub rewrite_inspect: bool,
+
+    /// Take a container's hostname from this label instead of its name.
+    #[arg(long, value_name = "KEY")]
+    pub hostname_from_label: Option<String>,
+
+    /// Regular expression the name (or label) is matched against to form the hostname.
+    #[arg(long, value_name = "REGEX", default_value = "(.*)")]
+    pub hostname_match: String,
+
+    /// Replacement for --hostname-match ($1, $name or ${name} refer to its groups).
+    #[arg(long, value_name = "TEMPLATE", default_value = "$1")]
+    pub hostname_replacement: String,
 }
 
 /// Validated settings.
@@ -82,6 +174,22 @@ pub struct Config {
     pub weavewait_dir: Option<PathBuf>,
     /// `--data-dir`.
     pub data_dir: PathBuf,
+    /// `--router-addr`, normalised.
+    pub router_addr: String,
+    /// `--weave-bridge`.
+    pub weave_bridge: String,
+    /// `--attach-timeout`.
+    pub attach_timeout: Duration,
+    /// `--without-dns`.
+    pub without_dns: bool,
+    /// Not `--no-rewrite-hosts`.
+    pub rewrite_hosts: bool,
+    /// `--rewrite-inspect`.
+    pub rewrite_inspect: bool,
+    /// `--hostname-from-label`, `--hostname-match` and `--hostname-replacement`.
+    pub hostname: HostnameRule,
+    /// `--tls` or `--tlsverify` with their files, for the TCP listeners.
+    pub tls: Option<ServerTls>,
 }
 
 impl Config {
@@ -117,8 +225,40 @@ impl Config {
                 ));
             })
             .ok();
-        match (docker, shutdown_grace) {
-            (Some(docker), Some(shutdown_grace)) if problems.is_empty() => Ok(Self {
+        let attach_timeout = Duration::try_from_secs_f64(cli.attach_timeout)
+            .ok()
+            .filter(|t| !t.is_zero())
+            .or_else(|| {
+                problems.push(format!(
+                    "--attach-timeout {}: expected a positive number of seconds",
+                    cli.attach_timeout
+                ));
+                None
+            });
+        if cli.weave_bridge.is_empty() || cli.weave_bridge.len() > 15 {
+            problems.push(format!(
+                "--weave-bridge {:?}: a Linux interface name has 1 to 15 bytes",
+                cli.weave_bridge
+            ));
+        }
+        let hostname = HostnameRule::new(
+            cli.hostname_from_label.clone(),
+            &cli.hostname_match,
+            &cli.hostname_replacement,
+        )
+        .map_err(|err| problems.push(format!("--hostname-match: {err}")))
+        .ok();
+        let tls = server_tls(&cli)
+            .map_err(|problem| problems.push(problem))
+            .ok();
+        match (docker, shutdown_grace, attach_timeout, hostname, tls) {
+            (
+                Some(docker),
+                Some(shutdown_grace),
+                Some(attach_timeout),
+                Some(hostname),
+                Some(tls),
+            ) if problems.is_empty() => Ok(Self {
                 listen,
                 docker,
                 log_filter: cli.rust_log.unwrap_or(cli.log_level),
@@ -127,9 +267,69 @@ impl Config {
                 no_multicast_route: cli.no_multicast_route,
                 weavewait_dir: cli.weavewait_dir,
                 data_dir: cli.data_dir,
+                router_addr: crate::weaveapi::normalise_addr(&cli.router_addr),
+                weave_bridge: cli.weave_bridge,
+                attach_timeout,
+                without_dns: cli.without_dns,
+                rewrite_hosts: !cli.no_rewrite_hosts,
+                rewrite_inspect: cli.rewrite_inspect,
+                hostname,
+                tls,
             }),
             _ => Err(problems.join("\n")),
         }
+    }
+}
+
+/// The listeners' TLS from `--tls`, `--tlsverify` and the file flags, as dockerd reads them:
+/// `--tlsverify` implies `--tls`, and `--tlscacert` matters only with `--tlsverify`.
+///
+/// Unlike dockerd, certificate files without `--tls` are refused rather than ignored (a proxy
+/// that was meant to be private would otherwise serve plain HTTP), and there are no default
+/// file paths.
+fn server_tls(cli: &Cli) -> Result<Option<ServerTls>, String> {
+    if !cli.tls && !cli.tlsverify {
+        let given: Vec<&str> = [
+            ("--tlscacert", cli.tlscacert.is_some()),
+            ("--tlscert", cli.tlscert.is_some()),
+            ("--tlskey", cli.tlskey.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, set)| set.then_some(flag))
+        .collect();
+        return if given.is_empty() {
+            Ok(None)
+        } else {
+            Err(format!(
+                "{} given without --tls or --tlsverify: add one of them, or the tcp:// \
+                 listeners would serve plain HTTP",
+                given.join(", ")
+            ))
+        };
+    }
+    let flag = if cli.tlsverify {
+        "--tlsverify"
+    } else {
+        "--tls"
+    };
+    let missing: Vec<&str> = [
+        ("--tlscacert", cli.tlsverify && cli.tlscacert.is_none()),
+        ("--tlscert", cli.tlscert.is_none()),
+        ("--tlskey", cli.tlskey.is_none()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, absent)| absent.then_some(flag))
+    .collect();
+    match (&cli.tlscert, &cli.tlskey) {
+        (Some(cert), Some(key)) if missing.is_empty() => Ok(Some(ServerTls {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: cli.tlscacert.clone().filter(|_| cli.tlsverify),
+        })),
+        _ => Err(format!(
+            "{flag} needs {} (there are no default certificate paths)",
+            missing.join(", ")
+        )),
     }
 }
 
@@ -202,9 +402,18 @@ mod tests {
             "--docker-api",
             "ftp://x",
             "--shutdown-grace=-1",
+            "--attach-timeout=0",
+            "--weave-bridge=a-name-far-too-long",
         ])
         .unwrap_err();
-        for needle in ["udp://x:1", "rel.sock", "ftp://x", "--shutdown-grace"] {
+        for needle in [
+            "udp://x:1",
+            "rel.sock",
+            "ftp://x",
+            "--shutdown-grace",
+            "--attach-timeout",
+            "--weave-bridge",
+        ] {
             assert!(err.contains(needle), "{needle} missing from:\n{err}");
         }
     }
@@ -239,5 +448,107 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(config.log_filter, "weaveproxy=trace");
+    }
+
+    fn tls_of(args: &[&str]) -> Result<Option<ServerTls>, String> {
+        let mut all = vec!["--docker-api", DEFAULT_DOCKER_HOST];
+        all.extend_from_slice(args);
+        parse(&all).map(|config| config.tls)
+    }
+
+    fn server(cert: &str, key: &str, ca: Option<&str>) -> Option<ServerTls> {
+        Some(ServerTls {
+            cert: PathBuf::from(cert),
+            key: PathBuf::from(key),
+            client_ca: ca.map(PathBuf::from),
+        })
+    }
+
+    #[test]
+    fn tls_flags_in_dockers_and_the_weave_docs_spellings() {
+        let files = ["--tlscert", "/c.pem", "--tlskey", "/k.pem"];
+        let with = |extra: &[&'static str]| -> Vec<&'static str> {
+            extra.iter().copied().chain(files).collect()
+        };
+        let cases: Vec<(Vec<&str>, Option<ServerTls>)> = vec![
+            (vec![], None),
+            (with(&["--tls"]), server("/c.pem", "/k.pem", None)),
+            (with(&["--tls=true"]), server("/c.pem", "/k.pem", None)),
+            // --tlscacert only matters with --tlsverify, as in dockerd.
+            (
+                with(&["--tls", "--tlscacert", "/ca.pem"]),
+                server("/c.pem", "/k.pem", None),
+            ),
+            (
+                with(&["--tlsverify", "--tlscacert", "/ca.pem"]),
+                server("/c.pem", "/k.pem", Some("/ca.pem")),
+            ),
+            // --tlsverify implies --tls, even when --tls=false is said.
+            (
+                with(&["--tls=false", "--tlsverify", "--tlscacert=/ca.pem"]),
+                server("/c.pem", "/k.pem", Some("/ca.pem")),
+            ),
+            (
+                vec![
+                    "--tls-verify",
+                    "--tls-cacert=/ca.pem",
+                    "--tls-cert=/c.pem",
+                    "--tls-key=/k.pem",
+                ],
+                server("/c.pem", "/k.pem", Some("/ca.pem")),
+            ),
+            (
+                vec![
+                    "--tls-verify=1",
+                    "--tls-cacert",
+                    "/ca.pem",
+                    "--tls-cert",
+                    "/c.pem",
+                    "--tls-key",
+                    "/k.pem",
+                ],
+                server("/c.pem", "/k.pem", Some("/ca.pem")),
+            ),
+        ];
+        for (args, want) in cases {
+            assert_eq!(tls_of(&args).unwrap(), want, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn incomplete_tls_flags_are_refused_naming_what_is_missing() {
+        let cases: [(&[&str], &[&str]); 5] = [
+            (&["--tls"], &["--tls needs", "--tlscert", "--tlskey"]),
+            (&["--tls", "--tlscert", "/c.pem"], &["--tlskey"]),
+            (
+                &["--tlsverify", "--tlscert", "/c.pem", "--tlskey", "/k.pem"],
+                &["--tlsverify needs --tlscacert"],
+            ),
+            // Files without --tls would leave the listener plain: refused, not ignored.
+            (
+                &["--tlscert", "/c.pem", "--tlskey", "/k.pem"],
+                &["--tlscert, --tlskey given without --tls"],
+            ),
+            (
+                &["--tlsverify=false", "--tls-cacert", "/ca.pem"],
+                &["--tlscacert given without"],
+            ),
+        ];
+        for (args, needles) in cases {
+            let err = tls_of(args).unwrap_err();
+            for needle in needles {
+                assert!(
+                    err.contains(needle),
+                    "{args:?}: {needle} missing from {err}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn boolean_tls_flags_take_a_value_only_after_equals() {
+        // As with Go's flag package: `--tlsverify false` is not a value but a stray argument.
+        let err = tls_of(&["--tlsverify", "false"]).unwrap_err();
+        assert!(err.contains("false"), "{err}");
     }
 }

@@ -9,6 +9,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use thiserror::Error;
 
+use crate::attach::AttachError;
 use crate::body::ProxyBody;
 use crate::cidr::CidrError;
 
@@ -29,6 +30,20 @@ pub enum ProxyError {
     /// A body the proxy must rewrite is larger than it will hold in memory.
     #[error("request body over {limit} bytes: too large for the weave proxy to rewrite")]
     BodyTooLarge { limit: usize },
+    /// The daemon started the container but it could not join the weave network; it has been
+    /// stopped again.
+    #[error(
+        "weave: container {container} could not be attached to the weave network and was stopped: {source}"
+    )]
+    Attach {
+        container: String,
+        #[source]
+        source: AttachError,
+    },
+    /// The container's hostname could not be derived (a `--hostname-from-label` label that is
+    /// not a string); nothing was created.
+    #[error("weave: {0}")]
+    Naming(String),
     /// The client's request body could not be read to the end.
     #[error("could not read the request body: {reason}")]
     ClientBody { reason: String },
@@ -39,8 +54,9 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Upstream { .. } | Self::Hijack { .. } => StatusCode::BAD_GATEWAY,
-            Self::Cidr(_) | Self::ClientBody { .. } => StatusCode::BAD_REQUEST,
+            Self::Cidr(_) | Self::Naming(_) | Self::ClientBody { .. } => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Attach { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

@@ -17,6 +17,7 @@ use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
 use tracing::debug;
 
+use crate::attach::Attacher;
 use crate::body::{self, ProxyBody};
 use crate::error::ProxyError;
 use crate::intercept::{self, Presentation, Settings};
@@ -122,6 +123,8 @@ pub struct Context {
     pub upstream: Upstream,
     /// How containers are rewritten.
     pub settings: Settings,
+    /// Attaches containers when they start.
+    pub attacher: Attacher,
 }
 
 /// Forwards one client request and returns what the client should see.
@@ -161,6 +164,9 @@ async fn exchange(
         }
         Endpoint::ExecCreate { ref container } => {
             return intercept::create_exec(upstream, settings, container, parts, body).await;
+        }
+        Endpoint::ContainerStart { container } => {
+            return start_container(context, &container, parts, body).await;
         }
         Endpoint::ContainerList => Some(Presentation::List),
         Endpoint::ContainerInspect => Some(Presentation::Inspect),
@@ -212,9 +218,40 @@ async fn exchange(
 
     strip_hop_by_hop(response.headers_mut());
     match presentation {
-        Some(kind) => intercept::present(upstream, kind, response).await,
+        Some(kind) => {
+            let weave_network = settings.rewrite_inspect.then_some(&context.attacher);
+            intercept::present(upstream, kind, response, weave_network).await
+        }
         None => Ok(response.map(body::stream)),
     }
+}
+
+/// `POST /containers/{id}/start` and `/restart`: forwarded, and a success is answered only once
+/// the container is attached. `304 Not Modified` (already running) and errors come back at once.
+async fn start_container(
+    context: &Context,
+    container: &str,
+    mut parts: http::request::Parts,
+    body: Incoming,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    strip_hop_by_hop(&mut parts.headers);
+    let _starting = context.attacher.begin_start(container).await;
+    let mut response = context
+        .upstream
+        .send(Request::from_parts(parts, body::stream(body)))
+        .await?;
+    strip_hop_by_hop(response.headers_mut());
+    if response.status().is_success() {
+        context
+            .attacher
+            .on_start_request(container)
+            .await
+            .map_err(|source| ProxyError::Attach {
+                container: container.to_owned(),
+                source,
+            })?;
+    }
+    Ok(response.map(body::stream))
 }
 
 #[cfg(test)]

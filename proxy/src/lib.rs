@@ -8,22 +8,33 @@
 //! - [`forward`]: one request to the daemon and its answer back, hop-by-hop rules, upgrades.
 //! - [`route`]: which API endpoint a request is for (pure table).
 //! - [`upstream`]: the pooled connection to the Docker daemon.
+//! - [`tls`]: TLS on TCP listeners and to a TCP daemon: which files, loaded into rustls.
 //! - [`error`]: the proxy's own failures and their single mapping to Docker-shaped responses.
 //! - [`intercept`]: the rewrites of create, exec create, list and inspect (pure) and their I/O.
+//! - [`naming`]: hostnames from names or labels, weaveDNS settings, `/etc/hosts` (pure).
 //! - [`cidr`]: `WEAVE_CIDR` grammar and the attach-or-leave-alone decision (pure).
+//! - [`attach`]: attaching started containers (router addresses, `ethwe`), the events watcher
+//!   and the start-up sweep.
+//! - [`weaveapi`]: the client of Weave Net's router HTTP API.
 //! - [`weavewait`]: installing the weavewait binaries that containers bind at `/w`.
 //! - [`body`], [`socket`]: the body and stream types that flow through all of the above.
+//! - [`cmd`]: the `weaveproxy` program itself: flags to a running proxy.
 
 pub mod address;
+pub mod attach;
 pub mod body;
 pub mod cidr;
+pub mod cmd;
 pub mod config;
 pub mod error;
 pub mod forward;
 pub mod intercept;
 pub mod listen;
+pub mod naming;
 pub mod route;
 pub mod server;
 pub mod socket;
+pub mod tls;
 pub mod upstream;
+pub mod weaveapi;
 pub mod weavewait;

@@ -1,11 +1,13 @@
-//! Binding the proxy's listening sockets: unix sockets that behave like Docker's own, and TCP.
+//! Binding the proxy's listening sockets: unix sockets that behave like Docker's own, and TCP,
+//! optionally with TLS.
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
-use tokio::net::{TcpListener, UnixListener};
+use tokio::net::{TcpListener, TcpStream, UnixListener};
+use tokio_rustls::TlsAcceptor;
 
 use crate::address::SocketAddr;
 use crate::socket::Stream;
@@ -31,7 +33,6 @@ pub enum ListenError {
 }
 
 /// A bound listening socket.
-#[derive(Debug)]
 pub enum Listener {
     /// A unix socket; its file is removed when the listener is dropped.
     Unix {
@@ -41,7 +42,84 @@ pub enum Listener {
         file: SocketFile,
     },
     /// A TCP socket.
-    Tcp(TcpListener),
+    Tcp {
+        /// The bound listener.
+        listener: TcpListener,
+        /// With `--tls` or `--tlsverify`: what every client must shake hands with first.
+        tls: Option<TlsAcceptor>,
+    },
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unix { listener, file } => f
+                .debug_struct("Unix")
+                .field("listener", listener)
+                .field("file", file)
+                .finish(),
+            Self::Tcp { listener, tls } => f
+                .debug_struct("Tcp")
+                .field("listener", listener)
+                .field("tls", &tls.is_some())
+                .finish(),
+        }
+    }
+}
+
+/// A client just accepted, which a TLS listener's client still owes its handshake.
+///
+/// The handshake is left to [`Accepted::establish`], in the connection's own task: done in the
+/// accept loop, one slow or silent client would hold up everyone behind it.
+pub enum Accepted {
+    /// A unix or plain TCP client, ready to serve.
+    Plain(Stream),
+    /// A TCP client of a TLS listener.
+    Tls {
+        /// The connection, before the handshake.
+        tcp: TcpStream,
+        /// The listener's TLS settings.
+        acceptor: TlsAcceptor,
+    },
+}
+
+impl std::fmt::Debug for Accepted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Plain(stream) => f.debug_tuple("Plain").field(stream).finish(),
+            Self::Tls { tcp, .. } => f.debug_struct("Tls").field("tcp", tcp).finish(),
+        }
+    }
+}
+
+impl Accepted {
+    /// Whether [`Accepted::establish`] has a TLS handshake to do.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Self::Tls { .. })
+    }
+
+    /// The client's address, for logs: `None` on a unix socket.
+    pub fn peer(&self) -> Option<std::net::SocketAddr> {
+        match self {
+            Self::Plain(Stream::Tcp(tcp)) | Self::Tls { tcp, .. } => tcp.peer_addr().ok(),
+            Self::Plain(_) => None,
+        }
+    }
+
+    /// The stream to serve HTTP on, after the TLS handshake if the listener has TLS.
+    ///
+    /// # Errors
+    /// The handshake's failure: a client without an acceptable certificate under
+    /// `--tlsverify`, a client speaking plain HTTP, or one that hung up.
+    pub async fn establish(self) -> io::Result<Stream> {
+        match self {
+            Self::Plain(stream) => Ok(stream),
+            Self::Tls { tcp, acceptor } => {
+                let _ = tcp.set_nodelay(true);
+                Ok(Stream::from(acceptor.accept(tcp).await?))
+            }
+        }
+    }
 }
 
 impl Listener {
@@ -62,17 +140,39 @@ impl Listener {
                         target: addr.to_string(),
                         error,
                     })?;
-                Ok(Self::Tcp(listener))
+                Ok(Self::Tcp {
+                    listener,
+                    tls: None,
+                })
             }
             SocketAddr::Unix(path) => bind_unix(path, template),
         }
+    }
+
+    /// Serves TLS with `acceptor` on a TCP listener. A unix socket stays plain whatever is
+    /// given, as Docker's own and the original proxy's do: its file permissions are its
+    /// access control.
+    #[must_use]
+    pub fn with_tls(self, acceptor: Option<TlsAcceptor>) -> Self {
+        match self {
+            Self::Tcp { listener, .. } => Self::Tcp {
+                listener,
+                tls: acceptor,
+            },
+            unix @ Self::Unix { .. } => unix,
+        }
+    }
+
+    /// Whether clients must speak TLS.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Self::Tcp { tls: Some(_), .. })
     }
 
     /// The address actually bound (a TCP port 0 becomes the real port).
     pub fn local_addr(&self) -> SocketAddr {
         match self {
             Self::Unix { file, .. } => SocketAddr::Unix(file.path.clone()),
-            Self::Tcp(listener) => match listener.local_addr() {
+            Self::Tcp { listener, .. } => match listener.local_addr() {
                 Ok(addr) => SocketAddr::Tcp(addr.to_string()),
                 Err(_) => SocketAddr::Tcp("unknown".into()),
             },
@@ -83,10 +183,21 @@ impl Listener {
     ///
     /// # Errors
     /// The accept error; the caller decides whether it is worth retrying.
-    pub async fn accept(&self) -> io::Result<Stream> {
+    pub async fn accept(&self) -> io::Result<Accepted> {
         match self {
-            Self::Unix { listener, .. } => Ok(Stream::from(listener.accept().await?.0)),
-            Self::Tcp(listener) => Ok(Stream::from(listener.accept().await?.0)),
+            Self::Unix { listener, .. } => {
+                Ok(Accepted::Plain(Stream::from(listener.accept().await?.0)))
+            }
+            Self::Tcp { listener, tls } => {
+                let tcp = listener.accept().await?.0;
+                Ok(match tls {
+                    Some(acceptor) => Accepted::Tls {
+                        tcp,
+                        acceptor: acceptor.clone(),
+                    },
+                    None => Accepted::Plain(Stream::from(tcp)),
+                })
+            }
         }
     }
 }

@@ -20,6 +20,11 @@ pub enum Endpoint {
         /// The container's id or name, as it appears in the path.
         container: String,
     },
+    /// `POST /containers/{id}/start` or `/restart`: answered once the container is attached.
+    ContainerStart {
+        /// The container's id or name, as it appears in the path.
+        container: String,
+    },
     /// `POST /containers/{id}/attach`: hijacks the connection for the container's stdio.
     Attach,
     /// `POST /exec/{id}/start`: hijacks the connection for the exec's stdio (unless detached).
@@ -51,6 +56,11 @@ pub fn route(method: &Method, path: &str) -> Endpoint {
         (&Method::POST, ["containers", id, "exec"]) if !id.is_empty() => Endpoint::ExecCreate {
             container: (*id).to_owned(),
         },
+        (&Method::POST, ["containers", id, "start" | "restart"]) if !id.is_empty() => {
+            Endpoint::ContainerStart {
+                container: (*id).to_owned(),
+            }
+        }
         (&Method::POST, ["containers", id, "attach"]) if !id.is_empty() => Endpoint::Attach,
         (&Method::GET, ["containers", id, "attach", "ws"]) if !id.is_empty() => {
             Endpoint::AttachWebsocket
@@ -134,7 +144,22 @@ mod tests {
                 },
             ),
             (Method::GET, "/exec/abc/json", Endpoint::Other),
-            (Method::POST, "/containers/web/start", Endpoint::Other),
+            (
+                Method::POST,
+                "/v1.41/containers/web/start",
+                Endpoint::ContainerStart {
+                    container: "web".into(),
+                },
+            ),
+            (
+                Method::POST,
+                "/containers/abc/restart",
+                Endpoint::ContainerStart {
+                    container: "abc".into(),
+                },
+            ),
+            (Method::GET, "/containers/web/start", Endpoint::Other),
+            (Method::POST, "/containers//start", Endpoint::Other),
         ];
         for (method, path, want) in cases {
             assert_eq!(route(&method, path), want, "{method} {path}");

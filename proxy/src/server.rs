@@ -15,12 +15,17 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::forward::{Context, HijackSlot, forward};
-use crate::listen::Listener;
+use crate::listen::{Accepted, Listener};
 use crate::socket::Stream;
 
 /// Buffer per direction for hijacked streams: big enough that a 256 MiB `cat` through attach
 /// is not dominated by syscalls, small enough for thousands of idle attaches.
 const SPLICE_BUFFER: usize = 64 * 1024;
+
+/// How long a client of a TLS listener has to finish its handshake. Docker has no such limit,
+/// but a client that connects and says nothing would otherwise hold a task and a descriptor for
+/// ever; every real client finishes in milliseconds.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Docker's own server accepts far more than hyper's default of 100 header lines.
 const MAX_HEADERS: usize = 1000;
@@ -90,10 +95,15 @@ impl Server {
                 accepted = listener.accept() => accepted,
             };
             match stream {
-                Ok(stream) => {
+                Ok(accepted) => {
                     backoff = Duration::from_millis(10);
                     let (server, stop) = (Arc::clone(self), stop.clone());
-                    tracker.spawn(async move { server.serve_connection(stream, stop).await });
+                    tracker.spawn(async move {
+                        let Some(stream) = establish(accepted, &stop).await else {
+                            return;
+                        };
+                        server.serve_connection(stream, stop).await;
+                    });
                 }
                 Err(err) => {
                     // Out of file descriptors, usually: wait for some to be freed rather than
@@ -167,6 +177,36 @@ impl Server {
                 "stream closed"
             ),
             Err(err) => debug!(error = %err, "stream ended"),
+        }
+    }
+}
+
+/// The client's stream once its TLS handshake (if any) is done; `None` when the handshake failed,
+/// took too long, or the proxy is stopping. A failed handshake ends only this connection: it is
+/// a client's problem (no certificate, the wrong CA, plain HTTP), so it is logged at debug.
+async fn establish(accepted: Accepted, stop: &CancellationToken) -> Option<Stream> {
+    if !accepted.is_tls() {
+        return accepted.establish().await.ok();
+    }
+    let peer = accepted.peer().map(|p| p.to_string()).unwrap_or_default();
+    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, accepted.establish());
+    let outcome = tokio::select! {
+        () = stop.cancelled() => return None,
+        outcome = handshake => outcome,
+    };
+    match outcome {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(err)) => {
+            debug!(peer = %peer, error = %err, "TLS handshake failed; connection closed");
+            None
+        }
+        Err(_) => {
+            debug!(
+                peer = %peer,
+                timeout_secs = HANDSHAKE_TIMEOUT.as_secs(),
+                "TLS handshake timed out; connection closed"
+            );
+            None
         }
     }
 }

@@ -1,4 +1,5 @@
-//! A connected stream that is either a unix socket or TCP, on the client or the daemon side.
+//! A connected stream that is a unix socket, TCP or TLS over TCP, on the client or the daemon
+//! side.
 
 use std::io;
 use std::pin::Pin;
@@ -7,6 +8,7 @@ use std::task::{Context, Poll};
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
+use tokio_rustls::TlsStream;
 
 /// One end of a proxied connection.
 ///
@@ -18,6 +20,22 @@ pub enum Stream {
     Unix(UnixStream),
     /// A TCP connection (with Nagle off, since Docker's request/response pairs are small).
     Tcp(TcpStream),
+    /// TLS over TCP: a client of a `--tls` listener, or a daemon reached with
+    /// `DOCKER_TLS_VERIFY`. Boxed: the TLS state is large, and the plain variants should not
+    /// carry its size around.
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl From<tokio_rustls::server::TlsStream<TcpStream>> for Stream {
+    fn from(stream: tokio_rustls::server::TlsStream<TcpStream>) -> Self {
+        Self::Tls(Box::new(TlsStream::Server(stream)))
+    }
+}
+
+impl From<tokio_rustls::client::TlsStream<TcpStream>> for Stream {
+    fn from(stream: tokio_rustls::client::TlsStream<TcpStream>) -> Self {
+        Self::Tls(Box::new(TlsStream::Client(stream)))
+    }
 }
 
 impl From<UnixStream> for Stream {
@@ -43,6 +61,16 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Self::Unix(s) => Pin::new(s).poll_read(cx, buf),
             Self::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => match Pin::new(s.as_mut()).poll_read(cx, buf) {
+                // Older docker CLIs, go-dockerclient and Swarm end stdin on a hijacked stream by
+                // shutting down the TCP write side with no TLS close_notify, which Go's TLS reads
+                // as a plain EOF; so does the proxy, or their `run -i` would lose its output.
+                // HTTP framing still catches a message cut short.
+                Poll::Ready(Err(err)) if err.kind() == io::ErrorKind::UnexpectedEof => {
+                    Poll::Ready(Ok(()))
+                }
+                other => other,
+            },
         }
     }
 }
@@ -56,6 +84,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Self::Unix(s) => Pin::new(s).poll_write(cx, buf),
             Self::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -67,6 +96,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Self::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Self::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -74,6 +104,7 @@ impl AsyncWrite for Stream {
         match self {
             Self::Unix(s) => s.is_write_vectored(),
             Self::Tcp(s) => s.is_write_vectored(),
+            Self::Tls(s) => s.is_write_vectored(),
         }
     }
 
@@ -81,6 +112,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Self::Unix(s) => Pin::new(s).poll_flush(cx),
             Self::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -89,6 +121,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Self::Unix(s) => Pin::new(s).poll_shutdown(cx),
             Self::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The connection pool to the Docker daemon, over a unix socket or TCP.
+//! The connection pool to the Docker daemon, over a unix socket, TCP, or TLS over TCP.
 //!
 //! The original proxy dialled the daemon anew for every request, which cost about 230 µs each;
 //! here idle connections are kept and reused. A connection that is upgraded for attach or exec
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode, Uri};
+use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -23,11 +23,14 @@ use crate::address::SocketAddr;
 use crate::body::{self, ProxyBody};
 use crate::error::ProxyError;
 use crate::socket::Stream;
+use crate::tls::ClientTls;
 
 /// Connects to the daemon's socket, whatever host the request URI names.
 #[derive(Debug, Clone)]
 struct Connector {
     addr: Arc<SocketAddr>,
+    /// TLS to a TCP daemon (`DOCKER_TLS_VERIFY`); never used on a unix socket.
+    tls: Option<Arc<ClientTls>>,
 }
 
 impl tower_service::Service<Uri> for Connector {
@@ -40,12 +43,19 @@ impl tower_service::Service<Uri> for Connector {
     }
 
     fn call(&mut self, _: Uri) -> Self::Future {
-        let addr = Arc::clone(&self.addr);
+        let (addr, tls) = (Arc::clone(&self.addr), self.tls.clone());
         Box::pin(async move {
             let stream = match addr.as_ref() {
                 SocketAddr::Unix(path) => Stream::from(UnixStream::connect(path).await?),
                 SocketAddr::Tcp(host_port) => {
-                    Stream::from(TcpStream::connect(host_port.as_str()).await?)
+                    let tcp = TcpStream::connect(host_port.as_str()).await?;
+                    match tls {
+                        Some(tls) => {
+                            let _ = tcp.set_nodelay(true);
+                            Stream::from(tls.connect(tcp).await?)
+                        }
+                        None => Stream::from(tcp),
+                    }
                 }
             };
             Ok(TokioIo::new(stream))
@@ -63,13 +73,23 @@ pub struct Upstream {
 impl Upstream {
     /// A pool of connections to the daemon at `addr`; nothing is dialled until the first request.
     pub fn new(addr: SocketAddr) -> Self {
+        Self::with_tls(addr, None)
+    }
+
+    /// Like [`Upstream::new`], speaking TLS with `tls` when `addr` is TCP (a unix socket ignores
+    /// it).
+    pub fn with_tls(addr: SocketAddr, tls: Option<ClientTls>) -> Self {
         let addr = Arc::new(addr);
+        let tls = tls
+            .filter(|_| matches!(addr.as_ref(), SocketAddr::Tcp(_)))
+            .map(Arc::new);
         let client = Client::builder(TokioExecutor::new())
             // Docker's API is HTTP/1.1 only; keep the request head exactly as the client wrote it.
             .http1_preserve_header_case(true)
             .http1_title_case_headers(false)
             .build(Connector {
                 addr: Arc::clone(&addr),
+                tls,
             });
         Self { addr, client }
     }
@@ -125,7 +145,21 @@ impl Upstream {
     /// # Errors
     /// When the daemon cannot be reached or the answer is cut off.
     pub async fn get(&self, path: &str) -> Result<(StatusCode, Bytes), ProxyError> {
-        let request = Request::get(path)
+        self.call(Method::GET, path).await
+    }
+
+    /// `POST path` with no body, for the proxy's own use (for example a kill), collected whole.
+    ///
+    /// # Errors
+    /// When the daemon cannot be reached or the answer is cut off.
+    pub async fn post(&self, path: &str) -> Result<(StatusCode, Bytes), ProxyError> {
+        self.call(Method::POST, path).await
+    }
+
+    async fn call(&self, method: Method, path: &str) -> Result<(StatusCode, Bytes), ProxyError> {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
             .header(http::header::HOST, "docker")
             .body(body::empty())
             .map_err(|err| self.failed(format!("bad path {path:?}: {err}")))?;
@@ -165,7 +199,7 @@ impl Upstream {
 }
 
 /// The innermost error message, which is the one that says what happened (`Connection refused`).
-fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = err;
     while let Some(source) = cause.source() {
         cause = source;

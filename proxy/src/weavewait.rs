@@ -69,6 +69,11 @@ impl Installed {
     }
 }
 
+/// The directory under `data_dir` that holds every installed version.
+pub fn root(data_dir: &Path) -> PathBuf {
+    data_dir.join("weavewait")
+}
+
 /// Copies `source/{w,w-nomcast,w-noop}/w` to `data_dir/weavewait/<content hash>/…`, unless
 /// that version is already there.
 ///
@@ -92,7 +97,7 @@ pub fn install(source: &Path, data_dir: &Path) -> Result<Installed, InstallError
         bytes.hash(&mut hasher);
         binaries.push((variant, bytes));
     }
-    let versions = data_dir.join("weavewait");
+    let versions = root(data_dir);
     let root = versions.join(format!("{:016x}", hasher.finish()));
     let installed = Installed { root: root.clone() };
     if Variant::ALL

@@ -5,43 +5,18 @@
 
 use serde_json::Value;
 
-use crate::cidr::{Decision, decide};
+use crate::attach::plan::weave_decision;
+use crate::cidr::Decision;
 use crate::intercept::create::WEAVEWAIT;
 use crate::intercept::json::{self, WrongType};
 
 /// Whether a container (its `GET /containers/{id}/json`) was made to wait by the proxy and is
 /// meant for the weave network.
 pub fn is_weave_container(container: &Value, no_default_ipalloc: bool) -> bool {
-    let Some(container) = container.as_object() else {
-        return false;
-    };
-    let Ok(Some(config)) = json::object(container, "Config") else {
-        return false;
-    };
-    let starts_with_weavewait = json::string_list(config, "Entrypoint")
-        .ok()
-        .flatten()
-        .is_some_and(|e| e.first().map(String::as_str) == Some(WEAVEWAIT));
-    if !starts_with_weavewait {
-        return false;
-    }
-    let network_mode = json::object(container, "HostConfig")
-        .ok()
-        .flatten()
-        .and_then(|hc| json::string(hc, "NetworkMode").ok().flatten())
-        .unwrap_or("");
-    let env = json::string_list(config, "Env")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    matches!(
-        decide(
-            network_mode,
-            env.iter().map(String::as_str),
-            no_default_ipalloc
-        ),
-        Ok(Decision::Attach(_))
-    )
+    container
+        .as_object()
+        .and_then(|c| weave_decision(c, no_default_ipalloc))
+        .is_some_and(|decision| matches!(decision, Ok(Decision::Attach(_))))
 }
 
 /// Puts `/w/w` in front of an exec's `Cmd` (once).

@@ -17,12 +17,15 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
+use crate::attach::Attacher;
 use crate::body::{self, ProxyBody};
 use crate::cidr::Decision;
 use crate::error::ProxyError;
+use crate::naming::{self, Dns, HostnameRule};
 use crate::upstream::Upstream;
+use crate::weaveapi::RouterClient;
 
 /// The largest request or response body the proxy reads whole in order to rewrite it. Docker's
 /// create and inspect documents are a few KiB; this leaves room for huge label sets.
@@ -35,6 +38,19 @@ pub struct Settings {
     pub weavewait: PathBuf,
     /// Containers without `WEAVE_CIDR` are left alone (`--no-default-ipalloc`).
     pub no_default_ipalloc: bool,
+    /// `docker inspect` shows the weave interface (`--rewrite-inspect`).
+    pub rewrite_inspect: bool,
+    /// How containers are named and pointed at weaveDNS; `None` with `--without-dns`.
+    pub dns: Option<DnsNaming>,
+}
+
+/// Hostnames and DNS settings for containers on the weave network.
+#[derive(Debug, Clone)]
+pub struct DnsNaming {
+    /// `--hostname-from-label`, `--hostname-match`, `--hostname-replacement`.
+    pub hostname: HostnameRule,
+    /// Asked at each create where weaveDNS is, so containers use it whenever it runs.
+    pub router: RouterClient,
 }
 
 /// `POST /containers/create`: validate `WEAVE_CIDR`, merge the image's command, wrap it in
@@ -91,6 +107,9 @@ pub async fn create_container(
         info!(%reason, "create: leaving the container alone");
         return send(upstream, parts, bytes).await;
     }
+    if let Some(naming) = &settings.dns {
+        name_container(naming, &parts, &mut doc).await?;
+    }
     let source = settings.weavewait.display().to_string();
     match create::rewrite(&mut doc, &image, &source) {
         Ok(create::Outcome::Rewritten) => send_json(upstream, parts, &doc).await,
@@ -103,6 +122,48 @@ pub async fn create_container(
             send(upstream, parts, bytes).await
         }
     }
+}
+
+/// Hostname from the container's name or label, and weaveDNS as its name server, when the
+/// router runs DNS. Without a reachable router the container is created without them: it can
+/// only start once the router runs, but its DNS settings are fixed now.
+async fn name_container(
+    naming: &DnsNaming,
+    parts: &Parts,
+    doc: &mut Value,
+) -> Result<(), ProxyError> {
+    let name = parts.uri.query().and_then(|query| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(key, _)| key == "name")
+            .map(|(_, value)| value.into_owned())
+    });
+    let derived = naming
+        .hostname
+        .derive(name.as_deref(), doc.get("Labels"))
+        .map_err(|err| ProxyError::Naming(err.to_string()))?;
+    let dns = match naming.router.dns().await {
+        Ok(Some(info)) => Dns {
+            domain: info.domain,
+            server: info.server,
+        },
+        Ok(None) => {
+            debug!("create: the router runs without DNS");
+            return Ok(());
+        }
+        Err(err) => {
+            warn!(%err, "create: weaveDNS not reachable; the container gets no DNS settings");
+            return Ok(());
+        }
+    };
+    let Some(body) = doc.as_object_mut() else {
+        return Ok(());
+    };
+    match naming::apply_dns(body, &derived, &dns) {
+        Ok(Some(warning)) => warn!("create: {warning}"),
+        Ok(None) => {}
+        Err(wrong) => debug!(%wrong, "create: DNS settings left as they are"),
+    }
+    Ok(())
 }
 
 /// `POST /containers/{id}/exec`: prefix the command with `/w/w` in weave containers.
@@ -150,6 +211,7 @@ pub async fn present(
     upstream: &Upstream,
     kind: Presentation,
     response: Response<Incoming>,
+    weave_network: Option<&Attacher>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let declared = response
         .headers()
@@ -170,10 +232,18 @@ pub async fn present(
     let mentions = bytes
         .windows(create::WEAVEWAIT.len())
         .any(|w| w == create::WEAVEWAIT.as_bytes());
-    let rewritten = match kind {
+    let rewritten = match (kind, weave_network) {
+        (Presentation::Inspect, Some(attacher)) => match serde_json::from_slice::<Value>(&bytes) {
+            Ok(mut doc) => {
+                let hidden = mentions && present::hide_in_inspect(&mut doc);
+                let shown = show_weave_network(attacher, &mut doc).await;
+                (hidden || shown).then(|| to_json_bytes(&doc, bytes.ends_with(b"\n")))
+            }
+            Err(_) => None,
+        },
         _ if !mentions => None,
-        Presentation::List => present::hide_in_list(&bytes).map(Bytes::from),
-        Presentation::Inspect => {
+        (Presentation::List, _) => present::hide_in_list(&bytes).map(Bytes::from),
+        (Presentation::Inspect, _) => {
             serde_json::from_slice::<Value>(&bytes)
                 .ok()
                 .and_then(|mut doc| {
@@ -188,6 +258,34 @@ pub async fn present(
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
     Ok(Response::from_parts(parts, full(out)))
+}
+
+/// `--rewrite-inspect` for a weave container: waits for a start still attaching it, then shows
+/// its `ethwe`. A container without one (not attached, not running) is shown as Docker has it.
+async fn show_weave_network(attacher: &Attacher, doc: &mut Value) -> bool {
+    let Some(id) = doc.get("Id").and_then(Value::as_str).map(str::to_owned) else {
+        return false;
+    };
+    attacher.wait_for_start(&id).await;
+    let Some(pid) = doc
+        .pointer("/State/Pid")
+        .and_then(Value::as_i64)
+        .and_then(|pid| i32::try_from(pid).ok())
+        .filter(|&pid| pid > 0)
+    else {
+        return false;
+    };
+    match weavenet::container_interface(pid).await {
+        Ok(Some(iface)) => match iface.addrs.first() {
+            Some(&addr) => present::show_weave_network(doc, &iface.mac, addr),
+            None => false,
+        },
+        Ok(None) => false,
+        Err(err) => {
+            debug!(container = %id, %err, "rewrite-inspect: cannot read ethwe");
+            false
+        }
+    }
 }
 
 async fn read_body(body: Incoming) -> Result<Bytes, ProxyError> {

@@ -4,9 +4,11 @@
 //! `Config.Entrypoint`) are shown without the `/w/w` the proxy put in front, as they would be
 //! without the proxy. The original proxy showed `/w/w true`, which broke docker-py's own
 //! container-listing test. The daemon itself, and `docker ps` straight to it, still show the
-//! truth. Only called for bodies that mention `/w/w`.
+//! truth. Only called for bodies that mention `/w/w`, and for inspects with `--rewrite-inspect`,
+//! which also show the weave interface's address ([`show_weave_network`]).
 
 use indexmap::IndexMap;
+use ipnet::Ipv4Net;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -76,6 +78,22 @@ pub fn hide_in_inspect(container: &mut Value) -> bool {
     changed
 }
 
+/// `--rewrite-inspect`: the top-level `NetworkSettings` show the weave interface (its MAC, and
+/// its first address with prefix length) instead of Docker's `eth0`, as the original did; the
+/// per-network `Networks` entries stay Docker's. Returns whether anything changed.
+pub fn show_weave_network(container: &mut Value, mac: &str, addr: Ipv4Net) -> bool {
+    let Some(settings) = container
+        .get_mut("NetworkSettings")
+        .and_then(Value::as_object_mut)
+    else {
+        return false;
+    };
+    settings.insert("IPAddress".into(), Value::from(addr.addr().to_string()));
+    settings.insert("IPPrefixLen".into(), Value::from(addr.prefix_len()));
+    settings.insert("MacAddress".into(), Value::from(mac));
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -123,5 +141,27 @@ mod tests {
         assert_eq!(only_cmd["Config"]["Entrypoint"], Value::Null);
         let mut plain = json!({"Path": "sh", "Args": [], "Config": {"Entrypoint": null}});
         assert!(!hide_in_inspect(&mut plain));
+    }
+
+    #[test]
+    fn rewrite_inspect_shows_the_weave_interface() {
+        let mut c = json!({"NetworkSettings": {
+            "IPAddress": "172.17.0.2", "IPPrefixLen": 16, "MacAddress": "02:42:ac:11:00:02",
+            "Networks": {"bridge": {"IPAddress": "172.17.0.2"}}
+        }});
+        let addr: Ipv4Net = "10.32.0.5/12".parse().unwrap();
+        assert!(show_weave_network(&mut c, "aa:bb:cc:dd:ee:ff", addr));
+        assert_eq!(
+            c,
+            json!({"NetworkSettings": {
+                "IPAddress": "10.32.0.5", "IPPrefixLen": 12, "MacAddress": "aa:bb:cc:dd:ee:ff",
+                "Networks": {"bridge": {"IPAddress": "172.17.0.2"}}
+            }})
+        );
+        assert!(!show_weave_network(
+            &mut json!({"Id": "x"}),
+            "aa:bb:cc:dd:ee:ff",
+            addr
+        ));
     }
 }

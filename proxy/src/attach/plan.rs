@@ -1,0 +1,308 @@
+//! Whether and how a started container joins the weave network, read from its inspect document.
+//! Pure: the same decision serves the start interceptor, the events watcher and the start-up sweep.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::cidr::{CidrError, CidrToken, Decision, LeaveAlone, decide};
+use crate::intercept::create::{WEAVEWAIT, WEAVEWAIT_MOUNT};
+use crate::intercept::json;
+use crate::naming;
+
+/// What to do with a container that has (re)started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Give it `ethwe` with these addresses.
+    Attach {
+        /// The full container id: the router knows containers by it.
+        id: String,
+        /// The host PID of its first process, whose netns gets `ethwe`.
+        pid: i32,
+        /// What `WEAVE_CIDR` asks for, in order.
+        tokens: Vec<CidrToken>,
+        /// How it is known by name.
+        names: Names,
+    },
+    /// Nothing to do.
+    Skip(Skip),
+}
+
+/// A container's names: what weaveDNS and its `/etc/hosts` are told.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Names {
+    /// `Config.Hostname`, dotted with `Config.Domainname` when that is set.
+    pub fqdn: String,
+    /// `HostConfig.ExtraHosts` (`--add-host`), as Docker keeps them.
+    pub extra_hosts: Vec<String>,
+    /// `HostsPath`: where Docker keeps the file it mounts at `/etc/hosts`.
+    pub hosts_path: Option<PathBuf>,
+}
+
+impl Names {
+    /// Reads them from an inspect document; missing fields are empty.
+    pub fn from_inspect(container: &Map<String, Value>) -> Self {
+        let section = |name: &'static str| json::object(container, name).ok().flatten();
+        let text = |field: &str| {
+            section("Config")
+                .and_then(|c| c.get(field))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        };
+        let extra_hosts = section("HostConfig")
+            .and_then(|h| json::string_list(h, "ExtraHosts").ok().flatten())
+            .unwrap_or_default();
+        let hosts_path = container
+            .get("HostsPath")
+            .and_then(Value::as_str)
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from);
+        Self {
+            fqdn: naming::fqdn(text("Hostname"), text("Domainname")),
+            extra_hosts,
+            hosts_path,
+        }
+    }
+}
+
+/// Why a container is not attached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skip {
+    /// Its entrypoint is not `/w/w`: it was not created through the proxy for weave.
+    NotWeave,
+    /// Its `/w` comes from another proxy's weavewait (another weave on the same daemon, such
+    /// as a second router and bridge): that proxy attaches it.
+    NotOurs,
+    /// It is not running (any more), or Docker is restarting it.
+    NotRunning,
+    /// `WEAVE_CIDR=none`, another network mode, or `--no-default-ipalloc`.
+    LeftAlone(LeaveAlone),
+}
+
+impl fmt::Display for Skip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotWeave => f.write_str("not created for weave (entrypoint is not /w/w)"),
+            Self::NotOurs => f.write_str("its /w is another weave proxy's"),
+            Self::NotRunning => f.write_str("not running"),
+            Self::LeftAlone(reason) => reason.fmt(f),
+        }
+    }
+}
+
+/// The weave decision for a container created through the proxy (entrypoint `/w/w`), from its
+/// network mode and environment (which includes the image's); `None` for any other container.
+pub fn weave_decision(
+    container: &Map<String, Value>,
+    no_default_ipalloc: bool,
+) -> Option<Result<Decision, CidrError>> {
+    let config = json::object(container, "Config").ok().flatten()?;
+    let entrypoint = json::string_list(config, "Entrypoint").ok().flatten()?;
+    if entrypoint.first().map(String::as_str) != Some(WEAVEWAIT) {
+        return None;
+    }
+    let network_mode = json::object(container, "HostConfig")
+        .ok()
+        .flatten()
+        .and_then(|hc| json::string(hc, "NetworkMode").ok().flatten())
+        .unwrap_or("");
+    let env = json::string_list(config, "Env")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    Some(decide(
+        network_mode,
+        env.iter().map(String::as_str),
+        no_default_ipalloc,
+    ))
+}
+
+/// Whether the container's `/w` mount comes from under `weavewait_root`, the directory this
+/// proxy installs weavewait into: that is what marks a container as this proxy's.
+pub fn mounts_weavewait_from(container: &Map<String, Value>, weavewait_root: &Path) -> bool {
+    let Some(Value::Array(mounts)) = container.get("Mounts") else {
+        return false;
+    };
+    mounts.iter().any(|mount| {
+        mount.get("Destination").and_then(Value::as_str) == Some(WEAVEWAIT_MOUNT)
+            && mount
+                .get("Source")
+                .and_then(Value::as_str)
+                .is_some_and(|source| Path::new(source).starts_with(weavewait_root))
+    })
+}
+
+/// Decides from `GET /containers/{id}/json`, for the proxy whose weavewait lives under
+/// `weavewait_root`.
+///
+/// # Errors
+/// A `WEAVE_CIDR` that does not parse (possible for a container created straight on the daemon
+/// with `/w/w` in its entrypoint): attaching it is an error, as the original's was.
+pub fn plan(
+    container: &Value,
+    no_default_ipalloc: bool,
+    weavewait_root: &Path,
+) -> Result<Plan, CidrError> {
+    let Some(container) = container.as_object() else {
+        return Ok(Plan::Skip(Skip::NotWeave));
+    };
+    let tokens = match weave_decision(container, no_default_ipalloc) {
+        None => return Ok(Plan::Skip(Skip::NotWeave)),
+        Some(Err(err)) => return Err(err),
+        Some(Ok(Decision::LeaveAlone(reason))) => return Ok(Plan::Skip(Skip::LeftAlone(reason))),
+        Some(Ok(Decision::Attach(tokens))) => tokens,
+    };
+    if !mounts_weavewait_from(container, weavewait_root) {
+        return Ok(Plan::Skip(Skip::NotOurs));
+    }
+    let state = json::object(container, "State").ok().flatten();
+    let flag = |name: &str| {
+        state
+            .and_then(|s| s.get(name))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    };
+    let pid = state
+        .and_then(|s| s.get("Pid"))
+        .and_then(Value::as_i64)
+        .and_then(|pid| i32::try_from(pid).ok())
+        .filter(|&pid| pid > 0);
+    let id = container.get("Id").and_then(Value::as_str);
+    match (flag("Running") && !flag("Restarting"), pid, id) {
+        (true, Some(pid), Some(id)) => Ok(Plan::Attach {
+            id: id.to_owned(),
+            pid,
+            tokens,
+            names: Names::from_inspect(container),
+        }),
+        _ => Ok(Plan::Skip(Skip::NotRunning)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn container(entrypoint: Value, env: &[&str], mode: &str, running: bool, pid: i64) -> Value {
+        json!({
+            "Id": "c0ffee",
+            "HostsPath": "/var/lib/docker/containers/c0ffee/hosts",
+            "State": {"Running": running, "Restarting": false, "Pid": pid},
+            "Config": {"Entrypoint": entrypoint, "Env": env, "Hostname": "web", "Domainname": "weave.local"},
+            "HostConfig": {"NetworkMode": mode, "ExtraHosts": ["static.name:10.9.9.9"]},
+            "Mounts": [{"Type": "bind", "Source": "/var/lib/weave/weavewait/abc/w", "Destination": "/w"}],
+        })
+    }
+
+    const ROOT: &str = "/var/lib/weave/weavewait";
+
+    #[test]
+    fn plans_from_the_inspect_document() {
+        let ww = || json!(["/w/w", "sh"]);
+        let net = |s: &str| CidrToken::Subnet(s.parse().unwrap());
+        let attach = |tokens| Plan::Attach {
+            id: "c0ffee".into(),
+            pid: 4321,
+            tokens,
+            names: Names {
+                fqdn: "web.weave.local".into(),
+                extra_hosts: vec!["static.name:10.9.9.9".into()],
+                hosts_path: Some("/var/lib/docker/containers/c0ffee/hosts".into()),
+            },
+        };
+        let cases = [
+            (
+                container(ww(), &[], "default", true, 4321),
+                false,
+                attach(vec![CidrToken::DefaultSubnet]),
+            ),
+            (
+                container(ww(), &["WEAVE_CIDR=net:10.32.2.0/24"], "bridge", true, 4321),
+                false,
+                attach(vec![net("10.32.2.0/24")]),
+            ),
+            (
+                container(ww(), &["WEAVE_CIDR=net:10.32.2.0/24"], "none", true, 4321),
+                true,
+                attach(vec![net("10.32.2.0/24")]),
+            ),
+            (
+                container(json!(["sh"]), &[], "default", true, 4321),
+                false,
+                Plan::Skip(Skip::NotWeave),
+            ),
+            (
+                container(Value::Null, &[], "default", true, 4321),
+                false,
+                Plan::Skip(Skip::NotWeave),
+            ),
+            (
+                container(ww(), &[], "default", false, 0),
+                false,
+                Plan::Skip(Skip::NotRunning),
+            ),
+            (
+                container(ww(), &[], "default", true, 0),
+                false,
+                Plan::Skip(Skip::NotRunning),
+            ),
+            (
+                container(ww(), &["WEAVE_CIDR=none"], "default", true, 4321),
+                false,
+                Plan::Skip(Skip::LeftAlone(LeaveAlone::CidrNone)),
+            ),
+            (
+                container(ww(), &[], "host", true, 4321),
+                false,
+                Plan::Skip(Skip::LeftAlone(LeaveAlone::NetworkMode("host".into()))),
+            ),
+            (
+                container(ww(), &[], "default", true, 4321),
+                true,
+                Plan::Skip(Skip::LeftAlone(LeaveAlone::NoDefaultIpalloc)),
+            ),
+        ];
+        for (doc, no_default, want) in cases {
+            assert_eq!(
+                plan(&doc, no_default, Path::new(ROOT)).unwrap(),
+                want,
+                "{doc}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_restarting_container_waits_for_its_start() {
+        let mut doc = container(json!(["/w/w", "sh"]), &[], "", true, 99);
+        doc["State"]["Restarting"] = json!(true);
+        assert_eq!(
+            plan(&doc, false, Path::new(ROOT)).unwrap(),
+            Plan::Skip(Skip::NotRunning)
+        );
+    }
+
+    #[test]
+    fn a_bad_weave_cidr_is_an_error() {
+        let doc = container(json!(["/w/w"]), &["WEAVE_CIDR=bogus"], "", true, 99);
+        assert!(plan(&doc, false, Path::new(ROOT)).is_err());
+    }
+
+    #[test]
+    fn another_proxys_container_is_left_to_it() {
+        let mut doc = container(json!(["/w/w", "sh"]), &[], "", true, 99);
+        let ours = Path::new(ROOT);
+        assert!(matches!(plan(&doc, false, ours), Ok(Plan::Attach { .. })));
+        let other = Path::new("/tmp/other/weavewait");
+        assert_eq!(plan(&doc, false, other).unwrap(), Plan::Skip(Skip::NotOurs));
+        // A prefix of the name is not the directory.
+        let sibling = Path::new("/var/lib/weave/weavewai");
+        assert_eq!(
+            plan(&doc, false, sibling).unwrap(),
+            Plan::Skip(Skip::NotOurs)
+        );
+        doc["Mounts"] = json!([]);
+        assert_eq!(plan(&doc, false, ours).unwrap(), Plan::Skip(Skip::NotOurs));
+    }
+}
