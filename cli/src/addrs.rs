@@ -1,0 +1,209 @@
+//! Where the proxy listens and how clients are pointed at it: the default `-H` from how this
+//! command reaches Docker, a running proxy's addresses read back from its arguments, and the
+//! lines `weave env` and `weave config` print. Pure.
+
+/// The proxy's unix socket, where `weave env` points clients that reach Docker over a socket.
+pub const UNIX_LISTEN: &str = "unix:///var/run/weave/weave.sock";
+/// The proxy's port for clients that reach Docker over TCP.
+pub const TCP_PORT: u16 = 12375;
+
+/// The `-H` the proxy gets when none is given: a client that reaches Docker over a unix socket
+/// (or the default one) gets the proxy's socket, one over TCP gets port 12375 on every interface.
+pub fn default_listen(docker_host: Option<&str>) -> String {
+    match docker_host.map(str::trim).filter(|h| !h.is_empty()) {
+        Some(host) if !host.starts_with("unix://") && !host.starts_with('/') => {
+            format!("tcp://0.0.0.0:{TCP_PORT}")
+        }
+        _ => UNIX_LISTEN.to_owned(),
+    }
+}
+
+/// The `-H` values in a proxy's argument list, in order (`-H A`, `-HA`, `-H=A`, `--host A`,
+/// `--host=A`).
+pub fn listen_args(args: &[String]) -> Vec<String> {
+    let mut hosts = Vec::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        if arg == "-H" || arg == "--host" {
+            hosts.extend(iter.next().cloned());
+        } else if let Some(value) = arg.strip_prefix("--host=") {
+            hosts.push(value.to_owned());
+        } else if let Some(value) = arg.strip_prefix("-H") {
+            hosts.push(value.strip_prefix('=').unwrap_or(value).to_owned());
+        }
+    }
+    hosts
+}
+
+/// The host clients use for a proxy listening on every interface: the host of a `tcp://`
+/// `DOCKER_HOST` (the proxy runs beside that daemon), else the loopback address.
+pub fn proxy_host(docker_host: Option<&str>) -> String {
+    docker_host
+        .and_then(|h| h.strip_prefix("tcp://"))
+        .and_then(|rest| rest.trim_end_matches('/').rsplit_once(':'))
+        .map(|(host, _)| host)
+        .filter(|host| !host.is_empty())
+        .unwrap_or("127.0.0.1")
+        .to_owned()
+}
+
+/// A listen address as a client writes it: `unix://` and `tcp://` spelled out, and an
+/// every-interface host replaced by `proxy_host`.
+pub fn client_addr(listen: &str, proxy_host: &str) -> String {
+    if let Some(path) = listen.strip_prefix("unix://") {
+        return format!("unix://{path}");
+    }
+    if listen.starts_with('/') {
+        return format!("unix://{listen}");
+    }
+    let host_port = listen.strip_prefix("tcp://").unwrap_or(listen);
+    match host_port.rsplit_once(':') {
+        Some(("0.0.0.0" | "" | "[::]", port)) => format!("tcp://{proxy_host}:{port}"),
+        _ => format!("tcp://{host_port}"),
+    }
+}
+
+/// What `eval "$(weave env)"` runs: `DOCKER_HOST` set to the proxy, the previous value kept in
+/// `ORIG_DOCKER_HOST` — unless the client already points at the proxy, so that a second `eval`
+/// does not lose the original.
+pub fn env_line(proxy: &str, docker_host: Option<&str>) -> String {
+    let current = docker_host.unwrap_or("");
+    if current == proxy {
+        format!("export DOCKER_HOST={proxy}")
+    } else {
+        format!("export DOCKER_HOST={proxy} ORIG_DOCKER_HOST={current}")
+    }
+}
+
+/// Why `weave env --restore` has nothing to print.
+pub const NOTHING_TO_RESTORE: &str = "Nothing to restore. This is most likely because there was \
+    no preceding invocation of 'eval $(weave env)' in this shell.";
+
+/// What `eval "$(weave env --restore)"` runs, from `ORIG_DOCKER_HOST`; `None` when it is unset.
+/// An empty original means the client used Docker's default, so `DOCKER_HOST` is unset rather
+/// than left empty.
+pub fn restore_line(orig: Option<&str>) -> Option<String> {
+    match orig? {
+        "" => Some("unset DOCKER_HOST ORIG_DOCKER_HOST".to_owned()),
+        orig => Some(format!("export DOCKER_HOST={orig}; unset ORIG_DOCKER_HOST")),
+    }
+}
+
+/// What `docker $(weave config) ps` splices in.
+pub fn config_line(proxy: &str) -> String {
+    format!("-H={proxy}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_default_listen_address_follows_how_docker_is_reached() {
+        let cases = [
+            (None, UNIX_LISTEN),
+            (Some(""), UNIX_LISTEN),
+            (Some("unix:///var/run/docker.sock"), UNIX_LISTEN),
+            (Some("/run/other.sock"), UNIX_LISTEN),
+            (Some("tcp://10.0.0.5:2376"), "tcp://0.0.0.0:12375"),
+            (Some("10.0.0.5:2375"), "tcp://0.0.0.0:12375"),
+        ];
+        for (docker_host, want) in cases {
+            assert_eq!(default_listen(docker_host), want, "{docker_host:?}");
+        }
+    }
+
+    #[test]
+    fn listen_addresses_are_read_back_in_every_spelling() {
+        let args = strings(&[
+            "-H",
+            "unix:///var/run/weave/weave.sock",
+            "--docker-api",
+            "unix:///var/run/docker.sock",
+            "-Htcp://0.0.0.0:12375",
+            "-H=/tmp/a.sock",
+            "--host",
+            "tcp://127.0.0.1:9999",
+            "--host=127.0.0.1:1",
+            "--hostname-match",
+            "x",
+        ]);
+        assert_eq!(
+            listen_args(&args),
+            strings(&[
+                "unix:///var/run/weave/weave.sock",
+                "tcp://0.0.0.0:12375",
+                "/tmp/a.sock",
+                "tcp://127.0.0.1:9999",
+                "127.0.0.1:1",
+            ])
+        );
+        assert!(listen_args(&strings(&["-H"])).is_empty());
+    }
+
+    #[test]
+    fn clients_reach_an_every_interface_proxy_through_the_daemons_host() {
+        let cases = [
+            (Some("tcp://1.2.3.4:2375"), "1.2.3.4"),
+            (Some("tcp://docker.example:2376/"), "docker.example"),
+            (Some("unix:///var/run/docker.sock"), "127.0.0.1"),
+            (None, "127.0.0.1"),
+        ];
+        for (docker_host, want) in cases {
+            assert_eq!(proxy_host(docker_host), want, "{docker_host:?}");
+        }
+        let addrs = [
+            ("tcp://0.0.0.0:12375", "tcp://1.2.3.4:12375"),
+            ("0.0.0.0:12375", "tcp://1.2.3.4:12375"),
+            (":12375", "tcp://1.2.3.4:12375"),
+            ("tcp://127.0.0.1:9999", "tcp://127.0.0.1:9999"),
+            (
+                "unix:///var/run/weave/weave.sock",
+                "unix:///var/run/weave/weave.sock",
+            ),
+            ("/tmp/a.sock", "unix:///tmp/a.sock"),
+        ];
+        for (listen, want) in addrs {
+            assert_eq!(client_addr(listen, "1.2.3.4"), want, "{listen}");
+        }
+    }
+
+    #[test]
+    fn env_keeps_the_original_daemon_once() {
+        let proxy = "tcp://1.2.3.4:12375";
+        assert_eq!(
+            env_line(proxy, Some("tcp://1.2.3.4:2375")),
+            "export DOCKER_HOST=tcp://1.2.3.4:12375 ORIG_DOCKER_HOST=tcp://1.2.3.4:2375"
+        );
+        assert_eq!(
+            env_line(UNIX_LISTEN, None),
+            "export DOCKER_HOST=unix:///var/run/weave/weave.sock ORIG_DOCKER_HOST="
+        );
+        // A second `eval $(weave env)` must not make the proxy its own original.
+        assert_eq!(
+            env_line(proxy, Some(proxy)),
+            "export DOCKER_HOST=tcp://1.2.3.4:12375"
+        );
+    }
+
+    #[test]
+    fn restore_goes_back_to_the_original_or_to_dockers_default() {
+        assert_eq!(restore_line(None), None);
+        assert_eq!(
+            restore_line(Some("")).as_deref(),
+            Some("unset DOCKER_HOST ORIG_DOCKER_HOST")
+        );
+        assert_eq!(
+            restore_line(Some("tcp://1.2.3.4:2375")).as_deref(),
+            Some("export DOCKER_HOST=tcp://1.2.3.4:2375; unset ORIG_DOCKER_HOST")
+        );
+        assert_eq!(
+            config_line(UNIX_LISTEN),
+            "-H=unix:///var/run/weave/weave.sock"
+        );
+    }
+}

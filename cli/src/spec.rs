@@ -1,0 +1,474 @@
+//! The containers `weave launch` creates, as Docker create requests: the router `weave` and the
+//! proxy `weaveproxy`, both from the weaveexec image, on the host's network and PID namespaces,
+//! with the capabilities and mounts their work needs and no more. Pure.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use bollard::models::{
+    ContainerCreateBody, HostConfig, Mount, MountType, RestartPolicy, RestartPolicyNameEnum,
+};
+
+use crate::args::{CommonFlags, ProxyFlags, RouterFlags};
+use crate::tlsdetect::DaemonTls;
+
+/// The router's container.
+pub const ROUTER: &str = "weave";
+/// The proxy's container.
+pub const PROXY: &str = "weaveproxy";
+/// The label that marks what `weave launch` created, valued `router` or `proxy`.
+pub const ROLE_LABEL: &str = "works.weave.role";
+
+/// Where the binaries are in the image.
+pub const WEAVE_BIN: &str = "/home/weave/weave";
+pub const WEAVER_BIN: &str = "/home/weave/weaver";
+pub const PROXY_BIN: &str = "/home/weave/weaveproxy";
+
+/// Host state shared by the router and the proxy (allocations, installed weavewait).
+pub const DATA_DIR: &str = "/var/lib/weave";
+/// Host directory of the proxy's socket.
+pub const RUN_DIR: &str = "/var/run/weave";
+/// Where the host's `/` is mounted, read-only, in the router (its iptables and resolv.conf).
+pub const HOST_ROOT: &str = "/host";
+/// Where TLS files are mounted in the proxy.
+const TLS_DIR: &str = "/home/weave/tls";
+
+/// Netlink on the host and in containers (bridge, veth, addresses, routes).
+const NET_ADMIN: &str = "NET_ADMIN";
+/// The gratuitous ARP's packet socket, and iptables.
+const NET_RAW: &str = "NET_RAW";
+/// `setns` into a container's network namespace...
+const SYS_ADMIN: &str = "SYS_ADMIN";
+/// ...which needs its `/proc/<pid>/ns/net` opened across users.
+const SYS_PTRACE: &str = "SYS_PTRACE";
+
+/// The image reference: `$DOCKERHUB_USER/weaveexec:$WEAVE_VERSION`, by default
+/// `weaveworks/weaveexec:<this version>`.
+pub fn image(user: Option<&str>, version: Option<&str>) -> String {
+    let user = user.filter(|u| !u.is_empty()).unwrap_or("weaveworks");
+    let version = version
+        .filter(|v| !v.is_empty())
+        .unwrap_or(env!("CARGO_PKG_VERSION"));
+    format!("{user}/weaveexec:{version}")
+}
+
+/// What both containers need to know about this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    pub image: String,
+    /// The Docker socket on the host, mounted at the same path.
+    pub docker_socket: PathBuf,
+    /// The router's HTTP API (`WEAVE_HTTP_ADDR`).
+    pub router_addr: String,
+}
+
+/// Why a launch request is refused before anything is created.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SpecError {
+    #[error("When launching the proxy, unix sockets must be specified as an absolute path: -H {0}")]
+    RelativeSocket(String),
+    #[error("{flag} {path}: certificate paths must be absolute paths on the Docker host")]
+    RelativeTlsPath { flag: &'static str, path: String },
+    #[error("{0} needs --tlscert and --tlskey{1}")]
+    IncompleteTls(&'static str, &'static str),
+}
+
+fn base(host: &Host, role: &str, entrypoint: &str, cmd: Vec<String>) -> ContainerCreateBody {
+    ContainerCreateBody {
+        image: Some(host.image.clone()),
+        entrypoint: Some(vec![entrypoint.to_owned()]),
+        cmd: Some(cmd),
+        // For `weave` commands run inside the container (`docker exec`): the same daemon and
+        // router, and the permission to work in other containers' namespaces here.
+        env: Some(vec![
+            format!("DOCKER_HOST=unix://{}", host.docker_socket.display()),
+            format!("WEAVE_HTTP_ADDR={}", host.router_addr),
+            "WEAVE_LOCAL=1".to_owned(),
+        ]),
+        labels: Some(HashMap::from([(ROLE_LABEL.to_owned(), role.to_owned())])),
+        ..Default::default()
+    }
+}
+
+fn host_config(common: &CommonFlags, binds: Vec<String>, mounts: Vec<Mount>) -> HostConfig {
+    let restart = if common.no_restart {
+        RestartPolicyNameEnum::NO
+    } else {
+        RestartPolicyNameEnum::ALWAYS
+    };
+    HostConfig {
+        network_mode: Some("host".to_owned()),
+        pid_mode: Some("host".to_owned()),
+        restart_policy: Some(RestartPolicy {
+            name: Some(restart),
+            maximum_retry_count: None,
+        }),
+        cap_add: Some(
+            [NET_ADMIN, NET_RAW, SYS_ADMIN, SYS_PTRACE]
+                .map(str::to_owned)
+                .to_vec(),
+        ),
+        binds: Some(binds),
+        mounts: (!mounts.is_empty()).then_some(mounts),
+        ..Default::default()
+    }
+}
+
+fn push_opt(cmd: &mut Vec<String>, flag: &str, value: Option<impl ToString>) {
+    if let Some(value) = value {
+        cmd.extend([flag.to_owned(), value.to_string()]);
+    }
+}
+
+/// The router container: `weaver` with the host's root read-only at `/host` (its iptables run
+/// there through chroot; resolv.conf is read there), the Docker socket, and the data directory.
+pub fn router(host: &Host, common: &CommonFlags, flags: &RouterFlags) -> ContainerCreateBody {
+    let socket = host.docker_socket.display().to_string();
+    let mut cmd = vec![
+        "--host-root".to_owned(),
+        HOST_ROOT.to_owned(),
+        "--http-addr".to_owned(),
+        host.router_addr.clone(),
+        "--docker-api".to_owned(),
+        format!("unix://{socket}"),
+        "--data-dir".to_owned(),
+        DATA_DIR.to_owned(),
+    ];
+    push_opt(&mut cmd, "--ipalloc-range", flags.ipalloc_range.as_ref());
+    push_opt(
+        &mut cmd,
+        "--ipalloc-default-subnet",
+        flags.ipalloc_default_subnet.as_ref(),
+    );
+    if flags.no_dns {
+        cmd.push("--no-dns".to_owned());
+    }
+    push_opt(&mut cmd, "--dns-domain", flags.dns_domain.as_ref());
+    push_opt(
+        &mut cmd,
+        "--dns-listen-address",
+        flags.dns_listen_address.as_ref(),
+    );
+    push_opt(&mut cmd, "--dns-ttl", flags.dns_ttl);
+    push_opt(&mut cmd, "--mtu", flags.mtu);
+    push_opt(&mut cmd, "--log-level", common.log_level.as_ref());
+    let binds = vec![
+        format!("/:{HOST_ROOT}:ro"),
+        format!("{socket}:{socket}"),
+        format!("{DATA_DIR}:{DATA_DIR}"),
+    ];
+    ContainerCreateBody {
+        host_config: Some(host_config(common, binds, Vec::new())),
+        ..base(host, "router", WEAVER_BIN, cmd)
+    }
+}
+
+/// The proxy's TLS: its own flags, or the daemon's when none is given.
+pub fn proxy_tls(flags: &ProxyFlags, detected: Option<DaemonTls>) -> Option<DaemonTls> {
+    if flags.tls || flags.tlsverify {
+        // Missing files are reported by `proxy` rather than guessed.
+        return Some(DaemonTls {
+            verify: flags.tlsverify,
+            ca: flags.tlscacert.clone().unwrap_or_default(),
+            cert: flags.tlscert.clone().unwrap_or_default(),
+            key: flags.tlskey.clone().unwrap_or_default(),
+        });
+    }
+    detected
+}
+
+fn bind_file(source: &Path, target: &str) -> Mount {
+    Mount {
+        target: Some(target.to_owned()),
+        source: Some(source.display().to_string()),
+        typ: Some(MountType::BIND),
+        read_only: Some(true),
+        ..Default::default()
+    }
+}
+
+/// The proxy container: `weaveproxy` listening on `listen`, the Docker socket, the directory of
+/// each unix listener, the data directory (weavewait is installed there and bound into
+/// containers from the same host path), and each TLS file read-only under `/home/weave/tls`.
+///
+/// # Errors
+/// A relative socket or certificate path, or TLS without its certificate and key.
+pub fn proxy(
+    host: &Host,
+    common: &CommonFlags,
+    flags: &ProxyFlags,
+    listen: &[String],
+    tls: Option<&DaemonTls>,
+) -> Result<ContainerCreateBody, SpecError> {
+    let socket = host.docker_socket.display().to_string();
+    let mut cmd = Vec::new();
+    let mut binds = vec![
+        format!("{socket}:{socket}"),
+        format!("{DATA_DIR}:{DATA_DIR}"),
+        format!("{RUN_DIR}:{RUN_DIR}"),
+    ];
+    for addr in listen {
+        cmd.extend(["-H".to_owned(), addr.clone()]);
+        let path = addr.strip_prefix("unix://").or_else(|| {
+            let bare_path = addr.starts_with('/') || !addr.contains(':');
+            bare_path.then_some(addr.as_str())
+        });
+        if let Some(path) = path {
+            let dir = Path::new(path)
+                .parent()
+                .filter(|_| path.starts_with('/'))
+                .ok_or_else(|| SpecError::RelativeSocket(addr.clone()))?;
+            let bind = format!("{0}:{0}", dir.display());
+            if !binds.contains(&bind) && dir != Path::new(RUN_DIR) {
+                binds.push(bind);
+            }
+        }
+    }
+    cmd.extend([
+        "--docker-api".to_owned(),
+        format!("unix://{socket}"),
+        "--router-addr".to_owned(),
+        host.router_addr.clone(),
+        "--data-dir".to_owned(),
+        DATA_DIR.to_owned(),
+    ]);
+    let mut mounts = Vec::new();
+    if let Some(tls) = tls {
+        let flag = if tls.verify { "--tlsverify" } else { "--tls" };
+        if tls.cert.as_os_str().is_empty() || tls.key.as_os_str().is_empty() {
+            let ca = if tls.verify { " and --tlscacert" } else { "" };
+            return Err(SpecError::IncompleteTls(flag, ca));
+        }
+        cmd.push(flag.to_owned());
+        let mut files = vec![
+            ("--tlscert", &tls.cert, "cert.pem"),
+            ("--tlskey", &tls.key, "key.pem"),
+        ];
+        if tls.verify {
+            if tls.ca.as_os_str().is_empty() {
+                return Err(SpecError::IncompleteTls(flag, " and --tlscacert"));
+            }
+            files.push(("--tlscacert", &tls.ca, "ca.pem"));
+        }
+        for (flag, path, name) in files {
+            if !path.is_absolute() {
+                return Err(SpecError::RelativeTlsPath {
+                    flag,
+                    path: path.display().to_string(),
+                });
+            }
+            let target = format!("{TLS_DIR}/{name}");
+            mounts.push(bind_file(path, &target));
+            cmd.extend([flag.to_owned(), target]);
+        }
+    }
+    let switches = [
+        (flags.no_default_ipalloc, "--no-default-ipalloc"),
+        (flags.without_dns, "--without-dns"),
+        (flags.no_rewrite_hosts, "--no-rewrite-hosts"),
+        (flags.rewrite_inspect, "--rewrite-inspect"),
+        (flags.no_multicast_route, "--no-multicast-route"),
+    ];
+    cmd.extend(
+        switches
+            .into_iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, flag)| flag.to_owned()),
+    );
+    push_opt(
+        &mut cmd,
+        "--hostname-from-label",
+        flags.hostname_from_label.as_ref(),
+    );
+    push_opt(&mut cmd, "--hostname-match", flags.hostname_match.as_ref());
+    push_opt(
+        &mut cmd,
+        "--hostname-replacement",
+        flags.hostname_replacement.as_ref(),
+    );
+    push_opt(&mut cmd, "--log-level", common.log_level.as_ref());
+    Ok(ContainerCreateBody {
+        host_config: Some(host_config(common, binds, mounts)),
+        ..base(host, "proxy", PROXY_BIN, cmd)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host() -> Host {
+        Host {
+            image: image(None, Some("1.0")),
+            docker_socket: "/var/run/docker.sock".into(),
+            router_addr: "127.0.0.1:6784".to_owned(),
+        }
+    }
+
+    fn cmd(body: &ContainerCreateBody) -> String {
+        body.cmd.as_ref().unwrap().join(" ")
+    }
+
+    #[test]
+    fn the_image_name_follows_the_originals_variables() {
+        assert_eq!(image(None, Some("1.0")), "weaveworks/weaveexec:1.0");
+        assert_eq!(image(Some("me"), Some("dev")), "me/weaveexec:dev");
+        assert_eq!(
+            image(Some(""), None),
+            format!("weaveworks/weaveexec:{}", env!("CARGO_PKG_VERSION"))
+        );
+    }
+
+    #[test]
+    fn the_router_runs_on_the_host_with_explicit_capabilities_only() {
+        let flags = RouterFlags {
+            ipalloc_range: Some("10.40.0.0/16".to_owned()),
+            no_dns: true,
+            ..Default::default()
+        };
+        let body = router(&host(), &CommonFlags::default(), &flags);
+        assert_eq!(body.entrypoint, Some(vec![WEAVER_BIN.to_owned()]));
+        assert_eq!(
+            cmd(&body),
+            "--host-root /host --http-addr 127.0.0.1:6784 --docker-api unix:///var/run/docker.sock \
+             --data-dir /var/lib/weave --ipalloc-range 10.40.0.0/16 --no-dns"
+        );
+        let hc = body.host_config.unwrap();
+        assert_eq!(hc.network_mode.as_deref(), Some("host"));
+        assert_eq!(hc.pid_mode.as_deref(), Some("host"));
+        assert_eq!(hc.privileged, None);
+        assert_eq!(
+            hc.cap_add.unwrap(),
+            ["NET_ADMIN", "NET_RAW", "SYS_ADMIN", "SYS_PTRACE"]
+        );
+        assert_eq!(
+            hc.binds.unwrap(),
+            [
+                "/:/host:ro",
+                "/var/run/docker.sock:/var/run/docker.sock",
+                "/var/lib/weave:/var/lib/weave"
+            ]
+        );
+        assert_eq!(
+            hc.restart_policy.unwrap().name,
+            Some(RestartPolicyNameEnum::ALWAYS)
+        );
+        let no_restart = CommonFlags {
+            no_restart: true,
+            ..Default::default()
+        };
+        let body = router(&host(), &no_restart, &RouterFlags::default());
+        assert_eq!(
+            body.host_config.unwrap().restart_policy.unwrap().name,
+            Some(RestartPolicyNameEnum::NO)
+        );
+    }
+
+    #[test]
+    fn the_proxy_gets_its_listeners_directories_and_flags() {
+        let flags = ProxyFlags {
+            no_default_ipalloc: true,
+            hostname_match: Some("^w-(.*)".to_owned()),
+            ..Default::default()
+        };
+        let listen = [
+            "unix:///var/run/weave/weave.sock".to_owned(),
+            "/tmp/extra/p.sock".to_owned(),
+            "tcp://0.0.0.0:12375".to_owned(),
+        ];
+        let body = proxy(&host(), &CommonFlags::default(), &flags, &listen, None).unwrap();
+        assert_eq!(
+            cmd(&body),
+            "-H unix:///var/run/weave/weave.sock -H /tmp/extra/p.sock -H tcp://0.0.0.0:12375 \
+             --docker-api unix:///var/run/docker.sock --router-addr 127.0.0.1:6784 \
+             --data-dir /var/lib/weave --no-default-ipalloc --hostname-match ^w-(.*)"
+        );
+        let hc = body.host_config.unwrap();
+        assert_eq!(
+            hc.binds.unwrap(),
+            [
+                "/var/run/docker.sock:/var/run/docker.sock",
+                "/var/lib/weave:/var/lib/weave",
+                "/var/run/weave:/var/run/weave",
+                "/tmp/extra:/tmp/extra"
+            ]
+        );
+        assert_eq!(hc.mounts, None);
+        assert_eq!(
+            proxy(
+                &host(),
+                &CommonFlags::default(),
+                &flags,
+                &["unix://rel.sock".to_owned()],
+                None
+            )
+            .unwrap_err(),
+            SpecError::RelativeSocket("unix://rel.sock".to_owned())
+        );
+    }
+
+    #[test]
+    fn tls_files_are_mounted_read_only_and_the_flags_rewritten() {
+        let tls = DaemonTls {
+            verify: true,
+            ca: "/tls/ca.pem".into(),
+            cert: "/tls/server-cert.pem".into(),
+            key: "/tls/server-key.pem".into(),
+        };
+        let listen = ["tcp://0.0.0.0:12375".to_owned()];
+        let body = proxy(
+            &host(),
+            &CommonFlags::default(),
+            &ProxyFlags::default(),
+            &listen,
+            Some(&tls),
+        )
+        .unwrap();
+        assert!(
+            cmd(&body).contains(
+                "--tlsverify --tlscert /home/weave/tls/cert.pem --tlskey /home/weave/tls/key.pem \
+                 --tlscacert /home/weave/tls/ca.pem"
+            ),
+            "{}",
+            cmd(&body)
+        );
+        let mounts = body.host_config.unwrap().mounts.unwrap();
+        assert_eq!(mounts.len(), 3);
+        assert_eq!(mounts[0].source.as_deref(), Some("/tls/server-cert.pem"));
+        assert_eq!(mounts[0].read_only, Some(true));
+
+        let relative = DaemonTls {
+            cert: "server-cert.pem".into(),
+            ..tls.clone()
+        };
+        assert!(matches!(
+            proxy(
+                &host(),
+                &CommonFlags::default(),
+                &ProxyFlags::default(),
+                &listen,
+                Some(&relative)
+            ),
+            Err(SpecError::RelativeTlsPath {
+                flag: "--tlscert",
+                ..
+            })
+        ));
+        let flags = ProxyFlags {
+            tls: true,
+            ..Default::default()
+        };
+        let given = proxy_tls(&flags, Some(tls)).unwrap();
+        assert!(!given.verify, "the user's --tls wins over detection");
+        assert!(matches!(
+            proxy(
+                &host(),
+                &CommonFlags::default(),
+                &flags,
+                &listen,
+                Some(&given)
+            ),
+            Err(SpecError::IncompleteTls("--tls", ""))
+        ));
+    }
+}
