@@ -5,8 +5,8 @@
 #
 #   scripts/bench.sh                  the machine's daemon, then Docker 26 (scripts/docker26.sh)
 #   scripts/bench.sh --no-docker26    the machine's daemon only
-#   scripts/bench.sh ping streams     only those parts (ping, list, streams, load); prints the
-#                                     tables and leaves BENCHMARKS.md alone
+#   scripts/bench.sh ping streams     only those parts (ping, list, streams, load, attach); prints
+#                                     the tables and leaves BENCHMARKS.md alone
 #
 # Docker 26 is started if it is not running and stopped again afterwards only if this script
 # started it, so a test run using it at the same time is not disturbed.
@@ -18,7 +18,7 @@ parts=()
 for arg in "$@"; do
     case "$arg" in
         --no-docker26) docker26= ;;
-        ping | list | streams | load) parts+=("$arg") ;;
+        ping | list | streams | load | attach) parts+=("$arg") ;;
         *) sed -n '2,/^set -euo/p' "$0" | sed -n 's/^# \{0,1\}//p' >&2; exit 2 ;;
     esac
 done
@@ -27,18 +27,21 @@ log() { echo "bench.sh: $*" >&2; }
 
 scripts/prereqs.sh
 
-log "building weaveproxy, weavewait and bench (release)"
+work=$(mktemp -d /tmp/weave-bench.XXXXXX)
+work_ww=$work/weavewait
+log "building weaveproxy, weaver, weavewait and bench (release)"
 # weavewait too: the proxy refuses to start without the builds it mounts into containers.
-build_json=$(cargo build --release --locked -p weaveproxy -p weavewait -p weave-tests --bins \
+build_json=$(cargo build --release --locked -p weaveproxy -p router -p weavewait -p weave-tests --bins \
     --message-format=json-render-diagnostics)
 executable() { # the path cargo reports for binary $1
     grep -o "\"executable\":\"[^\"]*/$1\"" <<<"$build_json" | tail -n 1 | cut -d'"' -f4
 }
 bench=$(executable bench)
 proxy=$(executable weaveproxy)
-[[ -x "$bench" && -x "$proxy" ]] || { log "cargo did not report both binaries"; exit 1; }
+weaver=$(executable weaver)
+[[ -x "$bench" && -x "$proxy" && -x "$weaver" ]] || { log "cargo did not report the binaries"; exit 1; }
+scripts/build-weavewait.sh "$work_ww" 2>/dev/null
 
-work=$(mktemp -d /tmp/weave-bench.XXXXXX)
 started_26=
 current_host=
 current_run=
@@ -74,10 +77,23 @@ run_bench() {
     current_host=$1
     current_run=bench-$$-$RANDOM
     log "benchmarking against $current_host"
-    WEAVE_TEST_DOCKER=$current_host WEAVEPROXY_BIN=$proxy \
-        WEAVE_BENCH_RUN=$current_run WEAVE_BENCH_PIDFILE=$work/proxy.pid \
-        "$bench" "${parts[@]}" >"$2"
+    local bench_parts=() part attach=1
+    if ((${#parts[@]})); then
+        attach=
+        for part in "${parts[@]}"; do
+            if [[ $part == attach ]]; then attach=1; else bench_parts+=("$part"); fi
+        done
+    fi
+    : >"$2"
+    if ((${#bench_parts[@]})) || ((${#parts[@]} == 0)); then
+        WEAVE_TEST_DOCKER=$current_host WEAVEPROXY_BIN=$proxy \
+            WEAVE_BENCH_RUN=$current_run WEAVE_BENCH_PIDFILE=$work/proxy.pid \
+            "$bench" "${bench_parts[@]}" >"$2"
+    fi
     current_run=
+    if [[ -n $attach ]]; then
+        scripts/bench-attach.sh "$proxy" "$weaver" "$work_ww" "$current_host" >>"$2"
+    fi
 }
 
 server_version() { # server_version HOST

@@ -14,6 +14,9 @@ command -v script >/dev/null || missing+=(bsdutils)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v dpkg-deb >/dev/null || missing+=(dpkg)
 command -v file >/dev/null || missing+=(file)
+command -v curl >/dev/null || missing+=(curl)
+command -v iptables >/dev/null || missing+=(iptables)
+command -v nsenter >/dev/null || missing+=(util-linux)
 if ((${#missing[@]})); then
     log "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -5,15 +5,20 @@
 //! suite once against Docker 20.10 and once against Docker 26 (see `scripts/test.sh`).
 //!
 //! Everything a test creates carries the label `weave-test=<run id>` and a name starting with
-//! `wvt-<run id>-`, and is removed by a [`Scope`] guard even when the test panics.
+//! `wvt-<run id>-`, and is removed by a [`Scope`] guard even when the test panics. Routers
+//! ([`Weaver`]) get a bridge, port and data directory of their own and are reset on drop.
 
 pub mod cli;
 pub mod daemon;
 pub mod image;
+pub mod netns;
+pub mod pki;
 pub mod proxy;
 pub mod raw;
 pub mod scope;
 pub mod wait;
+pub mod weave;
+pub mod weaver;
 
 pub use cli::{Docker, Output};
 pub use daemon::target_daemon;
@@ -21,3 +26,4 @@ pub use image::test_image;
 pub use proxy::Proxy;
 pub use scope::Scope;
 pub use wait::eventually;
+pub use weaver::{WeaveHost, Weaver};

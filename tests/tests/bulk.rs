@@ -122,7 +122,16 @@ fn build_with_a_large_context_then_save_load_and_export() {
     docker.run(&["version"]).ok();
     let watch = RssWatch::start(&proxy);
     docker
-        .run(&["build", "-q", "--label", &label, "-t", &tag, dir])
+        .run(&[
+            "build",
+            "-q",
+            "--no-cache",
+            "--label",
+            &label,
+            "-t",
+            &tag,
+            dir,
+        ])
         .ok();
     watch.assert_flat("docker build, 110 MB context");
     let inside = docker

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use weave_tests::daemon::compose_programs;
-use weave_tests::{Docker, Output, Proxy, Scope, eventually, target_daemon, test_image};
+use weave_tests::{
+    Docker, Output, Proxy, Scope, WeaveHost, Weaver, eventually, target_daemon, test_image,
+};
 
 /// Logs appear as soon as the containers run; the client service also waits for the web one.
 const LOGS_PATIENCE: Duration = Duration::from_secs(30);
@@ -146,9 +148,10 @@ fn fifty_service_project_comes_up_without_timeouts() {
     let image = test_image();
     for program in installed_programs() {
         let scope = Scope::new();
-        // The rewriting proxy: every container waits (running) for a weave network that never
-        // comes, which is all `up -d` and `ps` need.
-        let proxy = Proxy::start_weave(&[]);
+        // A router and the rewriting proxy: every container is attached to the weave network
+        // as it starts.
+        let host = WeaveHost::start();
+        let proxy = &host.proxy;
         let label = scope.label();
         let services: serde_json::Map<String, Value> = (1..=MANY)
             .map(|n| {
@@ -218,6 +221,73 @@ fn fifty_service_project_comes_up_without_timeouts() {
         let down_time = started.elapsed();
         assert_nothing_left(&program, &project.name);
         eprintln!("{program}: {MANY} services up -d {up_time:?}, down {down_time:?}");
+    }
+}
+
+#[test]
+fn services_reach_each_other_by_service_name_over_weave() {
+    let image = test_image();
+    for program in installed_programs() {
+        let scope = Scope::new();
+        // weaveDNS names each container after its compose service (a label compose sets).
+        let host = WeaveHost::start_with(
+            Weaver::builder().dns(),
+            &["--hostname-from-label", "com.docker.compose.service"],
+        );
+        let label = scope.label();
+        // On Docker's default bridge: on a compose network Docker's own DNS would answer `web`
+        // with the compose network's address before weaveDNS is asked.
+        let spec = json!({
+            "version": "2.4",
+            "services": {
+                "web": {
+                    "image": image,
+                    "labels": [label],
+                    "network_mode": "bridge",
+                    "command": ["sh", "-c",
+                        "mkdir -p /www && echo hello-from-web > /www/index.html \
+                         && exec httpd -f -p 8080 -h /www"],
+                },
+                "client": {
+                    "image": image,
+                    "labels": [label],
+                    "network_mode": "bridge",
+                    "depends_on": ["web"],
+                    "command": ["sh", "-c",
+                        "until wget -q -O - http://web:8080/; do sleep 0.2; done; \
+                         ping -c1 -W3 web; exec sleep 300"],
+                },
+            },
+        });
+        let project = Project::new(&program, &scope, "dns", &spec);
+        let via_proxy = host.proxy.host();
+        project.run(&via_proxy, &["up", "-d"]).ok();
+        let web_id = project.run(&via_proxy, &["ps", "-q", "web"]).ok();
+        let web_ip = weave_tests::netns::ethwe(web_id.out())
+            .expect("web is attached")
+            .addrs[0]
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let logs = eventually(
+            &format!("{program}: client to fetch from web by name"),
+            LOGS_PATIENCE,
+            || {
+                let logs = project
+                    .run(&via_proxy, &["logs", "--no-color", "client"])
+                    .ok();
+                logs.stdout
+                    .contains("hello-from-web")
+                    .then_some(logs.stdout)
+            },
+        );
+        assert!(
+            logs.contains(&format!("PING web ({web_ip})")),
+            "{program}: `web` is its weave address {web_ip}:\n{logs}"
+        );
+        project.run(&via_proxy, &["down", "-v", "-t", "0"]).ok();
+        assert_nothing_left(&program, &project.name);
     }
 }
 

@@ -4,6 +4,9 @@
 //! directory into containers; the daemon resolves bind sources on the host. So when the proxy
 //! itself runs in a container, the data directory is mounted at the same path inside and out,
 //! and the weaveexec image's own `/w/w`, `/w-nomcast/w`, `/w-noop/w` are the source.
+//!
+//! No router runs here, so the container is only created through the proxy and started on the
+//! daemon after the proxy has stopped: it waits in weavewait, which is all this test needs.
 
 use std::fs;
 use std::time::Duration;
@@ -80,11 +83,12 @@ fn a_containerised_proxy_binds_weavewait_from_the_host() {
         || (proxied.run(&["version"]).code == 0).then_some(()),
     );
 
+    // Created through the proxy; started on the daemon once the proxy is gone, so that it runs
+    // (waiting in weavewait) although no router is there to attach it.
     let name = scope.name("app");
     proxied
         .run(&[
-            "run",
-            "-d",
+            "create",
             "--label",
             &label,
             "--name",
@@ -114,6 +118,8 @@ fn a_containerised_proxy_binds_weavewait_from_the_host() {
     let installed = fs::read(format!("{source}/w")).unwrap();
     assert_eq!(installed, fs::read(context.path().join("w/w")).unwrap());
     // ...and runs inside the container: weavewait with no program is its usage error.
+    daemon.run(&["stop", "-t", "10", &proxy_name]).ok();
+    daemon.run(&["start", &name]).ok();
     let usage = daemon.run(&["exec", &name, "/w/w"]);
     assert_eq!(usage.code, 2, "{usage:?}");
     assert!(usage.stderr.starts_with("weavewait:"), "{usage:?}");

@@ -92,9 +92,10 @@ async fn clients_hanging_up_mid_stream_leave_no_descriptor_behind() {
         peak = peak.max(proxy.fd_count());
         drop(streams);
     }
+    // Idle pooled connections that other tests' events added meanwhile expire after 90 s.
     let settled = eventually(
         "the proxy's descriptors to return to the baseline",
-        Duration::from_secs(30),
+        Duration::from_secs(100),
         || {
             let now = proxy.fd_count();
             (now <= baseline).then_some(now)
@@ -105,7 +106,13 @@ async fn clients_hanging_up_mid_stream_leave_no_descriptor_behind() {
          {} events + {} logs + {} attach + {} build streams were dropped",
         opened[0], opened[1], opened[2], opened[3]
     );
-    assert!(peak > baseline + 50, "the streams really were open at once");
+    // Each open stream holds a client connection and a daemon connection of its own. (Not
+    // `baseline + 100`: the streams may reuse idle pooled connections that the baseline counted,
+    // and the proxy's event watcher pools some while other tests start containers.)
+    assert!(
+        peak >= 2 * 50,
+        "the streams really were open at once (peak {peak} fds)"
+    );
     // The half-sent build context never became an image.
     let images = Docker::daemon()
         .run(&[
@@ -325,9 +332,15 @@ fn malformed_requests_get_4xx_and_never_reach_the_daemon() {
     }
     eprintln!("{}", report.join("\n"));
     let seen: Vec<String> = fake.seen().iter().map(|s| s.request_line()).collect();
+    // Besides the pings: the proxy's own requests (its version probe, and the events stream and
+    // container list that attach containers started behind its back).
+    let own = |l: &str| {
+        l == "GET /version HTTP/1.1"
+            || l == "GET /containers/json HTTP/1.1"
+            || (l.starts_with("GET /events?") && l.ends_with(" HTTP/1.1"))
+    };
     assert!(
-        seen.iter()
-            .all(|l| l == "GET /version HTTP/1.1" || l == "GET /_ping HTTP/1.1"),
+        seen.iter().all(|l| own(l) || l == "GET /_ping HTTP/1.1"),
         "only the good requests reached the daemon: {seen:#?}"
     );
     assert_eq!(

@@ -1,9 +1,12 @@
 //! The weave rewrite of `docker run`, end to end: containers wait in `/w/w` for `ethwe`, then run
 //! exactly what Docker would have run; what is left alone, refused, shown and exec'd.
 //!
-//! No router attaches containers yet, so each test that needs a program to run plays the router
-//! itself: a veth pair in the host namespace whose far end is moved into the container, renamed
-//! `ethwe`, set up and given the `224.0.0.0/4` route (see [`FakeAttach`]).
+//! Tests about what runs once a container is attached go through a real router and proxy
+//! ([`WeaveHost`]). Tests about the waiting itself need a container that nothing attaches: it is
+//! created through the proxy, the proxy is stopped, and the container is started straight on the
+//! daemon; the test then plays the router, step by step, with a veth pair whose far end is moved
+//! into the container, renamed `ethwe`, set up and given the `224.0.0.0/4` route
+//! (see [`FakeAttach`]).
 
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
@@ -14,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use weave_tests::daemon::target_socket;
 use weave_tests::raw::roundtrip;
-use weave_tests::{Docker, Output, Proxy, Scope, eventually, test_image};
+use weave_tests::{Docker, Output, Proxy, Scope, WeaveHost, eventually, test_image};
 
 /// How long a program that should run may take (a loaded CI machine starts containers slowly).
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -168,8 +171,19 @@ fn build_image(scope: &Scope, what: &str, instructions: &str) -> String {
     let tag = scope.name(what);
     let label = scope.label();
     let dir = context.path().to_str().expect("temp path is UTF-8");
+    // No cache: tests building the same steps at once would share intermediate images, and one
+    // test's clean-up then removes a layer another's build is using ("failed to get digest").
     Docker::daemon()
-        .run(&["build", "-q", "--label", &label, "-t", &tag, dir])
+        .run(&[
+            "build",
+            "-q",
+            "--no-cache",
+            "--label",
+            &label,
+            "-t",
+            &tag,
+            dir,
+        ])
         .ok();
     tag
 }
@@ -245,8 +259,9 @@ impl Drop for Foreground {
     }
 }
 
-/// `docker run --name NAME --label L FLAGS IMAGE CMD` in the foreground through `docker`,
-/// attached (fully) once the container runs; returns what the CLI printed.
+/// `docker run --name NAME --label L FLAGS IMAGE CMD` in the foreground through `docker` (a
+/// [`WeaveHost`]'s proxy, which attaches the container before its program runs); returns what
+/// the CLI printed.
 fn run_attached(
     docker: &Docker,
     scope: &Scope,
@@ -262,9 +277,44 @@ fn run_attached(
     args.extend_from_slice(flags);
     args.push(image);
     args.extend_from_slice(cmd);
-    let cli = Foreground::spawn(docker, &args, stdin);
-    let _attach = FakeAttach::full(&name);
-    cli.finish()
+    Foreground::spawn(docker, &args, stdin).finish()
+}
+
+/// `docker create --name scope.name(what) --label L FLAGS IMAGE CMD` through `proxy`; then the
+/// proxy is stopped and the container started straight on the daemon, so that it waits in
+/// weavewait with nothing attaching it. Returns the name.
+fn start_unattached(
+    proxy: &mut Proxy,
+    scope: &Scope,
+    what: &str,
+    flags: &[&str],
+    image: &str,
+    cmd: &[&str],
+) -> String {
+    let name = scope.name(what);
+    create_through(proxy, scope, what, flags, image, cmd);
+    proxy.stop();
+    Docker::daemon().run(&["start", &name]).ok();
+    running_pid(&name);
+    name
+}
+
+/// `docker create --name scope.name(what) --label L FLAGS IMAGE CMD` through `proxy`.
+fn create_through(
+    proxy: &Proxy,
+    scope: &Scope,
+    what: &str,
+    flags: &[&str],
+    image: &str,
+    cmd: &[&str],
+) {
+    let name = scope.name(what);
+    let label = scope.label();
+    let mut args = vec!["create", "--name", &name, "--label", &label];
+    args.extend_from_slice(flags);
+    args.push(image);
+    args.extend_from_slice(cmd);
+    proxy.docker().run(&args).ok();
 }
 
 /// `docker run` in the foreground that must finish without any attach.
@@ -371,16 +421,15 @@ fn exec_inspect_direct(id: &str) -> Value {
 fn detached_container_waits_for_ethwe_and_the_route_then_runs() {
     let image = test_image();
     let scope = Scope::new();
-    let proxy = Proxy::start_weave(&[]);
-    let name = scope.name("wait");
-    proxy.docker().run_detached(
+    let mut proxy = Proxy::start_weave(&[]);
+    let name = start_unattached(
+        &mut proxy,
         &scope,
         "wait",
         &["-e", "WEAVE_CIDR=10.2.1.1/24"],
         &image,
         &["echo", "ok"],
     );
-    running_pid(&name);
     keeps_waiting(&name);
     // `ethwe` UP is not enough for /w/w: the route is the router's last step.
     let attach = FakeAttach::link_up(&name);
@@ -391,29 +440,24 @@ fn detached_container_waits_for_ethwe_and_the_route_then_runs() {
     assert_eq!((logs.stdout.as_str(), logs.stderr.as_str()), ("ok\n", ""));
 }
 
+/// A client attached to the container's output (here `docker start -a`, straight on the daemon
+/// with no proxy to attach it) blocks until the attach, then gets the program's output.
 #[test]
 fn foreground_run_blocks_until_attached_then_prints_and_exits_0() {
     let image = test_image();
     let scope = Scope::new();
-    let proxy = Proxy::start_weave(&[]);
+    let mut proxy = Proxy::start_weave(&[]);
     let name = scope.name("fg");
-    let label = scope.label();
-    let mut cli = Foreground::spawn(
-        &proxy.docker(),
-        &[
-            "run",
-            "--name",
-            &name,
-            "--label",
-            &label,
-            "-e",
-            "WEAVE_CIDR=10.2.1.1/24",
-            &image,
-            "echo",
-            "ok",
-        ],
-        None,
+    create_through(
+        &proxy,
+        &scope,
+        "fg",
+        &["-e", "WEAVE_CIDR=10.2.1.1/24"],
+        &image,
+        &["echo", "ok"],
     );
+    proxy.stop();
+    let mut cli = Foreground::spawn(&Docker::daemon(), &["start", "-a", &name], None);
     running_pid(&name);
     holds_for("the CLI blocking", STILL, || cli.running());
     let _attach = FakeAttach::full(&name);
@@ -425,8 +469,8 @@ fn foreground_run_blocks_until_attached_then_prints_and_exits_0() {
 fn image_entrypoint_gets_the_command_line_as_arguments() {
     let scope = Scope::new();
     let grep = build_image(&scope, "grep", "ENTRYPOINT [\"grep\"]\nCMD [\"-c\", \"x\"]");
-    let proxy = Proxy::start_weave(&[]);
-    let docker = proxy.docker();
+    let host = WeaveHost::start();
+    let docker = host.docker();
     let input: &[u8] = b"x\ny\nx\n";
     let with_args = run_attached(
         &docker,
@@ -455,9 +499,9 @@ fn image_entrypoint_gets_the_command_line_as_arguments() {
 fn entrypoint_flag_overrides_the_image_entrypoint() {
     let scope = Scope::new();
     let falsy = build_image(&scope, "false", "ENTRYPOINT [\"/bin/false\"]");
-    let proxy = Proxy::start_weave(&[]);
+    let host = WeaveHost::start();
     let out = run_attached(
-        &proxy.docker(),
+        &host.docker(),
         &scope,
         "ep",
         &["-i", "--entrypoint=grep"],
@@ -468,6 +512,7 @@ fn entrypoint_flag_overrides_the_image_entrypoint() {
     assert_eq!((out.code, out.out()), (0, "2"), "{out:#?}");
 }
 
+/// None of these is attached, so they start even though no router runs behind this proxy.
 #[test]
 fn other_networks_and_weave_cidr_none_run_at_once_untouched() {
     let image = test_image();
@@ -520,9 +565,9 @@ fn other_networks_and_weave_cidr_none_run_at_once_untouched() {
 fn program_not_found_is_reported_by_weavewait_with_127() {
     let image = test_image();
     let scope = Scope::new();
-    let proxy = Proxy::start_weave(&[]);
+    let host = WeaveHost::start();
     let out = run_attached(
-        &proxy.docker(),
+        &host.docker(),
         &scope,
         "nosuch",
         &[],
@@ -545,8 +590,8 @@ fn daemon_sees_weavewait_and_a_read_only_mount_clients_see_their_command() {
     let image = test_image();
     let scope = Scope::new();
     let grep = build_image(&scope, "grep", "ENTRYPOINT [\"grep\"]\nCMD [\"-c\", \"x\"]");
-    let proxy = Proxy::start_weave(&[]);
-    let docker = proxy.docker();
+    let host = WeaveHost::start();
+    let docker = host.docker();
     let daemon = Docker::daemon();
     let label = scope.label();
     let cases: [(&str, &[&str], &str, &[&str]); 6] = [
@@ -611,7 +656,6 @@ fn daemon_sees_weavewait_and_a_read_only_mount_clients_see_their_command() {
     // The mount cannot be written to from inside.
     let name = scope.name("cmd");
     docker.run(&["start", &name]).ok();
-    let _attach = FakeAttach::full(&name);
     let touch = docker.run(&["exec", &name, "touch", "/w/w"]);
     assert_ne!(touch.code, 0, "{touch:#?}");
     assert!(touch.stderr.contains("Read-only file system"), "{touch:#?}");
@@ -621,13 +665,10 @@ fn daemon_sees_weavewait_and_a_read_only_mount_clients_see_their_command() {
 fn stopping_a_waiting_container_is_quick_and_exits_143() {
     let image = test_image();
     let scope = Scope::new();
-    let proxy = Proxy::start_weave(&[]);
-    let docker = proxy.docker();
-    let name = scope.name("stop");
-    docker.run_detached(&scope, "stop", &[], &image, &["echo", "never"]);
-    running_pid(&name);
+    let mut proxy = Proxy::start_weave(&[]);
+    let name = start_unattached(&mut proxy, &scope, "stop", &[], &image, &["echo", "never"]);
     let started = Instant::now();
-    docker.run(&["stop", &name]).ok();
+    Docker::daemon().run(&["stop", &name]).ok();
     let took = started.elapsed();
     println!("docker stop of a waiting container took {took:?}");
     assert!(took < Duration::from_secs(5), "docker stop took {took:?}");
@@ -724,12 +765,12 @@ fn missing_image_fails_as_it_does_without_the_proxy() {
 fn exec_waits_for_the_network_in_weave_containers_only() {
     let image = test_image();
     let scope = Scope::new();
-    let proxy = Proxy::start_weave(&[]);
-    let docker = proxy.docker();
+    let mut proxy = Proxy::start_weave(&[]);
     let daemon = Docker::daemon();
-    let weave = scope.name("weave");
-    docker.run_detached(&scope, "weave", &[], &image, &["sleep", "300"]);
-    running_pid(&weave);
+    let weave = start_unattached(&mut proxy, &scope, "weave", &[], &image, &["sleep", "300"]);
+    // The proxy back, for the exec rewrite; with no router it cannot attach the container.
+    proxy.restart();
+    let docker = proxy.docker();
     // Before the attach an exec waits too.
     docker
         .run(&["exec", "-d", &weave, "touch", "/tmp/ran"])
@@ -783,8 +824,8 @@ fn exec_waits_for_the_network_in_weave_containers_only() {
 fn no_default_ipalloc_rewrites_only_containers_that_ask() {
     let image = test_image();
     let scope = Scope::new();
-    let proxy = Proxy::start_weave(&["--no-default-ipalloc"]);
-    let docker = proxy.docker();
+    let host = WeaveHost::start_with(weave_tests::Weaver::builder(), &["--no-default-ipalloc"]);
+    let docker = host.docker();
     let label = scope.label();
     let plain = scope.name("plain");
     let out = run_unattached(
@@ -805,9 +846,6 @@ fn no_default_ipalloc_rewrites_only_containers_that_ask() {
         &["echo", "ok"],
     );
     assert_rewritten(&inspect_direct(&asked));
-    running_pid(&asked);
-    keeps_waiting(&asked);
-    let _attach = FakeAttach::full(&asked);
     assert_eq!(exit_code(&asked), 0);
     assert_eq!(daemon_logs(&asked), "ok\n");
 }
@@ -820,9 +858,9 @@ fn daemon_logs(container: &str) -> String {
 fn non_root_image_runs_as_its_user_after_the_attach() {
     let scope = Scope::new();
     let app = build_image(&scope, "user", "USER 1000");
-    let proxy = Proxy::start_weave(&[]);
+    let host = WeaveHost::start();
     let out = run_attached(
-        &proxy.docker(),
+        &host.docker(),
         &scope,
         "user",
         &[],
@@ -839,8 +877,8 @@ fn committed_image_gets_weavewait_once() {
     let image = test_image();
     let scope = Scope::new();
     let grep = build_image(&scope, "grep", "ENTRYPOINT [\"grep\"]");
-    let proxy = Proxy::start_weave(&[]);
-    let docker = proxy.docker();
+    let host = WeaveHost::start();
+    let docker = host.docker();
     let daemon = Docker::daemon();
     let label = scope.label();
 

@@ -1,0 +1,576 @@
+//! The `weaver` router under test, on a bridge, port and data directory of its own, reset on drop;
+//! and [`WeaveHost`], a router with a proxy attaching containers to it.
+//!
+//! Many tests run at once against one daemon, so each router gets a bridge named after the test
+//! process (`wvt<pid>b<n>`) and a free TCP port. Their address ranges may overlap: the bridges are
+//! separate layer-2 segments and carry no address of their own.
+
+use std::collections::BTreeMap;
+use std::fs::{self, OpenOptions};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::cli::Docker;
+use crate::daemon::target_daemon;
+use crate::netns::host_link;
+use crate::proxy::{Proxy, built};
+use crate::raw::Head;
+use crate::wait::eventually;
+
+/// How long a router may take to answer `GET /status` with 200 after it starts.
+const READY_PATIENCE: Duration = Duration::from_secs(30);
+/// How long a router gets to exit after SIGTERM before it is killed.
+const STOP_PATIENCE: Duration = Duration::from_secs(10);
+
+/// The `weaver` binary cargo built beside this test (`WEAVER_BIN` overrides).
+pub fn binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("WEAVER_BIN") {
+        return PathBuf::from(path);
+    }
+    built("weaver")
+}
+
+/// How a [`Weaver`] is started; [`Weaver::builder`] gives the defaults.
+#[derive(Debug, Clone)]
+pub struct WeaverBuilder {
+    range: String,
+    default_subnet: Option<String>,
+    mtu: Option<u32>,
+    dns: DnsMode,
+    log_level: String,
+    extra: Vec<String>,
+}
+
+/// Where a test router's weaveDNS listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DnsMode {
+    /// `--no-dns`: most tests run many routers at once, and only one can have `docker0:53`.
+    Off,
+    /// On port 53 of an address of its own, put on its bridge before it starts: containers
+    /// reach it through their default route to the host, as they reach `docker0`'s address.
+    OwnAddress,
+    /// Weave Net's default, Docker's bridge address; tests using it must run one at a time.
+    DockerBridge,
+}
+
+impl WeaverBuilder {
+    /// `--ipalloc-range` (default `10.32.0.0/12`, Weave Net's own).
+    pub fn range(mut self, cidr: &str) -> Self {
+        cidr.clone_into(&mut self.range);
+        self
+    }
+
+    /// `--ipalloc-default-subnet`.
+    pub fn default_subnet(mut self, cidr: &str) -> Self {
+        self.default_subnet = Some(cidr.to_owned());
+        self
+    }
+
+    /// `--mtu` of the bridge.
+    pub fn mtu(mut self, mtu: u32) -> Self {
+        self.mtu = Some(mtu);
+        self
+    }
+
+    /// weaveDNS on an address of this router's own (see [`Weaver::dns_addr`]).
+    pub fn dns(mut self) -> Self {
+        self.dns = DnsMode::OwnAddress;
+        self
+    }
+
+    /// weaveDNS where `weave launch` puts it: port 53 of Docker's bridge address. Only one such
+    /// router can run at a time.
+    pub fn dns_on_docker_bridge(mut self) -> Self {
+        self.dns = DnsMode::DockerBridge;
+        self
+    }
+
+    /// `--log-level` (tests log at debug; a benchmark does not want a line per query).
+    pub fn log_level(mut self, level: &str) -> Self {
+        level.clone_into(&mut self.log_level);
+        self
+    }
+
+    /// Any other flag.
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.extra.push(arg.to_owned());
+        self
+    }
+
+    /// Starts the router and waits until `GET /status` answers 200.
+    pub fn start(self) -> Weaver {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let dir = tempfile::Builder::new()
+            .prefix("weaver-test")
+            .tempdir()
+            .expect("a temporary directory");
+        // 15 bytes at most: "wvt" + the pid in hex (at most 6) + "b" + a small counter.
+        let bridge = format!(
+            "wvt{:x}b{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        assert!(bridge.len() <= 15, "{bridge} is too long for a link name");
+        let addr = free_tcp_addr();
+        let data = dir.path().join("data");
+        let mut args = vec![
+            "--http-addr".to_owned(),
+            addr.clone(),
+            "--docker-api".to_owned(),
+            target_daemon(),
+            "--weave-bridge".to_owned(),
+            bridge.clone(),
+            "--ipalloc-range".to_owned(),
+            self.range,
+            "--data-dir".to_owned(),
+            data.to_str().expect("temp paths are UTF-8").to_owned(),
+            "--log-level".to_owned(),
+            self.log_level,
+        ];
+        if let Some(subnet) = self.default_subnet {
+            args.extend(["--ipalloc-default-subnet".to_owned(), subnet]);
+        }
+        if let Some(mtu) = self.mtu {
+            args.extend(["--mtu".to_owned(), mtu.to_string()]);
+        }
+        let dns_addr = match self.dns {
+            DnsMode::Off => {
+                args.push("--no-dns".to_owned());
+                None
+            }
+            DnsMode::OwnAddress => {
+                let ip = own_dns_address(&bridge);
+                args.extend(["--dns-listen-address".to_owned(), format!("{ip}:53")]);
+                Some(ip)
+            }
+            DnsMode::DockerBridge => None,
+        };
+        args.extend(self.extra);
+        let mut weaver = Weaver {
+            binary: binary(),
+            child: None,
+            dir,
+            data,
+            bridge,
+            addr,
+            args,
+            dns_addr,
+        };
+        // Constructed before it runs, so a router that fails to start is still reset on drop.
+        weaver.spawn();
+        weaver
+    }
+}
+
+/// A running `weaver` with its own bridge, TCP port and data directory.
+///
+/// Dropping it stops the process and runs `weaver reset`, which removes the bridge, the iptables
+/// rules and the state, even when the test panicked.
+#[derive(Debug)]
+pub struct Weaver {
+    binary: PathBuf,
+    child: Option<Child>,
+    dir: TempDir,
+    data: PathBuf,
+    bridge: String,
+    addr: String,
+    args: Vec<String>,
+    dns_addr: Option<String>,
+}
+
+impl Weaver {
+    /// A router with the defaults: range `10.32.0.0/12`, the bridge's default MTU.
+    pub fn start() -> Self {
+        Self::builder().start()
+    }
+
+    /// Defaults to adjust before [`WeaverBuilder::start`].
+    pub fn builder() -> WeaverBuilder {
+        WeaverBuilder {
+            range: "10.32.0.0/12".to_owned(),
+            default_subnet: None,
+            mtu: None,
+            dns: DnsMode::Off,
+            log_level: "router=debug,weaver=debug,info".to_owned(),
+            extra: Vec::new(),
+        }
+    }
+
+    /// The HTTP API's `host:port`, for `--router-addr` / `WEAVE_HTTP_ADDR`.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// The bridge this router owns.
+    pub fn bridge(&self) -> &str {
+        &self.bridge
+    }
+
+    /// The process id of the running router.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("weaver.log")
+    }
+
+    /// Everything the router has logged so far, over all its runs.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn spawn(&mut self) {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("the log file opens");
+        let child = Command::new(&self.binary)
+            .args(&self.args)
+            .env_remove("RUST_LOG")
+            .env_remove("WEAVE_HTTP_ADDR")
+            .env_remove("WEAVE_MTU")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{} starts: {e}", self.binary.display()));
+        self.child = Some(child);
+        eventually(
+            "weaver to answer GET /status with 200",
+            READY_PATIENCE,
+            || {
+                let child = self.child.as_mut().expect("just spawned");
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("weaver exited with {status}:\n{}", self.log());
+                }
+                let (status, _) = http(&self.addr, "GET", "/status", "").ok()?;
+                (status == 200).then_some(())
+            },
+        );
+    }
+
+    /// Stops the router (SIGTERM, then SIGKILL after a grace period), keeping its bridge and
+    /// data directory for [`Weaver::restart`].
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Ok(pid) = i32::try_from(child.id()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+        let deadline = Instant::now() + STOP_PATIENCE;
+        while Instant::now() < deadline {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("weaver did not exit {STOP_PATIENCE:?} after SIGTERM; killing it");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Stops the router if it runs, then starts it again with the same flags, bridge, port and
+    /// data directory, and waits until it is ready.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// One request to the router's API: status and body. `form` is sent url-encoded when
+    /// not empty, as Weave Net's clients do.
+    pub fn request(&self, method: &str, path: &str, form: &str) -> (u16, String) {
+        http(&self.addr, method, path, form)
+            .unwrap_or_else(|e| panic!("{method} {path} to weaver at {}: {e}", self.addr))
+    }
+
+    /// `GET /name` as JSON: each (hostname, address, container id) weaveDNS holds, sorted.
+    pub fn names(&self) -> Vec<(String, String, String)> {
+        let (status, body) = http_with(
+            &self.addr,
+            "GET",
+            "/name",
+            &[("Accept", "application/json")],
+            "",
+        )
+        .unwrap_or_else(|e| panic!("GET /name to weaver at {}: {e}", self.addr));
+        assert_eq!(status, 200, "GET /name: {body}");
+        let entries: Vec<Value> = serde_json::from_str(&body).expect("GET /name is JSON");
+        let field = |e: &Value, k: &str| e[k].as_str().unwrap_or_default().to_owned();
+        let mut names: Vec<_> = entries
+            .iter()
+            .map(|e| {
+                (
+                    field(e, "Hostname"),
+                    field(e, "Addr"),
+                    field(e, "ContainerID"),
+                )
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// `GET /ip`: every container id with the addresses it owns (empty when `owned` is null).
+    pub fn owned(&self) -> BTreeMap<String, Vec<String>> {
+        let (status, body) = self.request("GET", "/ip", "");
+        assert_eq!(status, 200, "GET /ip: {body}");
+        let json: Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET /ip {body:?}: {e}"));
+        let owned = &json["owned"];
+        if owned.is_null() {
+            return BTreeMap::new();
+        }
+        owned
+            .as_array()
+            .unwrap_or_else(|| panic!("GET /ip: owned is neither null nor a list: {body}"))
+            .iter()
+            .map(|entry| {
+                let id = entry["containerid"].as_str().expect("a containerid");
+                let addrs = entry["addrs"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|s| s.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (id.to_owned(), addrs)
+            })
+            .collect()
+    }
+
+    /// The addresses `GET /ip` lists for one container (by full id), or none.
+    pub fn owned_by(&self, id: &str) -> Vec<String> {
+        self.owned().remove(id).unwrap_or_default()
+    }
+
+    /// The names of the links enslaved to the bridge (container veths and anything else).
+    pub fn ports(&self) -> Vec<String> {
+        let out = Command::new("ip")
+            .args(["-j", "link", "show", "master", &self.bridge])
+            .output()
+            .expect("ip runs");
+        assert!(
+            out.status.success(),
+            "ip link show master {}: {}",
+            self.bridge,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let links: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        links
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .filter_map(|link| link["ifname"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The container veths (`vethwepl*`) on the bridge.
+    pub fn container_ports(&self) -> Vec<String> {
+        self.ports()
+            .into_iter()
+            .filter(|p| p.starts_with("vethwepl"))
+            .collect()
+    }
+
+    /// The bridge's MTU.
+    pub fn bridge_mtu(&self) -> u32 {
+        host_link(&self.bridge)
+            .and_then(|l| l["mtu"].as_u64())
+            .and_then(|m| u32::try_from(m).ok())
+            .unwrap_or_else(|| panic!("bridge {} not found", self.bridge))
+    }
+
+    /// Whether the bridge exists on the host.
+    pub fn bridge_exists(&self) -> bool {
+        host_link(&self.bridge).is_some()
+    }
+}
+
+impl Drop for Weaver {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- weaver log ---\n{}", self.log());
+        }
+        self.stop();
+        let reset = Command::new(&self.binary)
+            .args(["reset", "--weave-bridge", &self.bridge, "--data-dir"])
+            .arg(&self.data)
+            .stdin(Stdio::null())
+            .output();
+        match reset {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => eprintln!(
+                "weaver reset --weave-bridge {} failed ({}): {}",
+                self.bridge,
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(e) => eprintln!("weaver reset could not run: {e}"),
+        }
+        // The bridge is ours: never leave it behind, but say so when reset did not remove it.
+        if host_link(&self.bridge).is_some() {
+            eprintln!(
+                "bridge {} still present after weaver reset; deleting it",
+                self.bridge
+            );
+            let _ = Command::new("ip")
+                .args(["link", "del", &self.bridge])
+                .status();
+        }
+    }
+}
+
+/// Creates `bridge` (which the router then adopts, and `weaver reset` deletes) with an address of
+/// its own from 100.64.0.0/10, outside every range the tests allocate from, and returns it.
+fn own_dns_address(bridge: &str) -> String {
+    let ip = |cmd: &[&str]| {
+        let out = Command::new("ip").args(cmd).output().expect("ip runs");
+        assert!(
+            out.status.success(),
+            "ip {}: {}",
+            cmd.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    ip(&["link", "add", bridge, "type", "bridge"]);
+    let seed = std::process::id()
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+    for attempt in 0..64u32 {
+        let n = seed.wrapping_mul(2_654_435_761).wrapping_add(attempt) & 0x003f_fffe;
+        let candidate = std::net::Ipv4Addr::from(0x6440_0000 | n | 1).to_string();
+        if ip(&["-4", "-o", "addr", "show", "to", &format!("{candidate}/32")]).is_empty() {
+            ip(&["addr", "add", &format!("{candidate}/32"), "dev", bridge]);
+            ip(&["link", "set", bridge, "up"]);
+            return candidate;
+        }
+    }
+    // The bridge is ours and no Weaver owns it yet: take it away before failing.
+    let _ = Command::new("ip").args(["link", "del", bridge]).status();
+    panic!("no free address for weaveDNS in 100.64.0.0/10");
+}
+
+/// A router and a proxy that attaches containers to it: what `weave launch` gives a user.
+///
+/// The proxy is dropped before the router, so nothing attaches while the router is reset.
+#[derive(Debug)]
+pub struct WeaveHost {
+    /// The proxy, started with `--router-addr` and `--weave-bridge` of [`WeaveHost::weaver`].
+    pub proxy: Proxy,
+    /// The router.
+    pub weaver: Weaver,
+}
+
+impl WeaveHost {
+    /// A default router and a default (rewriting) proxy.
+    pub fn start() -> Self {
+        Self::start_with(Weaver::builder(), &[])
+    }
+
+    /// A router started from `weaver`, and a proxy with extra flags.
+    pub fn start_with(weaver: WeaverBuilder, proxy_args: &[&str]) -> Self {
+        let weaver = weaver.start();
+        let proxy = Proxy::start_weave_with_router(&weaver, proxy_args);
+        Self { proxy, weaver }
+    }
+
+    /// A docker CLI pointed at the proxy.
+    pub fn docker(&self) -> Docker {
+        self.proxy.docker()
+    }
+}
+
+impl Weaver {
+    /// The address weaveDNS listens on when started with [`WeaverBuilder::dns`].
+    pub fn dns_addr(&self) -> Option<&str> {
+        self.dns_addr.as_deref()
+    }
+}
+
+/// One HTTP/1.1 exchange over TCP with `Connection: close`: the status and the body.
+pub fn http(addr: &str, method: &str, path: &str, form: &str) -> std::io::Result<(u16, String)> {
+    http_with(addr, method, path, &[], form)
+}
+
+/// [`http`] with extra request headers.
+pub fn http_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    form: &str,
+) -> std::io::Result<(u16, String)> {
+    let socket = addr
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let mut stream = TcpStream::connect_timeout(&socket, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !form.is_empty() {
+        request.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+    }
+    if !form.is_empty() || matches!(method, "POST" | "PUT") {
+        request.push_str(&format!("Content-Length: {}\r\n", form.len()));
+    }
+    request.push_str("\r\n");
+    request.push_str(form);
+    stream.write_all(request.as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no complete response head"))?;
+    let head = Head::parse(&raw[..end]);
+    let mut body = raw[end + 4..].to_vec();
+    if head
+        .header("Transfer-Encoding")
+        .is_some_and(|te| te.eq_ignore_ascii_case("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    Ok((head.status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// The payload of a whole chunked body.
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") {
+        let line = String::from_utf8_lossy(&raw[..eol]);
+        let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
+            .unwrap_or_else(|_| panic!("bad chunk size {line:?}"));
+        raw = &raw[eol + 2..];
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&raw[..size]);
+        raw = &raw[size + 2..];
+    }
+    out
+}
+
+/// `127.0.0.1:<a port nothing listens on right now>`.
+fn free_tcp_addr() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("an ephemeral port");
+    listener.local_addr().expect("bound").to_string()
+}
