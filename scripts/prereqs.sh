@@ -24,8 +24,15 @@ if ((${#missing[@]})); then
     apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
 fi
 
+# A daemon that is running but does not answer (a deadlocked one) would hang every test: say so.
+rc=0
+timeout 60 docker info >/dev/null 2>&1 || rc=$?
+if ((rc == 124)); then
+    log "the Docker daemon does not answer within 60s: restart it (systemctl restart docker)"
+    exit 1
+fi
 # A machine where the engine is installed but not started (CI images start it; others may not).
-if ! docker info >/dev/null 2>&1; then
+if ((rc != 0)); then
     log "starting dockerd"
     mkdir -p /var/log/weave-test
     nohup dockerd >/var/log/weave-test/dockerd.log 2>&1 </dev/null &
@@ -38,3 +45,10 @@ fi
 
 # The second engine (Docker 26) and Compose v2 the suite also runs against.
 scripts/docker26.sh install >&2
+
+# The test runner: nextest gives each test a time limit and runs the tests that share the host's
+# weave (one bridge, one socket, port 6784) one at a time; `cargo test` would do neither.
+if ! cargo nextest --version >/dev/null 2>&1; then
+    log "installing cargo-nextest"
+    cargo install --locked cargo-nextest >&2
+fi
