@@ -143,8 +143,15 @@ fn three_service_project_up_ps_logs_down_match_the_daemon() {
     }
 }
 
+/// Fifty services through the rewriting proxy, up and down, with both compose programs (Weave
+/// Net's users hit timeouts here, weaveworks/weave#3704). Not against a daemon whose libnetwork
+/// deadlocks under such churn (Docker 20.10.24 here, where it did).
 #[test]
 fn fifty_service_project_comes_up_without_timeouts() {
+    if let Some(why) = weave_tests::daemon::churn_deadlock() {
+        println!("{why}");
+        return;
+    }
     let image = test_image();
     for program in installed_programs() {
         let scope = Scope::new();
