@@ -222,8 +222,12 @@ pub struct AttachFlags {
     #[arg(long)]
     pub without_dns: bool,
     /// Do not put the weave addresses into the container's /etc/hosts.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "rewrite_hosts")]
     pub no_rewrite_hosts: bool,
+    /// Weave Net's `attach` rewrote /etc/hosts only when asked; here it is the default, and the
+    /// flag is accepted so that its command lines still work.
+    #[arg(long, hide = true)]
+    pub rewrite_hosts: bool,
     /// No 224.0.0.0/4 route in the container.
     #[arg(long)]
     pub no_multicast_route: bool,

@@ -129,6 +129,9 @@ pub async fn attach(ctx: &Context, flags: &AttachFlags, args: &[String]) -> Resu
             }
         }
     }
+    if !flags.no_rewrite_hosts {
+        rewrite_hosts(pid, &container, &cidrs);
+    }
     let request = weavenet::AttachRequest {
         pid,
         bridge: BRIDGE,
@@ -147,6 +150,32 @@ pub async fn attach(ctx: &Context, flags: &AttachFlags, args: &[String]) -> Resu
         }
     }
     Ok(ips(&cidrs))
+}
+
+/// Puts the weave addresses first in the container's `/etc/hosts`, as the proxy does, so that its
+/// hostname resolves to them (`hostname -i`); its `--add-host` entries stay. Written before
+/// `ethwe` comes up. A file that cannot be written keeps Docker's: the attach still stands.
+fn rewrite_hosts(pid: i32, container: &ContainerInspectResponse, cidrs: &[Ipv4Net]) {
+    let config = container.config.as_ref();
+    let fqdn = weaveproxy::naming::fqdn(
+        config.and_then(|c| c.hostname.as_deref()).unwrap_or(""),
+        config.and_then(|c| c.domainname.as_deref()).unwrap_or(""),
+    );
+    let extra_hosts = container
+        .host_config
+        .as_ref()
+        .and_then(|h| h.extra_hosts.clone())
+        .unwrap_or_default();
+    let ips: Vec<Ipv4Addr> = cidrs.iter().map(Ipv4Net::addr).collect();
+    let contents = weaveproxy::naming::hosts_file(&fqdn, &ips, &extra_hosts);
+    let docker_file = container
+        .hosts_path
+        .as_deref()
+        .filter(|p| !p.is_empty())
+        .map(std::path::Path::new);
+    if let Err(err) = weaveproxy::attach::hosts::write(pid, docker_file, &contents) {
+        eprintln!("weave: could not write the container's /etc/hosts, it keeps Docker's: {err}");
+    }
 }
 
 /// The addresses of `present` that `tokens` name (an address, or any in a subnet); all of them

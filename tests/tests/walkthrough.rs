@@ -280,6 +280,52 @@ fn blocks_of_weave_run_and_weave_start_without_the_proxy() {
     assert_ne!(gone.code, 0, "{gone:#?}");
 }
 
+/// `weave attach` writes the container's /etc/hosts as the proxy does: its hostname on the weave
+/// address, its `--add-host` entries kept; `--no-rewrite-hosts` leaves Docker's file alone.
+#[test]
+fn weave_attach_puts_the_weave_address_first_in_etc_hosts() {
+    let shell = WeaveShell::new();
+    ok(shell.run("weave launch-router"));
+    let start = |name: &str| {
+        ok(shell.run(&format!(
+            "docker run -d --add-host static.name:10.9.9.9 -h {name}.weave.local ubuntu sleep 1d"
+        )))
+        .stdout
+        .trim()
+        .to_owned()
+    };
+    let in_container = |id: &str, command: &[&str]| {
+        let mut args = vec!["exec", id];
+        args.extend(command);
+        ok(Docker::daemon().run(&args)).stdout
+    };
+
+    let id = start("h1");
+    let attached = ok(shell.run(&format!("weave attach 10.2.1.7/24 {id}"))).stdout;
+    assert_eq!(attached.trim(), "10.2.1.7");
+    assert_eq!(in_container(&id, &["hostname", "-i"]).trim(), "10.2.1.7");
+    let hosts = in_container(&id, &["cat", "/etc/hosts"]);
+    assert!(
+        hosts
+            .lines()
+            .any(|l| l.starts_with("10.9.9.9") && l.contains("static.name")),
+        "--add-host entry lost:\n{hosts}"
+    );
+
+    let plain = start("h2");
+    ok(shell.run(&format!(
+        "weave attach --no-rewrite-hosts 10.2.1.8/24 {plain}"
+    )));
+    let own = in_container(&plain, &["hostname", "-i"]);
+    assert!(
+        !own.contains("10.2.1.8"),
+        "Docker's /etc/hosts was rewritten: {own}"
+    );
+    assert!(
+        in_container(&plain, &["ip", "-4", "-o", "addr", "show", "ethwe"]).contains("10.2.1.8/24")
+    );
+}
+
 #[test]
 fn block_weave_status_and_docker_logs_weaveproxy() {
     let shell = launched();
