@@ -28,8 +28,15 @@ install -m 0755 "$release/weavewait-nomcast" "$context/w-nomcast/w"
 install -m 0755 "$release/weavewait-noop" "$context/w-noop/w"
 cp image/Dockerfile "$context/Dockerfile"
 
+previous=$(docker image inspect --format '{{.Id}}' "$image:$version" 2>/dev/null || true)
 docker build -q --label "org.opencontainers.image.version=$version" \
     -t "$image:$version" -t "$image:latest" "$context" >&2
+# The image this build replaced would be left behind untagged; the daemon refuses to remove it
+# while a container (a launched weave) still uses it, and then it stays.
+current=$(docker image inspect --format '{{.Id}}' "$image:$version")
+if [[ -n "$previous" && "$previous" != "$current" ]]; then
+    docker image rm "$previous" >/dev/null 2>&1 || true
+fi
 size=$(docker image inspect --format '{{.Size}}' "$image:$version")
 echo "built $image:$version ($((size / 1024)) KiB)" >&2
 echo "$image:$version"
