@@ -54,6 +54,13 @@ pub enum Command {
     /// Remove a name from weaveDNS (the same arguments as dns-add).
     #[command(disable_help_flag = true)]
     DnsRemove(DnsArgs),
+    /// Print the docker run flags that make a container use weaveDNS: docker run $(weave dns-args).
+    DnsArgs,
+    /// Ask weaveDNS for a name's addresses, one per line.
+    DnsLookup {
+        /// The name, such as web.weave.local.
+        name: String,
+    },
     /// Give the host an address on the weave network: weave expose [ADDR...] [-h FQDN].
     #[command(disable_help_flag = true)]
     Expose(ExposeArgs),

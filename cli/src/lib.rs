@@ -15,6 +15,7 @@ pub mod addrs;
 pub mod api;
 pub mod args;
 pub mod attach;
+pub mod dns;
 pub mod docker;
 pub mod error;
 pub mod launch;
@@ -147,6 +148,8 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         | Command::Hide(_) => {
             return in_router(&ctx).await;
         }
+        Command::DnsArgs => println!("{}", dns::dns_args(&ctx).await?),
+        Command::DnsLookup { name } => print!("{}", dns::lookup(&ctx, name.as_str()).await?),
         Command::DnsAdd(args) => attach::dns(&ctx, true, args.fqdn.as_deref(), &args.args).await?,
         Command::DnsRemove(args) => {
             attach::dns(&ctx, false, args.fqdn.as_deref(), &args.args).await?

@@ -799,6 +799,9 @@ fn dns_add_and_dns_remove_name_containers_and_addresses() {
         lookup("extra.weave.local").contains(&ip),
         "extra.weave.local does not resolve to {ip}"
     );
+    // weave dns-lookup asks weaveDNS from the host, as `dig +short` would.
+    let found = ok(shell.run("weave dns-lookup extra.weave.local")).stdout;
+    assert_eq!(found.trim(), ip);
     ok(shell.run("weave dns-add 10.9.9.9 -h outside.weave.local"));
     assert!(lookup("outside.weave.local").contains("10.9.9.9"));
     ok(shell.run(&format!("weave dns-remove {id} -h extra.weave.local")));
@@ -810,6 +813,21 @@ fn dns_add_and_dns_remove_name_containers_and_addresses() {
             || (!lookup(name).contains("Address: 10.")).then_some(()),
         );
     }
+    let unknown = ok(shell.run("weave dns-lookup extra.weave.local")).stdout;
+    assert_eq!(unknown, "", "a removed name still resolves");
+    // docker run $(weave dns-args) points a container at weaveDNS without the proxy.
+    let args = ok(shell.run("weave dns-args")).stdout;
+    assert!(
+        args.starts_with("--dns=") && args.contains(" --dns-search=weave.local"),
+        "{args}"
+    );
+    ok(shell.run("weave dns-add 10.9.9.9 -h outside.weave.local"));
+    // An unqualified name, through the search domain (10.9.9.9 does not answer pings).
+    let resolved =
+        ok(shell
+            .run("docker run --rm $(weave dns-args) ubuntu sh -c 'ping -c1 -W1 outside; true'"));
+    assert!(resolved.stdout.contains("(10.9.9.9)"), "{resolved:#?}");
+    ok(shell.run("weave dns-remove 10.9.9.9 -h outside.weave.local"));
     // Without a name to register, it says what is missing.
     let bare = shell.run("weave dns-add 10.9.9.9");
     assert_eq!(bare.code, 1, "{bare:#?}");
