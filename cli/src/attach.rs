@@ -129,9 +129,6 @@ pub async fn attach(ctx: &Context, flags: &AttachFlags, args: &[String]) -> Resu
             }
         }
     }
-    if !flags.no_rewrite_hosts {
-        rewrite_hosts(pid, &container, &cidrs);
-    }
     let request = weavenet::AttachRequest {
         pid,
         bridge: BRIDGE,
@@ -141,6 +138,11 @@ pub async fn attach(ctx: &Context, flags: &AttachFlags, args: &[String]) -> Resu
     if let Err(err) = weavenet::attach(&request).await {
         let _ = router.release(&id).await;
         return Err(err.into());
+    }
+    // After the attach, unlike the proxy (whose container waits in weavewait until `ethwe` is
+    // up): this container runs already, and a failed attach leaves Docker's file as it was.
+    if !flags.no_rewrite_hosts {
+        rewrite_hosts(pid, &container, &cidrs);
     }
     if !flags.without_dns
         && let Some(fqdn) = names_of(&container)
@@ -153,8 +155,8 @@ pub async fn attach(ctx: &Context, flags: &AttachFlags, args: &[String]) -> Resu
 }
 
 /// Puts the weave addresses first in the container's `/etc/hosts`, as the proxy does, so that its
-/// hostname resolves to them (`hostname -i`); its `--add-host` entries stay. Written before
-/// `ethwe` comes up. A file that cannot be written keeps Docker's: the attach still stands.
+/// hostname resolves to them (`hostname -i`); its `--add-host` entries stay. A file that cannot
+/// be written keeps Docker's: the attach still stands.
 fn rewrite_hosts(pid: i32, container: &ContainerInspectResponse, cidrs: &[Ipv4Net]) {
     let config = container.config.as_ref();
     let fqdn = weaveproxy::naming::fqdn(
