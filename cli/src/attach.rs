@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::ListContainersOptionsBuilder;
-use http::{Method, StatusCode};
+use http::Method;
 use ipnet::Ipv4Net;
 use weaveproxy::cidr::CidrToken;
 use weaveproxy::weaveapi;
@@ -419,21 +419,7 @@ pub async fn dns(
             form.push(("check-alive", "true"));
         }
         let method = if add { Method::PUT } else { Method::DELETE };
-        let (status, body) = ctx
-            .router
-            .request(&ctx.docker, method, &path, &form)
-            .await?;
-        if status == StatusCode::NOT_FOUND {
-            return Err(Error::Refused(
-                "weaveDNS is not running (the router was launched with --no-dns)".to_owned(),
-            ));
-        }
-        if !status.is_success() {
-            return Err(Error::Failed(format!(
-                "router answered {status}: {}",
-                body.trim()
-            )));
-        }
+        crate::dns::request(ctx, method, &path, &form).await?;
     }
     Ok(())
 }

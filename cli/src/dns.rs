@@ -14,29 +14,47 @@ use crate::launch::Context;
 /// How long `dns-lookup` waits for weaveDNS, as `dig` does by default per try.
 const PATIENCE: Duration = Duration::from_secs(5);
 
+/// One call to the router's weaveDNS API; the body of its answer.
+///
+/// # Errors
+/// When the router is not running, runs without weaveDNS (it answers 404), or refuses.
+pub(crate) async fn request(
+    ctx: &Context,
+    method: Method,
+    path: &str,
+    form: &[(&str, &str)],
+) -> Result<String, Error> {
+    let (status, body) = ctx
+        .router
+        .request(&ctx.docker, method.clone(), path, form)
+        .await?;
+    if status == StatusCode::NOT_FOUND {
+        return Err(Error::Refused(
+            "weaveDNS is not running (the router was launched with --no-dns)".to_owned(),
+        ));
+    }
+    if !status.is_success() {
+        return Err(Error::Failed(format!(
+            "{method} {path}: the router answered {status}: {}",
+            body.trim()
+        )));
+    }
+    Ok(body)
+}
+
 /// weaveDNS's address and domain, from the router (`GET /dns-address`, `GET /domain`).
 ///
 /// # Errors
-/// When the router is not running, or runs without weaveDNS.
+/// See [`request`].
 async fn server(ctx: &Context) -> Result<(IpAddr, String), Error> {
     let mut answers = Vec::with_capacity(2);
     for path in ["/dns-address", "/domain"] {
-        let (status, body) = ctx
-            .router
-            .request(&ctx.docker, Method::GET, path, &[])
-            .await?;
-        if status == StatusCode::NOT_FOUND {
-            return Err(Error::Refused(
-                "weaveDNS is not running (the router was launched with --no-dns)".to_owned(),
-            ));
-        }
-        if !status.is_success() {
-            return Err(Error::Failed(format!(
-                "GET {path}: the router answered {status}: {}",
-                body.trim()
-            )));
-        }
-        answers.push(body.trim().to_owned());
+        answers.push(
+            request(ctx, Method::GET, path, &[])
+                .await?
+                .trim()
+                .to_owned(),
+        );
     }
     let domain = answers.pop().unwrap_or_default();
     let address = answers.pop().unwrap_or_default();
