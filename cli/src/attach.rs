@@ -118,13 +118,16 @@ pub async fn attach(ctx: &Context, flags: &AttachFlags, args: &[String]) -> Resu
         tokens.push(CidrToken::DefaultSubnet);
     }
     let (id, pid, container) = running(ctx, name).await?;
+    // What the container has on `ethwe` already stays its own if this attach fails (adding an
+    // address to an attached container, or attaching it again).
+    let before = weavenet::container_addrs(pid).await?;
     let router = ctx.router.client();
     let mut cidrs = Vec::new();
     for token in &tokens {
         match router.address(&id, token).await {
             Ok(cidr) => cidrs.push(cidr),
             Err(err) => {
-                let _ = router.release(&id).await;
+                release_taken(ctx, &id, &cidrs, &before).await;
                 return Err(err.into());
             }
         }
@@ -136,7 +139,7 @@ pub async fn attach(ctx: &Context, flags: &AttachFlags, args: &[String]) -> Resu
         multicast_route: !flags.no_multicast_route,
     };
     if let Err(err) = weavenet::attach(&request).await {
-        let _ = router.release(&id).await;
+        release_taken(ctx, &id, &cidrs, &before).await;
         return Err(err.into());
     }
     // After the attach, unlike the proxy (whose container waits in weavewait until `ethwe` is
@@ -152,6 +155,27 @@ pub async fn attach(ctx: &Context, flags: &AttachFlags, args: &[String]) -> Resu
         }
     }
     Ok(ips(&cidrs))
+}
+
+/// Frees what a failed attach took: the addresses of `taken` that the container did not hold
+/// `before` it (`DELETE /ip/{id}/{ip}`, not the whole id, whose other addresses are in use).
+/// Best effort: the attach's own error is the one to report.
+async fn release_taken(ctx: &Context, id: &str, taken: &[Ipv4Net], before: &[Ipv4Net]) {
+    for cidr in taken
+        .iter()
+        .filter(|t| !before.iter().any(|b| b.addr() == t.addr()))
+    {
+        let _ = release_addr(ctx, id, cidr.addr()).await;
+    }
+}
+
+/// `DELETE /ip/{id}/{ip}`: frees one address of container `id`.
+async fn release_addr(ctx: &Context, id: &str, ip: Ipv4Addr) -> Result<(), Error> {
+    let path = format!("/ip/{id}/{ip}");
+    ctx.router
+        .request(&ctx.docker, Method::DELETE, &path, &[])
+        .await?;
+    Ok(())
 }
 
 /// Puts the weave addresses first in the container's `/etc/hosts`, as the proxy does, so that its
@@ -301,10 +325,7 @@ pub async fn detach(ctx: &Context, args: &[String]) -> Result<String, Error> {
         ctx.router
             .request(&ctx.docker, Method::DELETE, &name_path, &[])
             .await?;
-        let ip_path = format!("/ip/{id}/{}", cidr.addr());
-        ctx.router
-            .request(&ctx.docker, Method::DELETE, &ip_path, &[])
-            .await?;
+        release_addr(ctx, &id, cidr.addr()).await?;
     }
     Ok(ips(&chosen))
 }

@@ -326,6 +326,32 @@ fn weave_attach_puts_the_weave_address_first_in_etc_hosts() {
     );
 }
 
+/// A `weave attach` that fails (here a claim of another container's address) frees only what it
+/// took: the addresses the container had stay allocated to it, so nobody else can claim them.
+#[test]
+fn a_failed_weave_attach_keeps_the_containers_own_addresses() {
+    let shell = WeaveShell::new();
+    ok(shell.run("weave launch-router"));
+    let start = || {
+        ok(shell.run("docker run -d ubuntu sleep 1d"))
+            .stdout
+            .trim()
+            .to_owned()
+    };
+    let (a, b, c) = (start(), start(), start());
+    ok(shell.run(&format!("weave attach 10.2.1.7/24 {a}")));
+    ok(shell.run(&format!("weave attach 10.2.1.9/24 {b}")));
+    let refused = shell.run(&format!("weave attach 10.2.1.9/24 {a}"));
+    assert_ne!(refused.code, 0, "{refused:#?}");
+    let taken = shell.run(&format!("weave attach 10.2.1.7/24 {c}"));
+    assert_ne!(
+        taken.code, 0,
+        "a's address was freed by its failed attach: {taken:#?}"
+    );
+    let ps = ok(shell.run(&format!("weave ps {a}"))).stdout;
+    assert!(ps.contains("10.2.1.7/24"), "{ps}");
+}
+
 #[test]
 fn block_weave_status_and_docker_logs_weaveproxy() {
     let shell = launched();
