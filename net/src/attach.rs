@@ -28,10 +28,14 @@ use tracing::{debug, warn};
 
 use crate::link::{self, Link, errno, netlink_err};
 use crate::netns::Netns;
+use crate::process::Process;
 use crate::{
     AttachRequest, Attached, CONTAINER_IFNAME, NetError, arp, bridge, host_veth_name,
     peer_veth_name, sysctl,
 };
+
+/// How long an attach waits for another attach of the same container that is under way.
+const OTHER_ATTACH_WAIT: Duration = Duration::from_secs(10);
 
 /// How long a new bridge port may take to forward before the announcement goes out anyway.
 const FORWARDING_WAIT: Duration = Duration::from_secs(1);
@@ -45,52 +49,79 @@ const MULTICAST: Ipv4Net = match Ipv4Net::new(Ipv4Addr::new(224, 0, 0, 0), 4) {
 /// Gives the container `ethwe` on `bridge`: veth `vethwepl<pid>` (MTU from the bridge, hairpin on,
 /// up) whose peer is created in the container as `vethwepg<pid>` and renamed `ethwe`; addresses
 /// added before it goes up; gratuitous ARP once the bridge port forwards; the multicast route
-/// last. Idempotent: with `ethwe` present only missing
-/// addresses (and the route) are added. On failure the veth it created is deleted.
+/// last. Idempotent: with `ethwe` present only missing addresses (and the route) are added.
+///
+/// Safe against a second attach of the same container at the same time (the proxy's start
+/// request and Docker's events, two proxies, `weave attach`): only one can create the veth; the
+/// other finds `vethwepl<pid>` with its peer already in the container, waits for `ethwe` and then
+/// only adds what is missing. It never removes what it did not create. A `vethwepl<pid>` whose
+/// peer is *not* in the container is a leftover of an earlier process that had the same PID
+/// (the pinned process has it now), and is removed.
+///
+/// On failure the veth this call created is deleted; nothing else is.
 ///
 /// # Errors
 /// [`NetError::NoBridge`] when the bridge is missing, [`NetError::Namespace`] when the process
 /// (or its namespace) is gone or is the host's, and a netlink error naming the failed step.
 pub async fn attach(req: &AttachRequest<'_>) -> Result<Attached, NetError> {
-    let pid = req.pid;
+    let pid = req.process.pid();
     let handle = link::connect(&format!("attaching process {pid}"))?;
     let bridge = bridge::lookup(&handle, req.bridge)
         .await?
         .ok_or_else(|| NetError::NoBridge(req.bridge.to_owned()))?;
-    let netns = Netns::open(pid)?;
+    let netns = Netns::open(req.process)?;
     let plan = Plan {
         cidrs: req.cidrs.to_vec(),
         multicast_route: req.multicast_route,
     };
     let host = host_veth_name(pid);
+    let peer = peer_veth_name(pid);
+    let deadline = Instant::now() + OTHER_ATTACH_WAIT;
 
-    let already = {
-        let plan = plan.clone();
-        netns.run(move || plan.reconfigure()).await?
-    };
-    let (created, added) = match already {
-        Some(added) => {
+    let (created, added) = loop {
+        let existing = {
+            let plan = plan.clone();
+            netns.run(move || plan.reconfigure()).await?
+        };
+        if let Some(added) = existing {
             ensure_hairpin(&handle, &host).await;
-            (false, added)
+            break (false, added);
         }
-        None => {
-            let peer = peer_veth_name(pid);
-            // An existing vethwepl<pid> is an error, not ours to delete: a concurrent attach of
-            // the same container, or a stale veth of a previous process with this PID.
-            let pair = link::veth_pair(&host, &peer, bridge.mtu, bridge.index, Some(netns.fd()));
-            handle
-                .link()
-                .add(pair)
-                .execute()
-                .await
-                .map_err(netlink_err(format!("creating veth {host}")))?;
-            match plumb(&handle, &netns, &host, peer, plan.clone()).await {
-                Ok(added) => (true, added),
+        let pair = link::veth_pair(&host, &peer, bridge.mtu, bridge.index, Some(netns.fd()));
+        match handle.link().add(pair).execute().await {
+            Ok(()) => match plumb(&handle, &netns, &host, peer.clone(), plan.clone()).await {
+                Ok(added) => break (true, added),
                 Err(err) => {
                     remove_after_failure(&handle, &host).await;
                     return Err(err);
                 }
+            },
+            Err(err) if errno(&err) == Some(Errno::EEXIST) => {
+                // Either name may be taken. The host end's, by another attach of this container
+                // (its peer is in the container) or by a leftover of an earlier process with
+                // this PID (its peer is anywhere else); the peer's, by a link of the
+                // container's own, which is not ours to touch.
+                let Some(existing) = link::by_name(&handle, &host).await? else {
+                    return Err(netlink_err(format!("creating veth {host}"))(err));
+                };
+                let theirs = netns.run(move || peer_in_container(existing.index)).await?;
+                if !theirs {
+                    warn!(pid, veth = %host, "removing a leftover veth of an earlier process with this PID");
+                    remove_after_failure(&handle, &host).await;
+                } else if Instant::now() < deadline {
+                    debug!(pid, veth = %host, "another attach of this container is under way");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                } else {
+                    return Err(NetError::Io {
+                        op: format!("creating veth {host}"),
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "another attach of this container did not finish",
+                        ),
+                    });
+                }
             }
+            Err(err) => return Err(netlink_err(format!("creating veth {host}"))(err)),
         }
     };
 
@@ -108,22 +139,41 @@ pub async fn attach(req: &AttachRequest<'_>) -> Result<Attached, NetError> {
     Ok(Attached { created, added })
 }
 
-/// Deletes the host end `vethwepl<pid>` (which removes `ethwe` too); `false` when absent.
-pub async fn detach(pid: i32) -> Result<bool, NetError> {
-    let host = host_veth_name(pid);
-    let handle = link::connect(&format!("detaching process {pid}"))?;
-    match link::by_name(&handle, &host).await? {
-        Some(veth) => link::delete(&handle, veth.index, &host).await,
-        None => Ok(false),
-    }
-}
-
-/// The IPv4 addresses on `ethwe` in the network namespace of `pid`; empty when it has no `ethwe`.
+/// Removes the container's `ethwe` (and with it the host end of its veth, whatever its name);
+/// `false` when it has none.
 ///
 /// # Errors
 /// [`NetError::Namespace`] when the process is gone.
-pub async fn container_addrs(pid: i32) -> Result<Vec<Ipv4Net>, NetError> {
-    let netns = Netns::open(pid)?;
+pub async fn detach(process: &Process) -> Result<bool, NetError> {
+    let netns = Netns::open(process)?;
+    netns
+        .run(|| async {
+            let handle = link::connect("detaching ethwe")?;
+            match link::by_name(&handle, CONTAINER_IFNAME).await? {
+                Some(ethwe) => link::delete(&handle, ethwe.index, CONTAINER_IFNAME).await,
+                None => Ok(false),
+            }
+        })
+        .await
+}
+
+/// In the container's netns: whether the peer of host link `host_index` is there. One dump of
+/// every link, not a lookup by name: another attach renames the peer to `ethwe` at any moment.
+async fn peer_in_container(host_index: u32) -> Result<bool, NetError> {
+    let handle = link::connect("looking for an attach under way")?;
+    Ok(link::all(&handle)
+        .await?
+        .iter()
+        .any(|l| l.peer_index == Some(host_index)))
+}
+
+/// The IPv4 addresses on `ethwe` in the network namespace of `process`; empty when it has no
+/// `ethwe`.
+///
+/// # Errors
+/// [`NetError::Namespace`] when the process is gone.
+pub async fn container_addrs(process: &Process) -> Result<Vec<Ipv4Net>, NetError> {
+    let netns = Netns::open(process)?;
     netns
         .run(|| async {
             let handle = link::connect("reading ethwe addresses")?;
@@ -156,12 +206,12 @@ pub struct WeaveInterface {
     pub addrs: Vec<Ipv4Net>,
 }
 
-/// The `ethwe` in the network namespace of `pid`, `None` when it has none.
+/// The `ethwe` in the network namespace of `process`, `None` when it has none.
 ///
 /// # Errors
 /// [`NetError::Namespace`] when the process is gone.
-pub async fn container_interface(pid: i32) -> Result<Option<WeaveInterface>, NetError> {
-    let netns = Netns::open(pid)?;
+pub async fn container_interface(process: &Process) -> Result<Option<WeaveInterface>, NetError> {
+    let netns = Netns::open(process)?;
     netns
         .run(|| async {
             let handle = link::connect("reading ethwe")?;

@@ -1,5 +1,6 @@
-//! Netlink plumbing shared by the router and the proxy: the `weave` bridge, the container's `ethwe`
-//! veth, its addresses and routes, and the host's routing table.
+//! Host plumbing shared by the router, the proxy and the `weave` command: the `weave` bridge, the
+//! container's `ethwe` veth, its addresses and routes, the host's routing table, and the one file
+//! weave writes inside a container.
 //!
 //! Every function is async and speaks netlink directly (rtnetlink); nothing shells out. Work inside a
 //! container's network namespace runs on a dedicated thread that has `setns`-ed into
@@ -13,6 +14,8 @@
 //! # Layout
 //! - `bridge`: create, find and delete the bridge; list its container ports.
 //! - `attach`: the container's `ethwe` (veth, move, addresses, multicast route), detach, addresses.
+//! - `process`: a container's process pinned by a pidfd, so that a reused PID reaches nothing.
+//! - `rootfs`: files inside a container's own root filesystem (its `/etc/hosts`), confined there.
 //! - `routes`: host routes that would clash with an address range.
 //! - `netns`: running netlink work inside a container's network namespace.
 //! - `link`: the rtnetlink connection and link queries the others share.
@@ -25,6 +28,8 @@ mod bridge;
 mod expose;
 mod link;
 mod netns;
+mod process;
+pub mod rootfs;
 mod routes;
 mod sysctl;
 
@@ -33,6 +38,7 @@ pub use attach::{
 };
 pub use bridge::{attached_pids, delete_bridge, ensure_bridge, find_bridge};
 pub use expose::{expose, hide, host_interface};
+pub use process::Process;
 pub use routes::overlapping_routes;
 
 use ipnet::Ipv4Net;
@@ -99,11 +105,11 @@ fn veth_name(prefix: &str, pid: i32) -> String {
     name
 }
 
-/// What to attach: the container's PID (its netns is `/proc/<pid>/ns/net`), the bridge, the
-/// addresses, and whether to add the `224.0.0.0/4` route.
+/// What to attach: the container's pinned first process (whose netns gets `ethwe`), the bridge,
+/// the addresses, and whether to add the `224.0.0.0/4` route.
 #[derive(Debug, Clone)]
 pub struct AttachRequest<'a> {
-    pub pid: i32,
+    pub process: &'a Process,
     pub bridge: &'a str,
     pub cidrs: &'a [Ipv4Net],
     pub multicast_route: bool,

@@ -56,6 +56,8 @@ pub(crate) struct Link {
     pub(crate) port_state: Option<BridgePortState>,
     /// The hardware address, when it has one.
     pub(crate) mac: Option<Vec<u8>>,
+    /// For a veth: the index of its peer, in the peer's namespace.
+    pub(crate) peer_index: Option<u32>,
 }
 
 impl Link {
@@ -69,6 +71,7 @@ impl Link {
             up: msg.header.flags.contains(LinkFlags::Up),
             port_state: None,
             mac: None,
+            peer_index: None,
         };
         for attr in &msg.attributes {
             match attr {
@@ -76,6 +79,7 @@ impl Link {
                 LinkAttribute::IfName(name) => link.name.clone_from(name),
                 LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
                 LinkAttribute::Controller(index) => link.controller = Some(*index),
+                LinkAttribute::Link(index) => link.peer_index = Some(*index),
                 LinkAttribute::LinkInfo(infos) => {
                     for info in infos {
                         match info {

@@ -14,9 +14,10 @@ use std::os::unix::fs::MetadataExt;
 use nix::sched::{CloneFlags, setns};
 
 use crate::NetError;
+use crate::process::Process;
 
-/// A container's network namespace, held open so it stays the same namespace even if the PID
-/// exits and is reused while an attach is under way.
+/// A container's network namespace, held open so it stays the same namespace even if the
+/// process exits while an attach is under way.
 #[derive(Debug)]
 pub(crate) struct Netns {
     pid: i32,
@@ -24,17 +25,12 @@ pub(crate) struct Netns {
 }
 
 impl Netns {
-    /// Opens `/proc/<pid>/ns/net`. A namespace that is the caller's own is refused: attaching
-    /// there would put `ethwe` on the host (a `--net=host` container, or a wrong PID).
-    pub(crate) fn open(pid: i32) -> Result<Self, NetError> {
+    /// Opens the network namespace of the pinned `process`. A namespace that is the caller's own
+    /// is refused: attaching there would put `ethwe` on the host (a `--net=host` container).
+    pub(crate) fn open(process: &Process) -> Result<Self, NetError> {
+        let pid = process.pid();
         let ns_err = |source| NetError::Namespace { pid, source };
-        if pid <= 0 {
-            return Err(ns_err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a process id",
-            )));
-        }
-        let file = File::open(format!("/proc/{pid}/ns/net")).map_err(ns_err)?;
+        let file = process.open_proc("ns/net")?;
         let theirs = file.metadata().map_err(ns_err)?;
         // thread-self, not self: /proc/self is the main thread, whose namespace is not
         // necessarily the one this (runtime) thread opens its netlink sockets in.

@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 use common::{BridgeGuard, Container, ForwardRule, LinkGuard, host_link_exists, ip, net, udp_echo};
 use ipnet::Ipv4Net;
 use weavenet::{
-    AttachRequest, Attached, NetError, attach, attached_pids, container_addrs, delete_bridge,
-    detach, ensure_bridge, host_veth_name, peer_veth_name,
+    AttachRequest, Attached, NetError, Process, attach, attached_pids, container_addrs,
+    delete_bridge, detach, ensure_bridge, host_veth_name, peer_veth_name,
 };
 
-fn request<'a>(pid: i32, bridge: &'a str, cidrs: &'a [Ipv4Net]) -> AttachRequest<'a> {
+fn request<'a>(process: &'a Process, bridge: &'a str, cidrs: &'a [Ipv4Net]) -> AttachRequest<'a> {
     AttachRequest {
-        pid,
+        process,
         bridge,
         cidrs,
         multicast_route: true,
@@ -30,7 +30,9 @@ async fn attach_gives_the_container_ethwe() {
     let c = Container::start();
     let cidrs = [net("10.32.0.5/12")];
 
-    let got = attach(&request(c.pid, &br.name, &cidrs)).await.unwrap();
+    let got = attach(&request(&c.process(), &br.name, &cidrs))
+        .await
+        .unwrap();
     assert_eq!(
         got,
         Attached {
@@ -75,12 +77,14 @@ async fn attach_gives_the_container_ethwe() {
     assert!(shown.contains("state UP"), "{shown}");
     assert!(!host_link_exists(&peer_veth_name(c.pid)));
 
-    assert_eq!(container_addrs(c.pid).await.unwrap(), cidrs.to_vec());
+    assert_eq!(container_addrs(&c.process()).await.unwrap(), cidrs.to_vec());
     assert_eq!(attached_pids(&br.name).await.unwrap(), vec![c.pid]);
 
     // Again, with one more address: nothing is recreated, only the new address is added.
     let more = [net("10.32.0.5/12"), net("10.2.2.9/24")];
-    let again = attach(&request(c.pid, &br.name, &more)).await.unwrap();
+    let again = attach(&request(&c.process(), &br.name, &more))
+        .await
+        .unwrap();
     assert_eq!(
         again,
         Attached {
@@ -88,8 +92,10 @@ async fn attach_gives_the_container_ethwe() {
             added: vec![net("10.2.2.9/24")]
         }
     );
-    assert_eq!(container_addrs(c.pid).await.unwrap(), more.to_vec());
-    let same = attach(&request(c.pid, &br.name, &more)).await.unwrap();
+    assert_eq!(container_addrs(&c.process()).await.unwrap(), more.to_vec());
+    let same = attach(&request(&c.process(), &br.name, &more))
+        .await
+        .unwrap();
     assert_eq!(
         same,
         Attached {
@@ -98,12 +104,12 @@ async fn attach_gives_the_container_ethwe() {
         }
     );
 
-    assert!(detach(c.pid).await.unwrap());
+    assert!(detach(&c.process()).await.unwrap());
     assert!(!host_link_exists(&host));
     assert!(!c.has_ethwe(), "deleting the host end removes ethwe");
-    assert_eq!(container_addrs(c.pid).await.unwrap(), vec![]);
+    assert_eq!(container_addrs(&c.process()).await.unwrap(), vec![]);
     assert_eq!(attached_pids(&br.name).await.unwrap(), Vec::<i32>::new());
-    assert!(!detach(c.pid).await.unwrap());
+    assert!(!detach(&c.process()).await.unwrap());
 }
 
 #[tokio::test]
@@ -112,9 +118,10 @@ async fn no_multicast_route_when_not_asked() {
     ensure_bridge(&br.name, 1376).await.unwrap();
     let c = Container::start();
     let cidrs = [net("10.32.0.6/12")];
+    let process = c.process();
     let req = AttachRequest {
         multicast_route: false,
-        ..request(c.pid, &br.name, &cidrs)
+        ..request(&process, &br.name, &cidrs)
     };
     attach(&req).await.unwrap();
     assert_eq!(c.ip(&["route", "show", "224.0.0.0/4"]).trim(), "");
@@ -133,8 +140,12 @@ async fn attached_containers_reach_each_other_and_hear_gratuitous_arp() {
     let _forward = ForwardRule::allow(&br.name);
     let (a, b) = (Container::start(), Container::start());
     let (a_net, b_net) = ([net("10.40.1.1/24")], [net("10.40.1.2/24")]);
-    attach(&request(a.pid, &br.name, &a_net)).await.unwrap();
-    attach(&request(b.pid, &br.name, &b_net)).await.unwrap();
+    attach(&request(&a.process(), &br.name, &a_net))
+        .await
+        .unwrap();
+    attach(&request(&b.process(), &br.name, &b_net))
+        .await
+        .unwrap();
 
     let a_ip = a_net[0].addr();
     udp_echo(b.pid, a.pid, a_ip, b"hello".to_vec()).expect("b reaches a");
@@ -147,8 +158,10 @@ async fn attached_containers_reach_each_other_and_hear_gratuitous_arp() {
         b.ip(&["neigh", "show", "10.40.1.1", "dev", "ethwe"])
             .contains(&old_mac)
     );
-    assert!(detach(a.pid).await.unwrap());
-    attach(&request(a.pid, &br.name, &a_net)).await.unwrap();
+    assert!(detach(&a.process()).await.unwrap());
+    attach(&request(&a.process(), &br.name, &a_net))
+        .await
+        .unwrap();
     let new_mac = a.ethwe_mac();
     assert_ne!(new_mac, old_mac);
     let deadline = Instant::now() + Duration::from_secs(3);
@@ -178,9 +191,9 @@ async fn twenty_parallel_attaches() {
 
     let mut tasks = Vec::new();
     for (c, cidr) in containers.iter().zip(&cidrs) {
-        let (pid, bridge, cidr) = (c.pid, br.name.clone(), *cidr);
+        let (process, bridge, cidr) = (c.process(), br.name.clone(), *cidr);
         tasks.push(tokio::spawn(async move {
-            attach(&request(pid, &bridge, &cidr)).await
+            attach(&request(&process, &bridge, &cidr)).await
         }));
     }
     for (task, cidr) in tasks.into_iter().zip(&cidrs) {
@@ -189,7 +202,7 @@ async fn twenty_parallel_attaches() {
         assert_eq!(got.added, cidr.to_vec());
     }
     for (c, cidr) in containers.iter().zip(&cidrs) {
-        assert_eq!(container_addrs(c.pid).await.unwrap(), cidr.to_vec());
+        assert_eq!(container_addrs(&c.process()).await.unwrap(), cidr.to_vec());
     }
     let mut pids: Vec<i32> = containers.iter().map(|c| c.pid).collect();
     pids.sort_unstable();
@@ -215,7 +228,9 @@ async fn median_of_twenty_sequential_attaches() {
     for (i, c) in containers.iter().enumerate() {
         let cidrs = [net(&format!("10.32.2.{}/12", i + 1))];
         let start = Instant::now();
-        attach(&request(c.pid, &br.name, &cidrs)).await.unwrap();
+        attach(&request(&c.process(), &br.name, &cidrs))
+            .await
+            .unwrap();
         times.push(start.elapsed());
     }
     times.sort();
@@ -235,7 +250,9 @@ async fn missing_bridge_is_no_bridge() {
     let br = BridgeGuard::new();
     let c = Container::start();
     let cidrs = [net("10.32.0.7/12")];
-    let err = attach(&request(c.pid, &br.name, &cidrs)).await.unwrap_err();
+    let err = attach(&request(&c.process(), &br.name, &cidrs))
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, NetError::NoBridge(n) if *n == br.name),
         "{err}"
@@ -256,20 +273,26 @@ async fn gone_or_host_process_is_a_namespace_error() {
 
     let mut c = Container::start();
     let pid = c.pid;
+    let pinned = c.process();
     c.kill();
-    let err = attach(&request(pid, &br.name, &cidrs)).await.unwrap_err();
+    let err = attach(&request(&pinned, &br.name, &cidrs))
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, NetError::Namespace { pid: p, .. } if p == pid),
         "{err}"
     );
     assert!(!host_link_exists(&host_veth_name(pid)));
     assert!(matches!(
-        container_addrs(pid).await,
+        container_addrs(&pinned).await,
         Err(NetError::Namespace { .. })
     ));
 
     let me = i32::try_from(std::process::id()).unwrap();
-    let err = attach(&request(me, &br.name, &cidrs)).await.unwrap_err();
+    let myself = Process::pin(me).unwrap();
+    let err = attach(&request(&myself, &br.name, &cidrs))
+        .await
+        .unwrap_err();
     assert!(
         err.to_string().contains("host's network namespace"),
         "{err}"
@@ -285,7 +308,9 @@ async fn failure_after_the_veth_exists_removes_it() {
     // The kernel refuses a multicast address on an interface, after the veth was made.
     let cidrs = [net("10.32.0.9/12"), net("224.1.2.3/24")];
 
-    let err = attach(&request(c.pid, &br.name, &cidrs)).await.unwrap_err();
+    let err = attach(&request(&c.process(), &br.name, &cidrs))
+        .await
+        .unwrap_err();
     assert!(
         err.to_string().starts_with("adding 224.1.2.3/24 to ethwe"),
         "{err}"
@@ -309,7 +334,9 @@ async fn peer_name_taken_in_the_container_creates_nothing() {
     assert!(ok);
     let cidrs = [net("10.32.0.9/12")];
 
-    let err = attach(&request(c.pid, &br.name, &cidrs)).await.unwrap_err();
+    let err = attach(&request(&c.process(), &br.name, &cidrs))
+        .await
+        .unwrap_err();
     assert!(
         err.to_string()
             .starts_with(&format!("creating veth {}", host_veth_name(c.pid))),
@@ -325,12 +352,13 @@ async fn peer_name_taken_in_the_container_creates_nothing() {
 }
 
 #[tokio::test]
-async fn existing_host_veth_is_an_error_and_left_alone() {
+async fn a_leftover_host_veth_of_an_earlier_process_with_the_pid_is_replaced() {
     let br = BridgeGuard::new();
     ensure_bridge(&br.name, 1376).await.unwrap();
     let c = Container::start();
     let host = host_veth_name(c.pid);
     let _links = LinkGuard(vec![host.clone()]);
+    // What a process that had this PID before could have left: its veth, peer elsewhere.
     ip(&[
         "link",
         "add",
@@ -341,13 +369,39 @@ async fn existing_host_veth_is_an_error_and_left_alone() {
         "name",
         &format!("wvq{}", c.pid),
     ]);
+    assert!(host_link_exists(&host), "the leftover is there");
     let cidrs = [net("10.32.0.10/12")];
 
-    let err = attach(&request(c.pid, &br.name, &cidrs)).await.unwrap_err();
+    let got = attach(&request(&c.process(), &br.name, &cidrs))
+        .await
+        .unwrap();
+    assert!(got.created);
+    assert!(c.has_ethwe());
     assert!(
-        err.to_string()
-            .starts_with(&format!("creating veth {host}")),
-        "{err}"
+        !host_link_exists(&format!("wvq{}", c.pid)),
+        "the leftover pair is gone"
     );
-    assert!(host_link_exists(&host), "not ours to delete");
+    assert_eq!(container_addrs(&c.process()).await.unwrap(), cidrs.to_vec());
+}
+
+#[tokio::test]
+async fn two_attaches_of_one_container_at_once_both_succeed_and_build_one_veth() {
+    let br = BridgeGuard::new();
+    ensure_bridge(&br.name, 1376).await.unwrap();
+    for round in 0..20 {
+        let c = Container::start();
+        let cidrs = [net(&format!("10.32.3.{}/12", round + 1))];
+        let process = c.process();
+        let req = request(&process, &br.name, &cidrs);
+        let (one, two) = tokio::join!(attach(&req), attach(&req));
+        let (one, two) = (one.unwrap(), two.unwrap());
+        assert!(
+            one.created != two.created,
+            "round {round}: exactly one builds the veth: {one:?} {two:?}"
+        );
+        assert!(c.has_ethwe());
+        assert_eq!(container_addrs(&process).await.unwrap(), cidrs.to_vec());
+        let route = c.ip(&["route", "show", "224.0.0.0/4"]);
+        assert!(route.contains("dev ethwe"), "round {round}: {route}");
+    }
 }

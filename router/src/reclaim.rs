@@ -64,7 +64,12 @@ pub async fn survey(docker: &Docker, bridge: &str) -> Result<Survey, SurveyError
                 tracing::debug!(pid, "veth on the bridge belongs to no running container");
                 continue;
             };
-            match weavenet::container_addrs(pid).await {
+            // Pinned: a PID reused since Docker was asked reads nothing rather than another's.
+            let addrs = match weavenet::Process::pin(pid) {
+                Ok(process) => weavenet::container_addrs(&process).await,
+                Err(err) => Err(err),
+            };
+            match addrs {
                 Ok(cidrs) if !cidrs.is_empty() => {
                     names.push((id.clone(), fqdn.clone()));
                     attached.push((id.clone(), cidrs));

@@ -40,8 +40,9 @@ fn attach(id: &str, bridge: &str, cidrs: &[&str]) {
         .enable_all()
         .build()
         .unwrap();
+    let process = weavenet::Process::pin(pid).unwrap();
     rt.block_on(weavenet::attach(&weavenet::AttachRequest {
-        pid,
+        process: &process,
         bridge,
         cidrs: &cidrs,
         multicast_route: false,

@@ -95,6 +95,11 @@ pub struct Container {
 }
 
 impl Container {
+    /// Its process, pinned.
+    pub fn process(&self) -> weavenet::Process {
+        weavenet::Process::pin(self.pid).expect("the container's process runs")
+    }
+
     pub fn start() -> Self {
         let child = Command::new("unshare")
             .args(["-n", "sleep", "600"])
