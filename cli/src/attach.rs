@@ -3,12 +3,17 @@
 //! (so it runs on the host as root, or inside the router's container, which has what it needs).
 
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::ListContainersOptionsBuilder;
 use http::Method;
 use ipnet::Ipv4Net;
+use weavenet::Process;
+use weaveproxy::attach::plan::Names;
+use weaveproxy::attach::sequence;
 use weaveproxy::cidr::CidrToken;
 use weaveproxy::weaveapi;
 
@@ -19,6 +24,10 @@ use crate::launch::Context;
 
 /// The bridge `weave launch` creates.
 pub const BRIDGE: &str = "weave";
+
+/// The bound on one `weave attach`: a router that accepts and never answers ends it with an error
+/// (each of its requests has a bound of its own too).
+const ATTACH_LIMIT: Duration = Duration::from_secs(60);
 
 /// Leading arguments that are addresses (`[ip:]CIDR`, `net:CIDR`, `net:default`), and the rest.
 pub fn split_addrs(args: &[String]) -> (Vec<CidrToken>, &[String]) {
@@ -73,24 +82,37 @@ pub fn fqdn(hostname: &str, domainname: &str) -> Option<String> {
     name.contains('.').then_some(name)
 }
 
-/// The container's full id and PID; it must be running.
+/// The container's full id, its first process (pinned) and its inspect document; it must be
+/// running.
 async fn running(
     ctx: &Context,
     name: &str,
-) -> Result<(String, i32, ContainerInspectResponse), Error> {
-    let container = ctx
-        .docker
-        .container(name)
-        .await?
-        .ok_or_else(|| Error::Refused(format!("Error: No such container: {name}")))?;
-    let pid = container.state.as_ref().and_then(|s| s.pid).unwrap_or(0);
-    if !docker::is_running(&container) || pid <= 0 {
+) -> Result<(String, Process, ContainerInspectResponse), Error> {
+    let inspect = || async {
+        let container = ctx
+            .docker
+            .container(name)
+            .await?
+            .ok_or_else(|| Error::Refused(format!("Error: No such container: {name}")))?;
+        let pid = container.state.as_ref().and_then(|s| s.pid).unwrap_or(0);
+        match i32::try_from(pid) {
+            Ok(pid) if pid > 0 && docker::is_running(&container) => Ok((pid, container)),
+            _ => Err(Error::NotRunning(format!(
+                "container {name} is not running"
+            ))),
+        }
+    };
+    let (pid, container) = inspect().await?;
+    let process = Process::pin(pid)?;
+    // A PID can be reused between the inspect that gave it and the pin, never after: so Docker
+    // is asked again whether it is still the container's.
+    if inspect().await?.0 != pid {
         return Err(Error::NotRunning(format!(
-            "container {name} is not running"
+            "container {name} restarted while weave looked at it"
         )));
     }
     let id = container.id.clone().unwrap_or_default();
-    Ok((id, i32::try_from(pid).unwrap_or(0), container))
+    Ok((id, process, container))
 }
 
 fn names_of(container: &ContainerInspectResponse) -> Option<String> {
@@ -102,11 +124,12 @@ fn names_of(container: &ContainerInspectResponse) -> Option<String> {
 }
 
 /// `weave attach [ADDR...] CONTAINER`: addresses from the router (`net:default` when none is
-/// given), `ethwe` in the container, and its FQDN registered; prints the addresses.
+/// given), the container's `/etc/hosts` on its first attach, `ethwe`, and its name registered;
+/// prints the addresses. The same sequence as the proxy's.
 ///
 /// # Errors
-/// When the container does not run, the router refuses, or the attach fails (then the addresses
-/// taken here are released again).
+/// When the container does not run, the router refuses, or the attach fails (then what this
+/// attach took is given back; what the container had before stays).
 pub async fn attach(ctx: &Context, flags: &AttachFlags, args: &[String]) -> Result<String, Error> {
     let (mut tokens, rest) = split_addrs(args);
     let [name] = rest else {
@@ -117,55 +140,43 @@ pub async fn attach(ctx: &Context, flags: &AttachFlags, args: &[String]) -> Resu
     if tokens.is_empty() {
         tokens.push(CidrToken::DefaultSubnet);
     }
-    let (id, pid, container) = running(ctx, name).await?;
-    // What the container has on `ethwe` already stays its own if this attach fails (adding an
-    // address to an attached container, or attaching it again).
-    let before = weavenet::container_addrs(pid).await?;
-    let router = ctx.router.client();
-    let mut cidrs = Vec::new();
-    for token in &tokens {
-        match router.address(&id, token).await {
-            Ok(cidr) => cidrs.push(cidr),
-            Err(err) => {
-                release_taken(ctx, &id, &cidrs, &before).await;
-                return Err(err.into());
-            }
-        }
-    }
-    let request = weavenet::AttachRequest {
-        pid,
-        bridge: BRIDGE,
-        cidrs: &cidrs,
-        multicast_route: !flags.no_multicast_route,
+    let (id, process, container) = running(ctx, name).await?;
+    let names = names_for_hosts(&container);
+    let target = sequence::Target {
+        id: &id,
+        process: &process,
+        tokens: &tokens,
+        names: &names,
     };
-    if let Err(err) = weavenet::attach(&request).await {
-        release_taken(ctx, &id, &cidrs, &before).await;
-        return Err(err.into());
-    }
-    // After the attach, unlike the proxy (whose container waits in weavewait until `ethwe` is
-    // up): this container runs already, and a failed attach leaves Docker's file as it was.
-    if !flags.no_rewrite_hosts {
-        rewrite_hosts(pid, &container, &cidrs);
-    }
-    if !flags.without_dns
-        && let Some(fqdn) = names_of(&container)
-    {
-        for cidr in &cidrs {
-            router.register_name(&id, cidr.addr(), &fqdn).await?;
-        }
-    }
-    Ok(ips(&cidrs))
+    let options = sequence::Options {
+        bridge: BRIDGE.to_owned(),
+        multicast_route: !flags.no_multicast_route,
+        rewrite_hosts: !flags.no_rewrite_hosts,
+        register_names: !flags.without_dns,
+    };
+    let done = sequence::attach(ctx.router.client(), target, &options, ATTACH_LIMIT).await?;
+    Ok(ips(&done.addrs))
 }
 
-/// Frees what a failed attach took: the addresses of `taken` that the container did not hold
-/// `before` it (`DELETE /ip/{id}/{ip}`, not the whole id, whose other addresses are in use).
-/// Best effort: the attach's own error is the one to report.
-async fn release_taken(ctx: &Context, id: &str, taken: &[Ipv4Net], before: &[Ipv4Net]) {
-    for cidr in taken
-        .iter()
-        .filter(|t| !before.iter().any(|b| b.addr() == t.addr()))
-    {
-        let _ = release_addr(ctx, id, cidr.addr()).await;
+/// The container's names as the proxy reads them: its FQDN, `--add-host` entries and Docker's
+/// own hosts file.
+fn names_for_hosts(container: &ContainerInspectResponse) -> Names {
+    let config = container.config.as_ref();
+    Names {
+        fqdn: weaveproxy::naming::fqdn(
+            config.and_then(|c| c.hostname.as_deref()).unwrap_or(""),
+            config.and_then(|c| c.domainname.as_deref()).unwrap_or(""),
+        ),
+        extra_hosts: container
+            .host_config
+            .as_ref()
+            .and_then(|h| h.extra_hosts.clone())
+            .unwrap_or_default(),
+        hosts_path: container
+            .hosts_path
+            .as_deref()
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from),
     }
 }
 
@@ -176,32 +187,6 @@ async fn release_addr(ctx: &Context, id: &str, ip: Ipv4Addr) -> Result<(), Error
         .request(&ctx.docker, Method::DELETE, &path, &[])
         .await?;
     Ok(())
-}
-
-/// Puts the weave addresses first in the container's `/etc/hosts`, as the proxy does, so that its
-/// hostname resolves to them (`hostname -i`); its `--add-host` entries stay. A file that cannot
-/// be written keeps Docker's: the attach still stands.
-fn rewrite_hosts(pid: i32, container: &ContainerInspectResponse, cidrs: &[Ipv4Net]) {
-    let config = container.config.as_ref();
-    let fqdn = weaveproxy::naming::fqdn(
-        config.and_then(|c| c.hostname.as_deref()).unwrap_or(""),
-        config.and_then(|c| c.domainname.as_deref()).unwrap_or(""),
-    );
-    let extra_hosts = container
-        .host_config
-        .as_ref()
-        .and_then(|h| h.extra_hosts.clone())
-        .unwrap_or_default();
-    let ips: Vec<Ipv4Addr> = cidrs.iter().map(Ipv4Net::addr).collect();
-    let contents = weaveproxy::naming::hosts_file(&fqdn, &ips, &extra_hosts);
-    let docker_file = container
-        .hosts_path
-        .as_deref()
-        .filter(|p| !p.is_empty())
-        .map(std::path::Path::new);
-    if let Err(err) = weaveproxy::attach::hosts::write(pid, docker_file, &contents) {
-        eprintln!("weave: could not write the container's /etc/hosts, it keeps Docker's: {err}");
-    }
 }
 
 /// The addresses of `present` that `tokens` name (an address, or any in a subnet); all of them
@@ -307,8 +292,8 @@ pub async fn detach(ctx: &Context, args: &[String]) -> Result<String, Error> {
             "expected addresses and one container, got {args:?}"
         )));
     };
-    let (id, pid, _) = running(ctx, name).await?;
-    let present = weavenet::container_addrs(pid).await?;
+    let (id, process, _) = running(ctx, name).await?;
+    let present = weavenet::container_addrs(&process).await?;
     let chosen = select(present.clone(), &tokens);
     // `ethwe` goes as a whole: releasing only some of its addresses would leave the others in
     // use by nobody but still allocated.
@@ -319,7 +304,7 @@ pub async fn detach(ctx: &Context, args: &[String]) -> Result<String, Error> {
             ips(&present)
         )));
     }
-    weavenet::detach(pid).await?;
+    weavenet::detach(&process).await?;
     for cidr in &chosen {
         let name_path = format!("/name/{id}/{}", cidr.addr());
         ctx.router
@@ -406,9 +391,9 @@ pub async fn dns(
     let (id, name, check_alive) = match &args[count..] {
         [] => ("weave:extern".to_owned(), None, false),
         [container] => {
-            let (id, pid, found) = running(ctx, container).await?;
+            let (id, process, found) = running(ctx, container).await?;
             if ips.is_empty() {
-                ips = weavenet::container_addrs(pid)
+                ips = weavenet::container_addrs(&process)
                     .await?
                     .iter()
                     .map(Ipv4Net::addr)
@@ -473,10 +458,10 @@ pub async fn ps(ctx: &Context, containers: &[String]) -> Result<String, Error> {
         out.push_str(&format!("{EXPOSE_ID} {} {}\n", bridge.mac, cidrs.join(" ")));
     }
     for (label, name) in targets {
-        let Ok((_, pid, _)) = running(ctx, &name).await else {
+        let Ok((_, process, _)) = running(ctx, &name).await else {
             continue;
         };
-        if let Ok(Some(ethwe)) = weavenet::container_interface(pid).await {
+        if let Ok(Some(ethwe)) = weavenet::container_interface(&process).await {
             let cidrs: Vec<String> = ethwe.addrs.iter().map(ToString::to_string).collect();
             out.push_str(&format!("{label} {} {}\n", ethwe.mac, cidrs.join(" ")));
         }

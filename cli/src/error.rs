@@ -32,6 +32,17 @@ pub enum Error {
     Net(#[from] weavenet::NetError),
 }
 
+impl From<weaveproxy::attach::AttachError> for Error {
+    fn from(err: weaveproxy::attach::AttachError) -> Self {
+        use weaveproxy::attach::AttachError;
+        match err {
+            AttachError::Router(err) => Self::Router(err),
+            AttachError::Net(err) => Self::Net(err),
+            other => Self::Failed(other.to_string()),
+        }
+    }
+}
+
 impl Error {
     /// The exit status: 2 when something is not running (as the original's `check_running`),
     /// 1 otherwise.

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::address::SocketAddr;
+use crate::attach::plan::owner_identity;
 use crate::attach::{AttachSettings, Attacher, events};
 use crate::config::{Cli, Config};
 use crate::forward::Context;
@@ -113,6 +114,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             weavewait_root: weavewait::root(&config.data_dir),
             rewrite_hosts: config.rewrite_hosts,
             register_names: !config.without_dns,
+            owner: owner_identity(&config.listen),
         },
     );
     info!(router = %attacher.router_addr(), bridge = %config.weave_bridge, "containers will be attached");
@@ -166,6 +168,7 @@ fn weave_settings(config: &Config, router: &RouterClient) -> anyhow::Result<Sett
         weavewait: installed.dir(variant),
         no_default_ipalloc: config.no_default_ipalloc,
         rewrite_inspect: config.rewrite_inspect,
+        owner: owner_identity(&config.listen),
         dns: (!config.without_dns).then(|| DnsNaming {
             hostname: config.hostname.clone(),
             router: router.clone(),

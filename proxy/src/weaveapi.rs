@@ -29,6 +29,11 @@ const DEFAULT_PORT: &str = "6784";
 /// The original's `curl --connect-timeout 3`: a router that is not there is reported at once.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// The bound on a whole request, answer included: a router that accepts and never answers must
+/// not hold an attach (or a sweep, or a `weave` command) for ever. Every call the router serves
+/// is a map lookup or a small file write; seconds are plenty.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Idle connections to the router are closed after this long: reopening one on the loopback
 /// costs next to nothing, and a proxy that attaches nothing for a while should hold nothing open.
 const POOL_IDLE: Duration = Duration::from_secs(5);
@@ -46,6 +51,13 @@ pub enum RouterError {
         call: String,
         status: StatusCode,
         body: String,
+    },
+    /// The router accepted the request but did not answer it in time.
+    #[error("weave router at {addr} did not answer {call} within {after:?}")]
+    Timeout {
+        addr: String,
+        call: String,
+        after: Duration,
     },
     /// The router cancelled the request because the container is no longer running.
     #[error("weave router cancelled {call}: the container is not running")]
@@ -253,6 +265,35 @@ impl RouterClient {
         })
     }
 
+    /// Frees one address of `id` (`DELETE /ip/{id}/{ip}`), leaving its others; an address it
+    /// does not hold is fine.
+    ///
+    /// # Errors
+    /// When the router is unreachable or refuses for another reason.
+    pub async fn release_addr(&self, id: &str, addr: Ipv4Addr) -> Result<(), RouterError> {
+        let path = format!("/ip/{id}/{addr}");
+        let (status, body) = self.call(Method::DELETE, &path, Bytes::new()).await?;
+        if status.is_success() || status == StatusCode::NOT_FOUND {
+            return Ok(());
+        }
+        Err(RouterError::Refused {
+            addr: self.addr.clone(),
+            call: format!("DELETE {path}"),
+            status,
+            body: body.trim_end().to_owned(),
+        })
+    }
+
+    /// Removes the names of container `id` on address `addr` (`DELETE /name/{id}/{ip}`).
+    ///
+    /// # Errors
+    /// When the router is unreachable or refuses.
+    pub async fn deregister_name(&self, id: &str, addr: Ipv4Addr) -> Result<(), RouterError> {
+        let path = format!("/name/{id}/{addr}");
+        let (status, body) = self.call(Method::DELETE, &path, Bytes::new()).await?;
+        self.success_unless_off(status, body, || format!("DELETE {path}"))
+    }
+
     /// Frees every address of `id` (`DELETE /ip/{id}`); an id that holds none is fine.
     ///
     /// # Errors
@@ -282,6 +323,7 @@ impl RouterClient {
         path: &str,
         form: Bytes,
     ) -> Result<(StatusCode, String), RouterError> {
+        let method_shown = method.clone();
         let request = Request::builder()
             .method(method)
             .uri(format!("http://{}{path}", self.addr))
@@ -292,18 +334,28 @@ impl RouterClient {
             addr: self.addr.clone(),
             reason,
         };
-        let response = self
-            .client
-            .request(request)
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|err| down(root_cause(&err)))?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|err| down(err.to_string()))?
+                .to_bytes();
+            Ok((status, body))
+        };
+        let (status, body) = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
             .await
-            .map_err(|err| down(root_cause(&err)))?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|err| down(err.to_string()))?
-            .to_bytes();
+            .map_err(|_| RouterError::Timeout {
+                addr: self.addr.clone(),
+                call: format!("{method_shown} {path}"),
+                after: REQUEST_TIMEOUT,
+            })??;
         Ok((status, String::from_utf8_lossy(&body).into_owned()))
     }
 }

@@ -11,7 +11,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tracing::{debug, info, warn};
 
-use super::{Attacher, Outcome};
+use super::{Attacher, Outcome, Trigger};
 use crate::body;
 use crate::intercept::create::WEAVEWAIT;
 use crate::upstream::Upstream;
@@ -190,7 +190,8 @@ impl Sweeper {
     async fn retry(&self, attacher: &Attacher, id: &str) {
         let mut delay = SWEEP_BACKOFF.first;
         loop {
-            match attacher.attach(id).await {
+            let deadline = tokio::time::Instant::now() + attacher.timeout();
+            match attacher.attach(id, Trigger::Observed, deadline).await {
                 Ok(Outcome::Attached(addrs)) => {
                     info!(container = %super::short(id), ?addrs, "attached running container");
                     return;
@@ -200,6 +201,8 @@ impl Sweeper {
                     debug!(container = %super::short(id), %reason, "not attached");
                     return;
                 }
+                // The router is down, or slow: the container keeps what it has (an attach undoes
+                // only what it did itself) and the sweep tries again.
                 Err(failure) => {
                     warn!(
                         container = %super::short(id),

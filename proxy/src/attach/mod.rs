@@ -1,15 +1,15 @@
-//! Attaching started containers to the weave network: addresses from the router, `ethwe` from
-//! netlink, one container at a time, and clean-up when it fails. The decision is [`plan`] (pure);
-//! this module is its I/O.
+//! Attaching started containers to the weave network: when, for whom, and what happens to a
+//! container whose attach failed. The decision is [`plan`] (pure); the attach itself is
+//! [`sequence`], which `weave attach` runs too.
 //!
 //! Three paths lead here: a start or restart through the proxy ([`Attacher::on_start_request`],
 //! which the client waits for), a start the proxy only hears about from Docker's events
 //! ([`Attacher::on_start_event`]), and the sweep over running containers when the proxy starts
-//! ([`events`]).
+//! ([`events`]). The last two attach only this proxy's own containers (see [`plan::OWNER_LABEL`]).
 
 pub mod events;
-pub mod hosts;
 pub mod plan;
+pub mod sequence;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -17,14 +17,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
+use serde_json::Value;
 use thiserror::Error;
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
+use weavenet::Process;
 
 use crate::cidr::CidrError;
-use crate::naming;
 use crate::upstream::Upstream;
 use crate::weaveapi::{RouterClient, RouterError};
 use plan::{Plan, Skip};
+use sequence::short;
+
+/// What a start request waits beyond `--attach-timeout` for the undo of an attach that ran out
+/// of time (the undo has a bound of its own).
+const UNDO_GRACE: Duration = Duration::from_secs(6);
 
 /// Why a container could not be attached.
 #[derive(Debug, Error)]
@@ -65,6 +72,29 @@ pub struct AttachSettings {
     pub rewrite_hosts: bool,
     /// Register the container's name with weaveDNS (not with `--without-dns`).
     pub register_names: bool,
+    /// This proxy's identity, as it labels the containers it creates ([`plan::OWNER_LABEL`]).
+    pub owner: String,
+}
+
+impl AttachSettings {
+    fn options(&self) -> sequence::Options {
+        sequence::Options {
+            bridge: self.bridge.clone(),
+            multicast_route: self.multicast_route,
+            rewrite_hosts: self.rewrite_hosts,
+            register_names: self.register_names,
+        }
+    }
+}
+
+/// Why an attach is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// A client started the container through this proxy: attach it whoever created it.
+    Request,
+    /// Docker's events, or the sweep: attach only this proxy's own containers, so that two
+    /// proxies on one daemon do not both take each container.
+    Observed,
 }
 
 /// What an attach did.
@@ -119,6 +149,11 @@ impl Attacher {
         }
     }
 
+    /// `--attach-timeout`: the bound on one attach.
+    pub fn timeout(&self) -> Duration {
+        self.inner.settings.timeout
+    }
+
     /// The router's address, for messages.
     pub fn router_addr(&self) -> &str {
         self.inner.router.addr()
@@ -146,18 +181,16 @@ impl Attacher {
     /// What went wrong; the caller tells the client.
     pub async fn on_start_request(&self, container: &str) -> Result<Outcome, AttachError> {
         let timeout = self.inner.settings.timeout;
-        match tokio::time::timeout(timeout, self.attach(container)).await {
+        let deadline = Instant::now() + timeout;
+        let attach = self.attach(container, Trigger::Request, deadline);
+        match tokio::time::timeout_at(deadline + UNDO_GRACE, attach).await {
             Ok(Ok(outcome)) => Ok(outcome),
             Ok(Err(failure)) => {
                 self.kill_via_docker(container).await;
                 Err(failure.error)
             }
+            // Docker itself did not answer the inspect in time.
             Err(_) => {
-                // The attach was dropped half-way: undo what it did (under the lock it held),
-                // then stop the container.
-                if let Ok(Plan::Attach { id, pid, .. }) = self.inspect_plan(container).await {
-                    self.undo_locked(&id, pid).await;
-                }
                 self.kill_via_docker(container).await;
                 Err(AttachError::Timeout(timeout))
             }
@@ -172,7 +205,8 @@ impl Attacher {
             debug!(container = %short(id), "started through the proxy; the request attaches it");
             return;
         }
-        match self.attach(id).await {
+        let deadline = Instant::now() + self.inner.settings.timeout;
+        match self.attach(id, Trigger::Observed, deadline).await {
             Ok(Outcome::Attached(addrs)) => {
                 info!(container = %short(id), ?addrs, "attached (started outside the proxy)");
             }
@@ -180,8 +214,10 @@ impl Attacher {
             Ok(Outcome::Skipped(reason)) => debug!(container = %short(id), %reason, "not attached"),
             Err(failure) => {
                 warn!(container = %short(id), error = %failure.error, "attach failed; killing its process");
-                if let Some(pid) = failure.pid {
-                    kill_pid(pid);
+                if let Some(process) = failure.process
+                    && let Err(err) = process.kill()
+                {
+                    warn!(pid = process.pid(), %err, "could not kill the process of a container whose attach failed");
                 }
             }
         }
@@ -207,24 +243,33 @@ impl Attacher {
         lock(&self.inner.attached).remove(id);
     }
 
-    /// Attaches `container` (an id or name) if it is a running weave container; idempotent.
+    /// Attaches `container` (an id or name) if it is a running weave container (and, unless a
+    /// client asked, this proxy's own), giving up at `deadline`; idempotent.
     ///
     /// # Errors
     /// A [`Failure`] after everything the attempt allocated or built has been undone.
-    pub async fn attach(&self, container: &str) -> Result<Outcome, Failure> {
-        let first = self.inspect_plan(container).await.map_err(Failure::from)?;
+    pub async fn attach(
+        &self,
+        container: &str,
+        trigger: Trigger,
+        deadline: Instant,
+    ) -> Result<Outcome, Failure> {
+        let first = self
+            .inspect_plan(container, trigger)
+            .await
+            .map_err(Failure::from)?;
         let Plan::Attach { id, .. } = &first else {
             return Ok(Outcome::from(first));
         };
         let id = id.clone();
         let guard = self.container_lock(&id);
         let plan = match guard.try_lock() {
-            Ok(held) => self.attach_locked(first, held).await,
+            Ok(held) => self.attach_locked(first, held, deadline).await,
             Err(_) => {
                 // Someone else was attaching it: what we read before may be stale by now.
                 let held = guard.lock().await;
-                match self.inspect_plan(&id).await {
-                    Ok(plan) => self.attach_locked(plan, held).await,
+                match self.inspect_plan(&id, trigger).await {
+                    Ok(plan) => self.attach_locked(plan, held, deadline).await,
                     Err(error) => Err(Failure::from(error)),
                 }
             }
@@ -238,6 +283,7 @@ impl Attacher {
         &self,
         plan: Plan,
         _held: tokio::sync::MutexGuard<'_, ()>,
+        deadline: Instant,
     ) -> Result<Outcome, Failure> {
         let Plan::Attach {
             id,
@@ -252,99 +298,57 @@ impl Attacher {
             debug!(container = %short(&id), pid, "already attached");
             return Ok(Outcome::AlreadyAttached);
         }
-        let settings = &self.inner.settings;
         let started = std::time::Instant::now();
-        let mut addrs = Vec::with_capacity(tokens.len());
-        let result = async {
-            for token in &tokens {
-                addrs.push(self.inner.router.address(&id, token).await?);
-            }
-            if settings.rewrite_hosts {
-                // Before `ethwe` is up: weavewait lets the program run as soon as it is.
-                let ips: Vec<_> = addrs.iter().map(Ipv4Net::addr).collect();
-                let contents = naming::hosts_file(&names.fqdn, &ips, &names.extra_hosts);
-                match hosts::write(pid, names.hosts_path.as_deref(), &contents) {
-                    Ok(path) => {
-                        debug!(container = %short(&id), path = %path.display(), "wrote /etc/hosts")
-                    }
-                    // Docker's own file still names the container; a start is not worth losing
-                    // over the weave line.
-                    Err(err) => warn!(
-                        container = %short(&id),
-                        path = %hosts::path(pid).display(),
-                        %err,
-                        "could not write the container's /etc/hosts; it keeps Docker's"
-                    ),
-                }
-            }
-            weavenet::attach(&weavenet::AttachRequest {
-                pid,
-                bridge: &settings.bridge,
-                cidrs: &addrs,
-                multicast_route: settings.multicast_route,
-            })
-            .await?;
-            if settings.register_names && !names.fqdn.is_empty() {
-                for cidr in &addrs {
-                    self.inner
-                        .router
-                        .register_name(&id, cidr.addr(), &names.fqdn)
-                        .await?;
-                }
-            }
-            Ok::<_, AttachError>(())
-        }
-        .await;
-        match result {
-            Ok(()) => {
+        let process = self.pin(&id, pid).await.map_err(Failure::from)?;
+        let target = sequence::Target {
+            id: &id,
+            process: &process,
+            tokens: &tokens,
+            names: &names,
+        };
+        let limit = deadline.saturating_duration_since(Instant::now());
+        let options = self.inner.settings.options();
+        match sequence::attach(&self.inner.router, target, &options, limit).await {
+            Ok(done) => {
                 lock(&self.inner.attached).insert(id.clone(), pid);
                 debug!(
                     container = %short(&id),
                     pid,
-                    ?addrs,
+                    addrs = ?done.addrs,
+                    first = done.first,
                     micros = started.elapsed().as_micros() as u64,
                     "attached"
                 );
-                Ok(Outcome::Attached(addrs))
+                Ok(Outcome::Attached(done.addrs))
             }
             Err(error) => {
-                self.undo(&id, pid).await;
+                lock(&self.inner.attached).remove(&id);
                 Err(Failure {
                     error,
-                    pid: Some(pid),
+                    process: Some(process),
                 })
             }
         }
     }
 
-    /// Frees the container's addresses and removes its veth; failures are only logged, since
-    /// the router also frees the addresses of dead containers and the kernel removes a veth
-    /// whose namespace is gone.
-    async fn undo(&self, id: &str, pid: i32) {
-        lock(&self.inner.attached).remove(id);
-        if let Err(err) = self.inner.router.release(id).await {
-            warn!(container = %short(id), %err, "could not free the addresses of a failed attach");
-        }
-        if self.inner.settings.register_names
-            && let Err(err) = self.inner.router.deregister_names(id).await
-        {
-            warn!(container = %short(id), %err, "could not remove the names of a failed attach");
-        }
-        if let Err(err) = weavenet::detach(pid).await {
-            warn!(container = %short(id), pid, %err, "could not remove the veth of a failed attach");
+    /// Pins the container's first process, then asks Docker again that it is still the
+    /// container's: a PID can be reused between the inspect that gave it and the pin, never
+    /// after.
+    async fn pin(&self, id: &str, pid: i32) -> Result<Process, AttachError> {
+        let process = Process::pin(pid)?;
+        let doc = self.inspect(id).await?;
+        let running = doc.pointer("/State/Running").and_then(Value::as_bool) == Some(true);
+        let same = doc.pointer("/State/Pid").and_then(Value::as_i64) == Some(i64::from(pid));
+        if running && same {
+            Ok(process)
+        } else {
+            Err(AttachError::Docker(format!(
+                "the container's process {pid} ended while it was being attached"
+            )))
         }
     }
 
-    async fn undo_locked(&self, id: &str, pid: i32) {
-        let guard = self.container_lock(id);
-        let held = guard.lock().await;
-        self.undo(id, pid).await;
-        drop(held);
-        drop(guard);
-        self.release_lock(id);
-    }
-
-    async fn inspect_plan(&self, container: &str) -> Result<Plan, AttachError> {
+    async fn inspect_plan(&self, container: &str, trigger: Trigger) -> Result<Plan, AttachError> {
         let settings = &self.inner.settings;
         // A container that ran to its end and was removed (`docker run --rm` of a short
         // command) before this look is simply not running: nothing to attach, no failure.
@@ -354,10 +358,12 @@ impl Attacher {
             }
             other => other?,
         };
+        let owner = (trigger == Trigger::Observed).then_some(settings.owner.as_str());
         Ok(plan::plan(
             &doc,
             settings.no_default_ipalloc,
             &settings.weavewait_root,
+            owner,
         )?)
     }
 
@@ -429,18 +435,21 @@ impl Drop for Starting {
     }
 }
 
-/// A failed attach, with the PID it was for when it got that far.
+/// A failed attach, with the container's process when it got that far.
 #[derive(Debug)]
 pub struct Failure {
     /// What went wrong.
     pub error: AttachError,
-    /// The container's PID, when known.
-    pub pid: Option<i32>,
+    /// The container's first process, pinned.
+    pub process: Option<Process>,
 }
 
 impl From<AttachError> for Failure {
     fn from(error: AttachError) -> Self {
-        Self { error, pid: None }
+        Self {
+            error,
+            process: None,
+        }
     }
 }
 
@@ -453,22 +462,9 @@ impl From<Plan> for Outcome {
     }
 }
 
-fn kill_pid(pid: i32) {
-    use nix::sys::signal::{Signal, kill};
-    use nix::unistd::Pid;
-    if let Err(err) = kill(Pid::from_raw(pid), Signal::SIGKILL) {
-        warn!(pid, %err, "could not kill the process of a container whose attach failed");
-    }
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Nothing panics while holding these locks; the maps stay consistent regardless.
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// The 12-character id Docker shows.
-fn short(id: &str) -> &str {
-    id.get(..12).unwrap_or(id)
 }

@@ -66,6 +66,55 @@ impl Names {
     }
 }
 
+/// The label the proxy puts on every container it creates for weave: its identity, the
+/// addresses it listens on (`unix:///var/run/weave/weave.sock`). Docker's events and the sweep
+/// at start-up show a proxy every container; it attaches from them only those labelled with its
+/// own identity (or not labelled: made before labels, or created on the daemon with `/w/w`).
+/// Two proxies on one daemon cannot listen on the same address, while a relaunched one (same
+/// flags) has the same identity and takes its containers back. A start through a proxy is
+/// attached by it whatever the label says: the client asked.
+pub const OWNER_LABEL: &str = "works.weave.proxy";
+
+/// The identity of a proxy listening on `listen` (as `DOCKER_HOST` URLs), for [`OWNER_LABEL`].
+pub fn owner_identity<T: fmt::Display>(listen: &[T]) -> String {
+    let mut urls: Vec<String> = listen.iter().map(ToString::to_string).collect();
+    urls.sort();
+    urls.join(",")
+}
+
+/// Labels a create body with its proxy's identity.
+///
+/// # Errors
+/// When `Labels` is there but not an object (the caller forwards the body as it came).
+pub fn label_owner(body: &mut Value, owner: &str) -> Result<(), json::WrongType> {
+    let object = body.as_object_mut().ok_or(json::WrongType {
+        field: "body",
+        expected: "an object",
+    })?;
+    let labels = object
+        .entry("Labels")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if labels.is_null() {
+        *labels = Value::Object(Map::new());
+    }
+    let labels = labels.as_object_mut().ok_or(json::WrongType {
+        field: "Labels",
+        expected: "an object",
+    })?;
+    labels.insert(OWNER_LABEL.to_owned(), Value::String(owner.to_owned()));
+    Ok(())
+}
+
+/// The identity of the proxy that created the container, when it says.
+fn owner_of(container: &Map<String, Value>) -> Option<&str> {
+    json::object(container, "Config")
+        .ok()
+        .flatten()?
+        .get("Labels")?
+        .get(OWNER_LABEL)?
+        .as_str()
+}
+
 /// Why a container is not attached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Skip {
@@ -74,6 +123,8 @@ pub enum Skip {
     /// Its `/w` comes from another proxy's weavewait (another weave on the same daemon, such
     /// as a second router and bridge): that proxy attaches it.
     NotOurs,
+    /// Another proxy on the same daemon created it (its [`OWNER_LABEL`]): that one attaches it.
+    OtherProxy(String),
     /// It is not running (any more), or Docker is restarting it.
     NotRunning,
     /// `WEAVE_CIDR=none`, another network mode, or `--no-default-ipalloc`.
@@ -85,6 +136,7 @@ impl fmt::Display for Skip {
         match self {
             Self::NotWeave => f.write_str("not created for weave (entrypoint is not /w/w)"),
             Self::NotOurs => f.write_str("its /w is another weave proxy's"),
+            Self::OtherProxy(owner) => write!(f, "created through the proxy at {owner}"),
             Self::NotRunning => f.write_str("not running"),
             Self::LeftAlone(reason) => reason.fmt(f),
         }
@@ -134,7 +186,7 @@ pub fn mounts_weavewait_from(container: &Map<String, Value>, weavewait_root: &Pa
 }
 
 /// Decides from `GET /containers/{id}/json`, for the proxy whose weavewait lives under
-/// `weavewait_root`.
+/// `weavewait_root`; with `owner`, a container labelled as another proxy's is left to it.
 ///
 /// # Errors
 /// A `WEAVE_CIDR` that does not parse (possible for a container created straight on the daemon
@@ -143,6 +195,7 @@ pub fn plan(
     container: &Value,
     no_default_ipalloc: bool,
     weavewait_root: &Path,
+    owner: Option<&str>,
 ) -> Result<Plan, CidrError> {
     let Some(container) = container.as_object() else {
         return Ok(Plan::Skip(Skip::NotWeave));
@@ -155,6 +208,11 @@ pub fn plan(
     };
     if !mounts_weavewait_from(container, weavewait_root) {
         return Ok(Plan::Skip(Skip::NotOurs));
+    }
+    if let (Some(me), Some(theirs)) = (owner, owner_of(container))
+        && me != theirs
+    {
+        return Ok(Plan::Skip(Skip::OtherProxy(theirs.to_owned())));
     }
     let state = json::object(container, "State").ok().flatten();
     let flag = |name: &str| {
@@ -266,7 +324,7 @@ mod tests {
         ];
         for (doc, no_default, want) in cases {
             assert_eq!(
-                plan(&doc, no_default, Path::new(ROOT)).unwrap(),
+                plan(&doc, no_default, Path::new(ROOT), None).unwrap(),
                 want,
                 "{doc}"
             );
@@ -278,7 +336,7 @@ mod tests {
         let mut doc = container(json!(["/w/w", "sh"]), &[], "", true, 99);
         doc["State"]["Restarting"] = json!(true);
         assert_eq!(
-            plan(&doc, false, Path::new(ROOT)).unwrap(),
+            plan(&doc, false, Path::new(ROOT), None).unwrap(),
             Plan::Skip(Skip::NotRunning)
         );
     }
@@ -286,23 +344,66 @@ mod tests {
     #[test]
     fn a_bad_weave_cidr_is_an_error() {
         let doc = container(json!(["/w/w"]), &["WEAVE_CIDR=bogus"], "", true, 99);
-        assert!(plan(&doc, false, Path::new(ROOT)).is_err());
+        assert!(plan(&doc, false, Path::new(ROOT), None).is_err());
     }
 
     #[test]
     fn another_proxys_container_is_left_to_it() {
         let mut doc = container(json!(["/w/w", "sh"]), &[], "", true, 99);
         let ours = Path::new(ROOT);
-        assert!(matches!(plan(&doc, false, ours), Ok(Plan::Attach { .. })));
+        assert!(matches!(
+            plan(&doc, false, ours, None),
+            Ok(Plan::Attach { .. })
+        ));
         let other = Path::new("/tmp/other/weavewait");
-        assert_eq!(plan(&doc, false, other).unwrap(), Plan::Skip(Skip::NotOurs));
+        assert_eq!(
+            plan(&doc, false, other, None).unwrap(),
+            Plan::Skip(Skip::NotOurs)
+        );
         // A prefix of the name is not the directory.
         let sibling = Path::new("/var/lib/weave/weavewai");
         assert_eq!(
-            plan(&doc, false, sibling).unwrap(),
+            plan(&doc, false, sibling, None).unwrap(),
             Plan::Skip(Skip::NotOurs)
         );
         doc["Mounts"] = json!([]);
-        assert_eq!(plan(&doc, false, ours).unwrap(), Plan::Skip(Skip::NotOurs));
+        assert_eq!(
+            plan(&doc, false, ours, None).unwrap(),
+            Plan::Skip(Skip::NotOurs)
+        );
+    }
+
+    #[test]
+    fn events_attach_only_this_proxys_own_containers() {
+        let ours = Path::new(ROOT);
+        let me = owner_identity(&["unix:///var/run/weave/weave.sock"]);
+        let mut doc = container(json!(["/w/w", "sh"]), &[], "", true, 99);
+        // Unlabelled (older, or made on the daemon): anyone's.
+        assert!(matches!(
+            plan(&doc, false, ours, Some(&me)),
+            Ok(Plan::Attach { .. })
+        ));
+        let mut body = json!({"Labels": null});
+        label_owner(&mut body, &me).unwrap();
+        doc["Config"]["Labels"] = body["Labels"].clone();
+        assert!(matches!(
+            plan(&doc, false, ours, Some(&me)),
+            Ok(Plan::Attach { .. })
+        ));
+        let other = owner_identity(&["unix:///tmp/other.sock"]);
+        assert_eq!(
+            plan(&doc, false, ours, Some(&other)).unwrap(),
+            Plan::Skip(Skip::OtherProxy(me.clone()))
+        );
+        // A client's start through any proxy attaches it.
+        assert!(matches!(
+            plan(&doc, false, ours, None),
+            Ok(Plan::Attach { .. })
+        ));
+        assert!(label_owner(&mut json!({"Labels": 3}), &me).is_err());
+        assert_eq!(
+            owner_identity(&["unix:///b", "tcp://127.0.0.1:12375"]),
+            "tcp://127.0.0.1:12375,unix:///b"
+        );
     }
 }

@@ -19,7 +19,7 @@ use hyper::body::Incoming;
 use serde_json::Value;
 use tracing::{debug, info, warn};
 
-use crate::attach::Attacher;
+use crate::attach::{Attacher, plan};
 use crate::body::{self, ProxyBody};
 use crate::cidr::Decision;
 use crate::error::ProxyError;
@@ -42,6 +42,8 @@ pub struct Settings {
     pub rewrite_inspect: bool,
     /// How containers are named and pointed at weaveDNS; `None` with `--without-dns`.
     pub dns: Option<DnsNaming>,
+    /// This proxy's identity, put on every container it creates for weave.
+    pub owner: String,
 }
 
 /// Hostnames and DNS settings for containers on the weave network.
@@ -111,6 +113,10 @@ pub async fn create_container(
         name_container(naming, &parts, &mut doc).await?;
     }
     let source = settings.weavewait.display().to_string();
+    if let Err(wrong) = plan::label_owner(&mut doc, &settings.owner) {
+        debug!(%wrong, "create: forwarding unchanged");
+        return send(upstream, parts, bytes).await;
+    }
     match create::rewrite(&mut doc, &image, &source) {
         Ok(create::Outcome::Rewritten) => send_json(upstream, parts, &doc).await,
         Ok(create::Outcome::Forward(reason)) => {
@@ -275,7 +281,12 @@ async fn show_weave_network(attacher: &Attacher, doc: &mut Value) -> bool {
     else {
         return false;
     };
-    match weavenet::container_interface(pid).await {
+    // Pinned, so that a PID reused since the inspect shows nothing rather than another's.
+    let interface = match weavenet::Process::pin(pid) {
+        Ok(process) => weavenet::container_interface(&process).await,
+        Err(err) => Err(err),
+    };
+    match interface {
         Ok(Some(iface)) => match iface.addrs.first() {
             Some(&addr) => present::show_weave_network(doc, &iface.mac, addr),
             None => false,
