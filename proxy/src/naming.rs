@@ -298,6 +298,10 @@ const LOCALHOST: [(&str, &str); 6] = [
 /// Docker's own address for the container is left out, so the hostname resolves to the weave
 /// address (`hostname -i`). The layout is Weave Net's, so anything that reads it still finds
 /// its markers.
+///
+/// The hostname, domain and `--add-host` names are the user's. One that is not a single
+/// hosts(5) name (see [`is_hosts_name`]) is dropped with its records rather than written, so
+/// that a line break or blank in it cannot add records of the user's choosing.
 pub fn hosts_file(fqdn: &str, addrs: &[Ipv4Addr], extra_hosts: &[String]) -> String {
     let mut file = String::from("# created by Weave - BEGIN\n# container hostname\n");
     let names = host_names(fqdn);
@@ -323,8 +327,11 @@ fn hosts_line(ip: &str, names: &str) -> String {
 }
 
 /// The names a container is known by locally: its FQDN and the short name before the first
-/// dot, or the bare name when there is no domain.
+/// dot, or the bare name when there is no domain. Empty for an FQDN that is not one hosts name.
 fn host_names(fqdn: &str) -> String {
+    if !is_hosts_name(fqdn) {
+        return String::new();
+    }
     match fqdn.split_once('.') {
         None => fqdn.to_owned(),
         Some((name, "")) => name.to_owned(),
@@ -335,7 +342,8 @@ fn host_names(fqdn: &str) -> String {
 /// One `HostConfig.ExtraHosts` entry as Docker reads it: `name=ip`, or else `name:ip` split at
 /// the first `:` (so `name:::1` is `::1`), with the address optionally in brackets.
 ///
-/// Entries whose address is not an IP address are left out. The one Docker accepts is
+/// Entries whose name is not one hosts name ([`is_hosts_name`]) are left out. So are entries
+/// whose address is not an IP address. The one Docker accepts is
 /// `host-gateway`, which the daemon replaces with its own gateway address when it writes its
 /// file. The proxy does not know that address, and a line with a word where the address
 /// belongs would make resolvers skip or misread it.
@@ -350,7 +358,16 @@ fn extra_host(entry: &str) -> Option<(&str, IpAddr)> {
         .and_then(|ip| ip.strip_suffix(']'))
         .unwrap_or(ip);
     let ip = ip.parse().ok()?;
-    (!name.is_empty()).then_some((name, ip))
+    (!name.is_empty() && is_hosts_name(name)).then_some((name, ip))
+}
+
+/// Whether `name` stays one name in `/etc/hosts`: hosts(5) ends a record at a line break,
+/// splits names at blanks and starts a comment at `#`, and C readers stop at a NUL. So no
+/// whitespace (Unicode's line separators included), no control character and no `#`.
+fn is_hosts_name(name: &str) -> bool {
+    !name
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '#')
 }
 
 #[cfg(test)]
@@ -697,6 +714,12 @@ mod tests {
             ("c1.", "c1"),
             ("c1", "c1"),
             ("", ""),
+            // Not one name: no records rather than a second line or name of the user's.
+            ("c1\n6.6.6.6 evil", ""),
+            ("c1.weave.local\r", ""),
+            ("c1 evil", ""),
+            ("c1\0", ""),
+            ("c1#x", ""),
         ];
         for (fqdn, want) in cases {
             assert_eq!(host_names(fqdn), want, "{fqdn:?}");
@@ -729,6 +752,13 @@ mod tests {
             ("name:", None),
             ("name:10.0.0.999", None),
             ("v6=[::1", None),
+            ("a\n6.6.6.6 evil:10.0.0.1", None),
+            ("a\r=10.0.0.1", None),
+            ("a b=10.0.0.1", None),
+            ("a\tb:10.0.0.1", None),
+            ("a\0:10.0.0.1", None),
+            ("a#b:10.0.0.1", None),
+            ("a\u{2028}b:10.0.0.1", None),
         ];
         for (entry, want) in cases {
             assert_eq!(extra_host(entry), want, "{entry:?}");
@@ -744,6 +774,7 @@ mod tests {
             "broken".to_owned(),
             "v6:::1".to_owned(),
             "eq=192.168.1.1".to_owned(),
+            "evil\n6.6.6.6 injected:10.9.9.8".to_owned(),
         ];
         let want = "\
 # created by Weave - BEGIN
