@@ -5,6 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
+use ipnet::{IpNet, Ipv4Net};
+
 use crate::api::{ApiState, DnsStatus};
 use crate::dns::registry::Registry;
 use crate::dns::resolv;
@@ -19,36 +21,44 @@ use super::DnsArgs;
 /// Upstream name servers are asked for at most this long each.
 const DNS_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Binds weaveDNS (UDP and TCP) and starts serving it; the names come from the API.
+/// Binds weaveDNS (UDP and TCP) and starts serving it; the names come from the API. It answers
+/// the host and the containers on `range` (weave's) and on the Docker bridges, no one else.
 pub(crate) async fn start(
     args: &DnsArgs,
     host_root: &Path,
     docker: &bollard::Docker,
     state: &ApiState,
+    range: Ipv4Net,
 ) -> Result<NamesState> {
+    // Where weaveDNS listens by default, and in any case the bridge whose containers it answers
+    // (whatever `dockerd --bridge` named it).
+    let gateway = match docker::bridge_gateway(docker).await {
+        Ok(gateway) => gateway,
+        Err(err) if args.dns_listen_address.is_some() => {
+            tracing::warn!(error = %err, "[dns] cannot ask Docker for its bridge's address; containers on it are answered only if it is docker0");
+            None
+        }
+        Err(err) => {
+            return Err(err).context("asking Docker for its bridge's address (for weaveDNS)");
+        }
+    };
     let listen = match &args.dns_listen_address {
         Some(text) => dns_listen_address(text)?,
-        None => {
-            let gateway = docker::bridge_gateway(docker)
-                .await
-                .context("asking Docker for its bridge's address (for weaveDNS)")?
-                .context(
-                    "Docker has no `bridge` network to put weaveDNS on; \
-                     give --dns-listen-address or --no-dns",
-                )?;
-            SocketAddr::from((gateway, 53))
-        }
+        None => SocketAddr::from((
+            gateway.context(
+                "Docker has no `bridge` network to put weaveDNS on; \
+                 give --dns-listen-address or --no-dns",
+            )?,
+            53,
+        )),
     };
     let resolv_conf = args
         .resolv_conf
         .clone()
         .unwrap_or_else(|| host_root.join("etc/resolv.conf"));
     let upstreams: Vec<SocketAddr> = match std::fs::read_to_string(&resolv_conf) {
-        Ok(text) => resolv::nameservers(&text)
-            .into_iter()
-            // Asking ourselves would loop.
-            .filter(|server| *server != listen)
-            .collect(),
+        // The server drops those that are itself (it knows the port it ends up on).
+        Ok(text) => resolv::nameservers(&text),
         Err(err) => {
             tracing::warn!(path = %resolv_conf.display(), error = %err, "[dns] cannot read the upstream name servers; names outside the domain will fail");
             Vec::new()
@@ -59,8 +69,11 @@ pub(crate) async fn start(
         DnsConfig {
             listen,
             ttl: args.dns_ttl,
-            upstreams: upstreams.clone(),
+            upstreams,
             upstream_timeout: DNS_UPSTREAM_TIMEOUT,
+            allowed: vec![IpNet::V4(range)],
+            docker_gateways: gateway.map(IpAddr::V4).into_iter().collect(),
+            max_forwards: server::DEFAULT_MAX_FORWARDS,
         },
         registry.clone(),
     )
@@ -69,6 +82,7 @@ pub(crate) async fn start(
         format!("starting weaveDNS on {listen}; pick another --dns-listen-address, or --no-dns")
     })?;
     let listen = server.local_addr();
+    let upstreams = server.upstreams().to_vec();
     state.set_dns_status(DnsStatus {
         registry: registry.clone(),
         upstreams: upstreams.clone(),

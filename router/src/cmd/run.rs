@@ -50,7 +50,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
     let dns = if args.dns.no_dns {
         None
     } else {
-        Some(super::dns::start(&args.dns, &args.host.host_root, &docker, &state).await?)
+        Some(super::dns::start(&args.dns, &args.host.host_root, &docker, &state, range).await?)
     };
     let mut app = api::router(state.clone());
     if let Some(dns) = &dns {

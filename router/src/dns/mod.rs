@@ -3,8 +3,10 @@
 //!
 //! - [`registry`]: the names (in memory, shared with the HTTP API and the events watcher).
 //! - [`server`]: the DNS server over UDP and TCP (hickory), authoritative for the domain.
-//! - [`resolv`]: the upstream name servers, from the host's `resolv.conf`.
+//! - [`access`]: who may ask (the host and its containers, no one else).
+//! - [`resolv`]: the upstream name servers, from the host's `resolv.conf`, less ourselves.
 
+pub mod access;
 pub mod registry;
 pub mod resolv;
 pub mod server;

@@ -1,7 +1,7 @@
-//! The upstream name servers of weaveDNS, read from the host's `resolv.conf` (resolv.conf(5)).
-//! Pure: the caller reads the file.
+//! The upstream name servers of weaveDNS, read from the host's `resolv.conf` (resolv.conf(5)),
+//! less weaveDNS itself. Pure: the caller reads the file and the host's addresses.
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 
 /// Name servers listen here; resolv.conf has no way to say otherwise.
 const PORT: u16 = 53;
@@ -39,6 +39,45 @@ fn server(text: &str) -> Option<SocketAddr> {
             let scope = zone.parse::<u32>().ok()?;
             Some(SocketAddrV6::new(ip, PORT, 0, scope).into())
         }
+    }
+}
+
+/// `upstreams` split into those to ask and those that are this server itself, listening on
+/// `listen`: forwarding to ourselves would send every question round until it timed out, each
+/// round taking a forwarding slot. `host` is the host's own addresses, which a wildcard `listen`
+/// (`0.0.0.0`, `[::]`) receives on, as it does on loopback.
+pub fn without_self(
+    upstreams: &[SocketAddr],
+    listen: SocketAddr,
+    host: &[IpAddr],
+) -> (Vec<SocketAddr>, Vec<SocketAddr>) {
+    upstreams
+        .iter()
+        .copied()
+        .partition(|upstream| !is_self(*upstream, listen, host))
+}
+
+fn is_self(upstream: SocketAddr, listen: SocketAddr, host: &[IpAddr]) -> bool {
+    if upstream.port() != listen.port() {
+        return false;
+    }
+    let asked = local_meaning(upstream.ip());
+    let listening = listen.ip().to_canonical();
+    if !listening.is_unspecified() {
+        return asked == listening;
+    }
+    // `0.0.0.0` receives IPv4 only; `[::]` is dual-stack (Linux's default, and tokio's).
+    let reaches = asked.is_ipv4() || listening.is_ipv6();
+    reaches && (asked.is_loopback() || host.iter().any(|own| own.to_canonical() == asked))
+}
+
+/// Where a name server address really sends to: an IPv4-mapped address is its IPv4 address, and
+/// the unspecified address means this host (what connecting to it does on Linux).
+fn local_meaning(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        other => other,
     }
 }
 
@@ -93,5 +132,64 @@ mod tests {
             let want: Vec<SocketAddr> = want.iter().map(|s| s.parse().unwrap()).collect();
             assert_eq!(nameservers(text), want, "resolv.conf {text:?}");
         }
+    }
+
+    #[test]
+    fn our_own_listen_addresses_are_not_upstreams() {
+        let host: Vec<IpAddr> = ["192.168.1.5", "172.17.0.1", "fd00::5"]
+            .iter()
+            .map(|ip| ip.parse().unwrap())
+            .collect();
+        // (listen, upstream, is it ourselves)
+        let cases = [
+            ("172.17.0.1:53", "172.17.0.1:53", true),
+            ("172.17.0.1:53", "172.17.0.1:5353", false),
+            ("172.17.0.1:53", "192.168.1.5:53", false),
+            ("172.17.0.1:53", "127.0.0.1:53", false),
+            ("172.17.0.1:53", "[::ffff:172.17.0.1]:53", true),
+            ("127.0.0.1:53", "127.0.0.1:53", true),
+            ("127.0.0.1:53", "0.0.0.0:53", true),
+            ("127.0.0.1:53", "127.0.0.53:53", false),
+            ("0.0.0.0:53", "127.0.0.1:53", true),
+            ("0.0.0.0:53", "127.0.0.53:53", true),
+            ("0.0.0.0:53", "0.0.0.0:53", true),
+            ("0.0.0.0:53", "192.168.1.5:53", true),
+            ("0.0.0.0:53", "172.17.0.1:53", true),
+            ("0.0.0.0:53", "192.168.1.1:53", false),
+            ("0.0.0.0:53", "8.8.8.8:53", false),
+            ("0.0.0.0:53", "[::1]:53", false),
+            ("0.0.0.0:53", "[fd00::5]:53", false),
+            ("0.0.0.0:5353", "127.0.0.1:53", false),
+            ("[::]:53", "[::1]:53", true),
+            ("[::]:53", "127.0.0.1:53", true),
+            ("[::]:53", "[fd00::5]:53", true),
+            ("[::]:53", "192.168.1.5:53", true),
+            ("[::]:53", "[2001:4860:4860::8888]:53", false),
+            ("[::1]:53", "[::1]:53", true),
+            ("[::1]:53", "127.0.0.1:53", false),
+        ];
+        for (listen, upstream, ourselves) in cases {
+            let listen: SocketAddr = listen.parse().unwrap();
+            let upstream: SocketAddr = upstream.parse().unwrap();
+            let (kept, dropped) = without_self(&[upstream], listen, &host);
+            let want = if ourselves {
+                (vec![], vec![upstream])
+            } else {
+                (vec![upstream], vec![])
+            };
+            assert_eq!(
+                (kept, dropped),
+                want,
+                "listen {listen}, upstream {upstream}"
+            );
+        }
+        // Order is kept on both sides.
+        let all: Vec<SocketAddr> = ["8.8.8.8:53", "127.0.0.1:53", "1.1.1.1:53", "172.17.0.1:53"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let (kept, dropped) = without_self(&all, "0.0.0.0:53".parse().unwrap(), &host);
+        assert_eq!(kept, [all[0], all[2]]);
+        assert_eq!(dropped, [all[1], all[3]]);
     }
 }

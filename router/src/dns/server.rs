@@ -2,30 +2,43 @@
 //! reverse names of their addresses, and forwards every other question to the upstream name
 //! servers (the host's), relaying their answer.
 //!
-//! hickory does the wire format and the sockets' serving loops; this module decides the answers.
+//! It does so only for the host and its containers (see [`access`](super::access)): anyone else
+//! is refused, so that it is no open resolver. Forwarded questions in flight are bounded, and the
+//! upstreams never include the server itself.
+//!
+//! hickory does the wire format and the UDP serving loop; this module decides the answers and
+//! serves TCP itself, so that a connection from a refused client is closed as soon as it is
+//! accepted.
 //! Answers for the domain are authoritative with the configured TTL (1 s by default, as the
 //! original: containers come and go, so no resolver should keep a name for long). No SOA goes with
 //! negative answers for the same reason: without one they are not cached at all (RFC 2308 §5).
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use hickory_server::Server;
 use hickory_server::net::NetError;
-use hickory_server::net::runtime::Time;
+use hickory_server::net::runtime::{Time, TokioTime};
+use hickory_server::net::xfer::Protocol;
 use hickory_server::proto::op::{
     Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, Query, ResponseCode,
 };
 use hickory_server::proto::rr::rdata::{A, PTR};
 use hickory_server::proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_server::proto::serialize::binary::BinEncoder;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::zone_handler::{MessageResponse, MessageResponseBuilder};
+use ipnet::IpNet;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
+use super::access::{self, AccessList};
 use super::registry::Registry;
+use super::resolv;
 
 /// The original's TTL for its answers.
 pub const DEFAULT_TTL: u32 = 1;
@@ -33,12 +46,18 @@ pub const DEFAULT_TTL: u32 = 1;
 /// The original's time to wait for an upstream name server.
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A TCP client that asks nothing for this long (beyond the time its questions may take to be
-/// forwarded) is disconnected, so idle connections do not pile up.
+/// How many forwarded questions may wait for the upstreams at once. Beyond it a question gets
+/// SERVFAIL at once: queueing would let a flood (or a dead upstream) grow memory and every
+/// client's wait without bound, while a stub resolver given SERVFAIL just asks again.
+pub const DEFAULT_MAX_FORWARDS: usize = 256;
+
+/// A TCP client that sends no whole question for this long (or does not take its answer) is
+/// disconnected, so idle connections do not pile up.
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
-/// How many answers may wait to be written to one TCP client.
-const TCP_RESPONSE_BUFFER: usize = 32;
+/// A failed `accept` (mostly: out of file descriptors) is retried after this long rather than at
+/// once, giving connections time to close.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// When `listen` has port 0, how many ports to try before giving up on finding one that is free
 /// for both UDP and TCP.
@@ -58,6 +77,14 @@ pub struct DnsConfig {
     pub upstreams: Vec<SocketAddr>,
     /// How long each upstream gets (per transport) before the next one is asked.
     pub upstream_timeout: Duration,
+    /// Who may ask besides the host itself (loopback, its addresses, its Docker bridges'
+    /// subnets, found by the server): the weave allocation range.
+    pub allowed: Vec<IpNet>,
+    /// The gateway addresses Docker names for its bridge networks: the interfaces holding them
+    /// are Docker bridges whatever their names (`dockerd --bridge`), so their subnets may ask.
+    pub docker_gateways: Vec<IpAddr>,
+    /// How many forwarded questions may be in flight at once.
+    pub max_forwards: usize,
 }
 
 impl Default for DnsConfig {
@@ -67,6 +94,9 @@ impl Default for DnsConfig {
             ttl: DEFAULT_TTL,
             upstreams: Vec::new(),
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
+            allowed: Vec::new(),
+            docker_gateways: Vec::new(),
+            max_forwards: DEFAULT_MAX_FORWARDS,
         }
     }
 }
@@ -95,11 +125,13 @@ pub struct DnsServer {
 }
 
 /// Binds UDP and TCP on `config.listen` now, so that a port already taken is an error at start
-/// rather than a server that never answers.
+/// rather than a server that never answers. Upstreams that are this server itself are dropped,
+/// with a warning.
 ///
 /// # Errors
 /// [`DnsError::Bind`] naming the protocol and address that could not be bound.
 pub async fn bind(config: DnsConfig, registry: Registry) -> Result<DnsServer, DnsError> {
+    let read_host = access::read_host_addrs;
     let (udp, tcp) = if config.listen.port() == 0 {
         bind_any_port(config.listen).await?
     } else {
@@ -112,6 +144,24 @@ pub async fn bind(config: DnsConfig, registry: Registry) -> Result<DnsServer, Dn
         addr: config.listen,
         source,
     })?;
+    let mut allowed = config.allowed;
+    allowed.extend(access::loopback());
+    let access = AccessList::new(allowed, config.docker_gateways, read_host);
+    let host: Vec<IpAddr> = if local_addr.ip().is_unspecified() {
+        match read_host() {
+            Ok(addrs) => addrs.iter().map(|addr| addr.net.addr()).collect(),
+            Err(error) => {
+                tracing::warn!(%error, "[dns] cannot read the host's addresses to keep weaveDNS from forwarding to itself");
+                Vec::new()
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let (upstreams, ourselves) = resolv::without_self(&config.upstreams, local_addr, &host);
+    for upstream in ourselves {
+        tracing::warn!(%upstream, listen = %local_addr, "[dns] an upstream name server is weaveDNS itself; not forwarding to it");
+    }
     Ok(DnsServer {
         udp,
         tcp,
@@ -119,8 +169,10 @@ pub async fn bind(config: DnsConfig, registry: Registry) -> Result<DnsServer, Dn
         answerer: Answerer {
             registry,
             ttl: config.ttl,
-            upstreams: config.upstreams.into(),
+            upstreams: upstreams.into(),
             upstream_timeout: config.upstream_timeout,
+            access: Arc::new(access),
+            forwards: Arc::new(Semaphore::new(config.max_forwards)),
         },
     })
 }
@@ -131,16 +183,46 @@ impl DnsServer {
         self.local_addr
     }
 
+    /// The upstream name servers it asks, in order (those of the config that are not itself).
+    pub fn upstreams(&self) -> &[SocketAddr] {
+        &self.answerer.upstreams
+    }
+
     /// Serves until the task running it is dropped or aborted (which closes the sockets).
     ///
     /// # Errors
-    /// [`DnsError::Serve`] when a socket fails for good.
+    /// [`DnsError::Serve`] when the UDP socket fails for good.
     pub async fn run(self) -> Result<(), DnsError> {
-        let idle = TCP_IDLE + self.answerer.longest_forward();
-        let mut server = Server::new(self.answerer);
+        let access = self.answerer.access.clone();
+        let mut server = Server::new(self.answerer.clone());
         server.register_socket(self.udp);
-        server.register_listener(self.tcp, idle, TCP_RESPONSE_BUFFER);
-        server.block_until_done().await.map_err(DnsError::Serve)
+        tokio::select! {
+            done = server.block_until_done() => done.map_err(DnsError::Serve),
+            () = serve_tcp(self.tcp, self.answerer) => Ok(()),
+            () = access.refresh_periodically() => Ok(()),
+        }
+    }
+}
+
+/// Accepts TCP connections for ever, closing those from refused clients at once and serving the
+/// others each in its own task (stopped when this future is dropped).
+async fn serve_tcp(listener: TcpListener, answerer: Answerer) {
+    let mut connections = JoinSet::new();
+    loop {
+        let (stream, client) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::debug!(%error, "[dns] cannot accept a TCP connection");
+                tokio::time::sleep(ACCEPT_PAUSE).await;
+                continue;
+            }
+        };
+        while connections.try_join_next().is_some() {}
+        if !answerer.access.permits(client.ip()) {
+            tracing::debug!(%client, "[dns] TCP connection closed: the client is not the host nor on its weave or Docker networks");
+            continue;
+        }
+        connections.spawn(answerer.clone().serve_connection(stream, client));
     }
 }
 
@@ -191,6 +273,10 @@ struct Answerer {
     ttl: u32,
     upstreams: Arc<[SocketAddr]>,
     upstream_timeout: Duration,
+    /// Who may ask.
+    access: Arc<AccessList>,
+    /// One permit per forwarded question in flight.
+    forwards: Arc<Semaphore>,
 }
 
 /// Our own answer to a question about a name we are responsible for.
@@ -322,6 +408,17 @@ impl RequestHandler for Answerer {
 impl Answerer {
     async fn reply(&self, request: &Request) -> Reply {
         let mut metadata = Metadata::response_from_request(&request.metadata);
+        if !self.access.permits(request.src().ip()) {
+            // REFUSED, as BIND answers a client outside `allow-query`/`allow-recursion`, rather
+            // than silence: it is no bigger than the question (no amplification), and a client
+            // that is ours but not yet known (a Docker network created a moment ago) moves on to
+            // its next name server at once instead of waiting out its timeout.
+            return Reply::empty(
+                metadata,
+                ResponseCode::Refused,
+                "refused: not the host nor a container on its weave or Docker networks",
+            );
+        }
         metadata.recursion_available = true;
         if request.metadata.op_code != OpCode::Query {
             return Reply::empty(metadata, ResponseCode::NotImp, "not a query");
@@ -338,7 +435,14 @@ impl Answerer {
             query.query_class(),
         ) {
             Some(local) => self.answer(local, query.original().name(), metadata),
-            None => self.forward(request, query.original(), metadata).await,
+            None => match self.forwards.try_acquire() {
+                Ok(_in_flight) => self.forward(request, query.original(), metadata).await,
+                Err(_) => Reply::empty(
+                    metadata,
+                    ResponseCode::ServFail,
+                    "too many questions being forwarded",
+                ),
+            },
         };
         tracing::debug!(
             %name,
@@ -451,10 +555,84 @@ impl Answerer {
         }
     }
 
-    /// The most a forwarded question can take: every upstream timing out over both transports.
-    fn longest_forward(&self) -> Duration {
-        let tries = u32::try_from(self.upstreams.len().saturating_mul(2)).unwrap_or(u32::MAX);
-        self.upstream_timeout.saturating_mul(tries)
+    /// Answers the questions of one TCP client in turn (RFC 7766 allows that) until it closes,
+    /// idles, or sends something that is no question: that closes the connection, which RFC 7766
+    /// §6.2.4 leaves to the server.
+    async fn serve_connection(self, mut stream: TcpStream, client: SocketAddr) {
+        loop {
+            let bytes = match tokio::time::timeout(TCP_IDLE, read_framed(&mut stream)).await {
+                Ok(Ok(bytes)) => bytes,
+                Ok(Err(_)) | Err(_) => return,
+            };
+            let Ok(request) = Request::from_bytes(bytes, client, Protocol::Tcp) else {
+                return;
+            };
+            // Never answer an answer: that is how reflection loops start.
+            if request.metadata.message_type == MessageType::Response {
+                continue;
+            }
+            let reply = TcpReply::default();
+            self.handle_request::<_, TokioTime>(&request, reply.clone())
+                .await;
+            let Some(answer) = reply.take() else {
+                return;
+            };
+            match tokio::time::timeout(TCP_IDLE, write_framed(&mut stream, &answer)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return,
+            }
+        }
+    }
+}
+
+/// One DNS message over TCP: two bytes of length, then the message (RFC 1035 §4.2.2).
+async fn read_framed(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
+    let len = stream.read_u16().await?;
+    let mut buffer = vec![0u8; usize::from(len)];
+    stream.read_exact(&mut buffer).await?;
+    Ok(buffer)
+}
+
+/// Writes one DNS message over TCP, behind its two-byte length.
+async fn write_framed(stream: &mut TcpStream, message: &[u8]) -> io::Result<()> {
+    let len =
+        u16::try_from(message.len()).map_err(|_| io::Error::other("message too long for TCP"))?;
+    let mut framed = Vec::with_capacity(message.len() + 2);
+    framed.extend_from_slice(&len.to_be_bytes());
+    framed.extend_from_slice(message);
+    stream.write_all(&framed).await
+}
+
+/// Where the answer to a TCP question is put, encoded, for the connection to write.
+#[derive(Debug, Clone, Default)]
+struct TcpReply(Arc<Mutex<Option<Vec<u8>>>>);
+
+impl TcpReply {
+    fn take(&self) -> Option<Vec<u8>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+#[async_trait::async_trait]
+impl ResponseHandler for TcpReply {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        let mut bytes = Vec::with_capacity(512);
+        let mut encoder = BinEncoder::new(&mut bytes);
+        // Over TCP the whole answer goes, whatever the client's UDP buffer size.
+        encoder.set_max_size(u16::MAX);
+        let info = response.destructive_emit(&mut encoder)?;
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(bytes);
+        Ok(info)
     }
 }
 
@@ -533,23 +711,16 @@ async fn ask_udp(
     }
 }
 
-/// Asks over TCP (RFC 1035 §4.2.2: each message behind its two-byte length).
+/// Asks over TCP.
 async fn ask_tcp(
     upstream: SocketAddr,
     question: &[u8],
     id: u16,
     query: &Query,
 ) -> Result<Message, ExchangeError> {
-    let len = u16::try_from(question.len())
-        .map_err(|_| ExchangeError::Io(io::Error::other("question too long for TCP")))?;
-    let mut framed = Vec::with_capacity(question.len() + 2);
-    framed.extend_from_slice(&len.to_be_bytes());
-    framed.extend_from_slice(question);
     let mut stream = TcpStream::connect(upstream).await?;
-    stream.write_all(&framed).await?;
-    let len = stream.read_u16().await?;
-    let mut buffer = vec![0u8; usize::from(len)];
-    stream.read_exact(&mut buffer).await?;
+    write_framed(&mut stream, question).await?;
+    let buffer = read_framed(&mut stream).await?;
     let answer =
         Message::from_vec(&buffer).map_err(|error| ExchangeError::Decode(error.to_string()))?;
     if answers(&answer, id, query) {
@@ -605,14 +776,23 @@ mod tests {
         upstreams: Vec<SocketAddr>,
         upstream_timeout: Duration,
     ) -> Running {
-        let registry = Registry::new(domain);
         let config = DnsConfig {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             ttl: DEFAULT_TTL,
             upstreams,
             upstream_timeout,
+            ..DnsConfig::default()
         };
-        let server = bind(config, registry.clone()).await.unwrap();
+        start_with(domain, config, None).await
+    }
+
+    /// A server for `config`, allowing `access` instead of the host and loopback when given.
+    async fn start_with(domain: &str, config: DnsConfig, access: Option<AccessList>) -> Running {
+        let registry = Registry::new(domain);
+        let mut server = bind(config, registry.clone()).await.unwrap();
+        if let Some(access) = access {
+            server.answerer.access = Arc::new(access);
+        }
         let addr = server.local_addr();
         assert_ne!(addr.port(), 0);
         Running {
@@ -989,5 +1169,100 @@ mod tests {
             "{err:?}"
         );
         assert!(err.to_string().contains(&first.addr.to_string()), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_client_outside_the_allow_list_is_refused_and_its_tcp_connection_closed() {
+        let stub = stub().await;
+        let config = DnsConfig {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            upstreams: vec![stub.addr],
+            ..DnsConfig::default()
+        };
+        // Here even loopback is outside: only the weave range and a Docker bridge are allowed.
+        let access = AccessList::new(vec!["10.32.0.0/12".parse().unwrap()], Vec::new(), || {
+            Ok(vec![access::HostAddr {
+                interface: "docker0".to_owned(),
+                net: "172.17.0.1/16".parse().unwrap(),
+            }])
+        });
+        let server = start_with("weave.local.", config, Some(access)).await;
+        server
+            .registry
+            .add("c2id", ip("10.32.0.9"), "c2.weave.local.");
+        for name in ["c2.weave.local.", "www.example.test."] {
+            let answer = udp(server.addr, &question(name, RecordType::A)).await;
+            assert_eq!(
+                answer.metadata.response_code,
+                ResponseCode::Refused,
+                "{name}"
+            );
+            assert!(answer.answers.is_empty(), "{name}");
+            assert!(!answer.metadata.recursion_available, "{name}");
+        }
+
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        let bytes = question("c2.weave.local.", RecordType::A).to_vec().unwrap();
+        // The connection may be gone before the question is written; either way no answer comes.
+        let _ = write_framed(&mut stream, &bytes).await;
+        let read = tokio::time::timeout(WAIT, read_framed(&mut stream))
+            .await
+            .expect("the connection closed in time");
+        assert!(read.is_err(), "an answer over TCP: {read:?}");
+    }
+
+    #[tokio::test]
+    async fn forwarded_questions_over_the_bound_fail_at_once() {
+        let silent = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let config = DnsConfig {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            upstreams: vec![silent.local_addr().unwrap()],
+            upstream_timeout: WAIT,
+            max_forwards: 1,
+            ..DnsConfig::default()
+        };
+        let server = start_with("weave.local.", config, None).await;
+        server
+            .registry
+            .add("c2id", ip("10.32.0.9"), "c2.weave.local.");
+
+        // The first question takes the only slot until the silent upstream times out.
+        let first = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        first.connect(server.addr).await.unwrap();
+        let asked = question("one.example.test.", RecordType::A);
+        first.send(&asked.to_vec().unwrap()).await.unwrap();
+        let mut buffer = vec![0u8; UDP_BUFFER];
+        tokio::time::timeout(WAIT, silent.recv_from(&mut buffer))
+            .await
+            .expect("the first question forwarded")
+            .unwrap();
+
+        let started = Instant::now();
+        let answer = udp(server.addr, &question("two.example.test.", RecordType::A)).await;
+        assert_eq!(answer.metadata.response_code, ResponseCode::ServFail);
+        assert!(started.elapsed() < WAIT / 2, "{:?}", started.elapsed());
+        // Our own names do not need a slot.
+        let answer = udp(server.addr, &question("c2.weave.local.", RecordType::A)).await;
+        assert_eq!(addresses(&answer), vec![ip("10.32.0.9")]);
+    }
+
+    #[tokio::test]
+    async fn an_upstream_that_is_the_server_itself_is_dropped() {
+        let stub = stub().await;
+        // A port free right now, for the server to listen on and to find among its upstreams.
+        let port = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let config = DnsConfig {
+            listen,
+            upstreams: vec![listen, stub.addr],
+            ..DnsConfig::default()
+        };
+        let server = bind(config, Registry::new("weave.local.")).await.unwrap();
+        assert_eq!(server.upstreams(), [stub.addr]);
     }
 }
