@@ -1,5 +1,5 @@
 //! The client of Weave Net's router HTTP API that the proxy uses: address allocation and claims,
-//! their release when an attach fails, weaveDNS's domain and address, and names.
+//! the release of what a failed attach took, weaveDNS's domain and address, and names.
 //!
 //! It sends exactly what the original's Go client sent, so it works against a real Weave Net router
 //! as well as ours: form-encoded bodies (also on `PUT`), `check-alive=true` on every container
@@ -215,16 +215,6 @@ impl RouterClient {
         self.success_unless_off(status, body, || format!("PUT {path}"))
     }
 
-    /// Removes every name of container `id` (`DELETE /name/{id}`).
-    ///
-    /// # Errors
-    /// When the router is unreachable or refuses.
-    pub async fn deregister_names(&self, id: &str) -> Result<(), RouterError> {
-        let path = format!("/name/{id}");
-        let (status, body) = self.call(Method::DELETE, &path, Bytes::new()).await?;
-        self.success_unless_off(status, body, || format!("DELETE {path}"))
-    }
-
     /// `GET path`: the body on 200, `None` on 404 (a feature the router runs without).
     async fn get(&self, path: &str) -> Result<Option<String>, RouterError> {
         let (status, body) = self.call(Method::GET, path, Bytes::new()).await?;
@@ -265,23 +255,14 @@ impl RouterClient {
         })
     }
 
-    /// Frees one address of `id` (`DELETE /ip/{id}/{ip}`), leaving its others; an address it
-    /// does not hold is fine.
+    /// Frees one address of `id` (`DELETE /ip/{id}/{ip}`), leaving its others.
     ///
     /// # Errors
     /// When the router is unreachable or refuses for another reason.
     pub async fn release_addr(&self, id: &str, addr: Ipv4Addr) -> Result<(), RouterError> {
         let path = format!("/ip/{id}/{addr}");
         let (status, body) = self.call(Method::DELETE, &path, Bytes::new()).await?;
-        if status.is_success() || status == StatusCode::NOT_FOUND {
-            return Ok(());
-        }
-        Err(RouterError::Refused {
-            addr: self.addr.clone(),
-            call: format!("DELETE {path}"),
-            status,
-            body: body.trim_end().to_owned(),
-        })
+        self.success(status, body, || format!("DELETE {path}"))
     }
 
     /// Removes the names of container `id` on address `addr` (`DELETE /name/{id}/{ip}`).
@@ -292,25 +273,6 @@ impl RouterClient {
         let path = format!("/name/{id}/{addr}");
         let (status, body) = self.call(Method::DELETE, &path, Bytes::new()).await?;
         self.success_unless_off(status, body, || format!("DELETE {path}"))
-    }
-
-    /// Frees every address of `id` (`DELETE /ip/{id}`); an id that holds none is fine.
-    ///
-    /// # Errors
-    /// When the router is unreachable or refuses for another reason.
-    pub async fn release(&self, id: &str) -> Result<(), RouterError> {
-        let path = format!("/ip/{id}");
-        let (status, body) = self.call(Method::DELETE, &path, Bytes::new()).await?;
-        // 400 "Delete: no addresses for <id>" means there was nothing to free.
-        if status.is_success() || body.starts_with("Delete: no addresses") {
-            return Ok(());
-        }
-        Err(RouterError::Refused {
-            addr: self.addr.clone(),
-            call: format!("DELETE {path}"),
-            status,
-            body: body.trim_end().to_owned(),
-        })
     }
 
     /// Any request: `form` is the form-encoded body. Returns the status and the body as text.

@@ -84,6 +84,13 @@ impl WeaveShell {
         shell
     }
 
+    /// A clean host with `weave launch` done.
+    pub fn launched() -> Self {
+        let shell = Self::new();
+        shell.run("weave launch").ok();
+        shell
+    }
+
     /// The temporary home directory (`~` in the blocks).
     pub fn home(&self) -> &Path {
         self.home.path()

@@ -17,21 +17,10 @@ use weave_tests::netns::{ethwe, running_pid};
 use weave_tests::proxy::{binary, weavewait_layout};
 use weave_tests::raw::Conn;
 use weave_tests::weave::WeaveShell;
-use weave_tests::{Docker, Output, eventually, target_daemon};
+use weave_tests::{Docker, eventually, target_daemon};
 
 /// The proxy `weave launch` starts, as a client reaches it.
 const PROXY: &str = "unix:///var/run/weave/weave.sock";
-
-fn ok(out: Output) -> Output {
-    assert_eq!(out.code, 0, "block failed: {out:#?}");
-    out
-}
-
-fn launched() -> WeaveShell {
-    let shell = WeaveShell::new();
-    ok(shell.run("weave launch"));
-    shell
-}
 
 /// A host directory of the test's own, removed on drop.
 struct HostDir(PathBuf);
@@ -81,10 +70,15 @@ fn assert_chrooted_at(container: &str, target: &Path) -> u32 {
     pid
 }
 
+/// Runs `command` (a `docker run -d`) and returns the container's id.
+fn detached(shell: &WeaveShell, command: &str) -> String {
+    shell.run(command).ok().out().to_owned()
+}
+
 fn in_container(container: &str, command: &[&str]) -> String {
     let mut args = vec!["exec", container];
     args.extend(command);
-    ok(Docker::daemon().run(&args)).stdout
+    Docker::daemon().run(&args).ok().stdout
 }
 
 fn weave_addr(container: &str) -> String {
@@ -135,20 +129,23 @@ fn proxy_log() -> String {
 #[test]
 fn weave_attach_of_a_chrooted_container_writes_its_own_hosts_not_the_hosts() {
     let shell = WeaveShell::new();
-    ok(shell.run("weave launch-router"));
+    shell.run("weave launch-router").ok();
     let host = HostDir::new("attach");
     let victim = host.path().join("hosts");
     fs::write(&victim, "untouched\n").unwrap();
-    let id = ok(shell.run(&format!(
-        "docker run -d -h c1.weave.local ubuntu sh -c '{}'",
-        chroot_with_etc_pointing_at(host.path())
-    )))
-    .stdout
-    .trim()
-    .to_owned();
+    let id = detached(
+        &shell,
+        &format!(
+            "docker run -d -h c1.weave.local ubuntu sh -c '{}'",
+            chroot_with_etc_pointing_at(host.path())
+        ),
+    );
     assert_chrooted_at(&id, host.path());
 
-    let addr = ok(shell.run(&format!("weave attach 10.2.1.7/24 {id}"))).stdout;
+    let addr = shell
+        .run(&format!("weave attach 10.2.1.7/24 {id}"))
+        .ok()
+        .stdout;
     assert_eq!(addr.trim(), "10.2.1.7");
     assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched\n");
     let hosts = in_container(&id, &["cat", "/etc/hosts"]);
@@ -162,21 +159,21 @@ fn weave_attach_of_a_chrooted_container_writes_its_own_hosts_not_the_hosts() {
 
 #[test]
 fn the_proxys_sweep_after_a_relaunch_leaves_a_chrooted_container_and_the_host_alone() {
-    let shell = launched();
+    let shell = WeaveShell::launched();
     let host = HostDir::new("sweep");
     let victim = host.path().join("hosts");
     fs::write(&victim, "untouched\n").unwrap();
-    let id = ok(shell.run(&format!(
-        "docker -H {PROXY} run -d -e WEAVE_CIDR=10.32.9.9/24 ubuntu sh -c '{}'",
-        chroot_with_etc_pointing_at(host.path())
-    )))
-    .stdout
-    .trim()
-    .to_owned();
+    let id = detached(
+        &shell,
+        &format!(
+            "docker -H {PROXY} run -d -e WEAVE_CIDR=10.32.9.9/24 ubuntu sh -c '{}'",
+            chroot_with_etc_pointing_at(host.path())
+        ),
+    );
     assert_chrooted_at(&id, host.path());
     assert_eq!(weave_addr(&id), "10.32.9.9/24");
 
-    ok(shell.run("weave stop-proxy && weave launch-proxy"));
+    shell.run("weave stop-proxy && weave launch-proxy").ok();
     eventually(
         "the sweep to look at the container",
         Duration::from_secs(20),
@@ -192,18 +189,18 @@ fn the_proxys_sweep_after_a_relaunch_leaves_a_chrooted_container_and_the_host_al
 /// it wrote into it.
 #[test]
 fn a_fifo_at_etc_hosts_is_left_alone_and_the_proxy_keeps_answering() {
-    let shell = launched();
+    let shell = WeaveShell::launched();
     let host = HostDir::new("fifo");
     let fifo = host.path().join("fifo");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
     let run = || {
-        ok(shell.run(&format!(
-            "docker -H {PROXY} run -d -v {}:/etc/hosts ubuntu sleep 1d",
-            fifo.display()
-        )))
-        .stdout
-        .trim()
-        .to_owned()
+        detached(
+            &shell,
+            &format!(
+                "docker -H {PROXY} run -d -v {}:/etc/hosts ubuntu sleep 1d",
+                fifo.display()
+            ),
+        )
     };
     let unread = proxy_answers_while(run);
     assert_eq!(
@@ -233,7 +230,7 @@ fn a_fifo_at_etc_hosts_is_left_alone_and_the_proxy_keeps_answering() {
 
 #[test]
 fn a_device_node_at_etc_hosts_is_left_alone() {
-    let shell = launched();
+    let shell = WeaveShell::launched();
     let host = HostDir::new("device");
     let node = host.path().join("null");
     nix::sys::stat::mknod(
@@ -243,13 +240,13 @@ fn a_device_node_at_etc_hosts_is_left_alone() {
         nix::sys::stat::makedev(1, 3),
     )
     .unwrap();
-    let id = ok(shell.run(&format!(
-        "docker -H {PROXY} run -d -v {}:/etc/hosts ubuntu sleep 1d",
-        node.display()
-    )))
-    .stdout
-    .trim()
-    .to_owned();
+    let id = detached(
+        &shell,
+        &format!(
+            "docker -H {PROXY} run -d -v {}:/etc/hosts ubuntu sleep 1d",
+            node.display()
+        ),
+    );
     assert!(
         fs::metadata(&node).unwrap().file_type().is_char_device(),
         "the precondition: a device node"
@@ -268,16 +265,16 @@ fn a_device_node_at_etc_hosts_is_left_alone() {
 
 #[test]
 fn a_proxy_restart_while_the_router_is_down_keeps_the_containers_network() {
-    let shell = launched();
-    let id = ok(shell.run(&format!(
-        "docker -H {PROXY} run -d -e WEAVE_CIDR=10.32.7.7/24 ubuntu sleep 1d"
-    )))
-    .stdout
-    .trim()
-    .to_owned();
+    let shell = WeaveShell::launched();
+    let id = detached(
+        &shell,
+        &format!("docker -H {PROXY} run -d -e WEAVE_CIDR=10.32.7.7/24 ubuntu sleep 1d"),
+    );
     assert_eq!(weave_addr(&id), "10.32.7.7/24");
 
-    ok(shell.run("weave stop-router && weave stop-proxy && weave launch-proxy"));
+    shell
+        .run("weave stop-router && weave stop-proxy && weave launch-proxy")
+        .ok();
     eventually(
         "the sweep to fail to reach the router",
         Duration::from_secs(30),
@@ -293,11 +290,11 @@ fn a_proxy_restart_while_the_router_is_down_keeps_the_containers_network() {
         "10.32.7.7/24",
         "the sweep's failed attach took the container's network"
     );
-    ok(shell.run("weave launch-router"));
-    let ps = ok(shell.run(&format!("weave ps {id}"))).stdout;
+    shell.run("weave launch-router").ok();
+    let ps = shell.run(&format!("weave ps {id}")).ok().stdout;
     assert!(ps.contains("10.32.7.7/24"), "{ps}");
     // The router still has the address as the container's: nobody else can claim it.
-    let other = ok(shell.run("docker run -d ubuntu sleep 1d")).stdout;
+    let other = shell.run("docker run -d ubuntu sleep 1d").ok().stdout;
     let taken = shell.run(&format!("weave attach 10.32.7.7/24 {}", other.trim()));
     assert_ne!(taken.code, 0, "the address was freed: {taken:#?}");
 }
@@ -311,7 +308,9 @@ fn a_router_that_never_answers_costs_one_start_its_timeout_and_nobody_else_anyth
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = silent.local_addr().unwrap().to_string();
     // Accepted by the kernel (the backlog), never read or answered.
-    ok(shell.run_with("weave launch-proxy", &[("WEAVE_HTTP_ADDR", &addr)], None));
+    shell
+        .run_with("weave launch-proxy", &[("WEAVE_HTTP_ADDR", &addr)], None)
+        .ok();
     let started = Instant::now();
     let run = proxy_answers_while(|| shell.run(&format!("docker -H {PROXY} run --rm ubuntu true")));
     let took = started.elapsed();
@@ -329,7 +328,7 @@ fn a_router_that_never_answers_costs_one_start_its_timeout_and_nobody_else_anyth
 /// data directory. Every container started through either must run its program with `ethwe`.
 #[test]
 fn a_second_proxy_on_the_same_daemon_never_leaves_a_program_without_its_network() {
-    let shell = launched();
+    let shell = WeaveShell::launched();
     let socket_dir = HostDir::new("proxy2");
     let socket = socket_dir.path().join("proxy.sock");
     let weavewait = socket_dir.path().join("weavewait");

@@ -19,12 +19,6 @@ fn ok(out: weave_tests::Output) -> weave_tests::Output {
     out
 }
 
-fn launched() -> WeaveShell {
-    let shell = WeaveShell::new();
-    ok(shell.run("weave launch"));
-    shell
-}
-
 /// Container ids are 64 hex digits.
 fn is_id(line: &str) -> bool {
     line.len() == 64 && line.bytes().all(|b| b.is_ascii_hexdigit())
@@ -109,7 +103,7 @@ fn block_launch_proxy_on_a_chosen_tcp_address() {
 
 #[test]
 fn block_eval_weave_env_then_docker_ps() {
-    let shell = launched();
+    let shell = WeaveShell::launched();
     for block in [
         "eval $(weave env)\ndocker ps",
         "eval \"$(weave env)\"\ndocker ps",
@@ -127,7 +121,7 @@ fn block_eval_weave_env_then_docker_ps() {
 
 #[test]
 fn block_eval_weave_env_restore() {
-    let shell = launched();
+    let shell = WeaveShell::launched();
     let out = ok(shell.run(
         "eval $(weave env)\neval $(weave env --restore)\necho \"DOCKER_HOST=${DOCKER_HOST-unset}\"\ndocker ps >/dev/null",
     ));
@@ -148,7 +142,7 @@ fn block_eval_weave_env_restore() {
 
 #[test]
 fn block_docker_weave_config_ps() {
-    let shell = launched();
+    let shell = WeaveShell::launched();
     let out = ok(shell.run("host1$ docker $(weave config) ps".trim_start_matches("host1$ ")));
     assert!(out.stdout.contains("weaveproxy"), "{out:#?}");
     // With the proxy stopped, config and env print nothing (and succeed).
@@ -161,7 +155,7 @@ fn block_docker_weave_config_ps() {
 
 #[test]
 fn block_weave_stop_proxy_warns_when_the_client_points_at_it() {
-    let shell = launched();
+    let shell = WeaveShell::launched();
     let out = ok(shell.run("eval $(weave env)\nweave stop-proxy"));
     assert!(out.stderr.contains("WARNING: It appears that your environment is configured to use the Weave Docker API proxy"), "{out:#?}");
     let state = Docker::daemon().run(&[
@@ -181,7 +175,7 @@ fn block_weave_stop_proxy_warns_when_the_client_points_at_it() {
 
 #[test]
 fn blocks_of_usage_and_ipam_attach_ubuntu_through_the_proxy() {
-    let shell = launched();
+    let shell = WeaveShell::launched();
     let env = "eval \"$(weave env)\"\n";
     // docker run -ti ubuntu (an interactive shell on a terminal).
     let out = shell.run_on_tty(
@@ -354,7 +348,7 @@ fn a_failed_weave_attach_keeps_the_containers_own_addresses() {
 
 #[test]
 fn block_weave_status_and_docker_logs_weaveproxy() {
-    let shell = launched();
+    let shell = WeaveShell::launched();
     let status = ok(shell.run("weave status")).stdout;
     assert!(
         status.contains("Service: proxy\n         Status: running\n"),
@@ -385,7 +379,7 @@ fn block_weave_status_and_docker_logs_weaveproxy() {
 
 #[test]
 fn launching_twice_says_it_is_already_running_and_a_stale_container_is_replaced() {
-    let shell = launched();
+    let shell = WeaveShell::launched();
     let again = shell.run("weave launch");
     assert_eq!(again.code, 1, "{again:#?}");
     assert!(
@@ -408,7 +402,7 @@ fn launching_twice_says_it_is_already_running_and_a_stale_container_is_replaced(
 
 #[test]
 fn stop_then_launch_keeps_attached_containers_addresses() {
-    let shell = launched();
+    let shell = WeaveShell::launched();
     let id = ok(shell.run(
         "eval \"$(weave env)\"\ndocker run -d -e WEAVE_CIDR=net:10.32.5.0/24 ubuntu sleep 1d",
     ))
@@ -436,7 +430,7 @@ fn stop_then_launch_keeps_attached_containers_addresses() {
 
 #[test]
 fn reset_leaves_nothing_behind() {
-    let shell = launched();
+    let shell = WeaveShell::launched();
     ok(shell.run("eval \"$(weave env)\"\ndocker run --rm ubuntu true"));
     let out = ok(shell.run("weave reset"));
     assert!(out.stdout.contains("removed bridge weave"), "{out:#?}");
@@ -758,7 +752,7 @@ fn ethwe_cidr(id: &str) -> String {
 /// containers there; `weave hide` takes it away again.
 #[test]
 fn expose_lets_the_host_reach_containers_and_hide_undoes_it() {
-    let shell = launched();
+    let shell = WeaveShell::launched();
     let env = "eval \"$(weave env)\"\n";
     let id = ok(shell.run(&format!(
         "{env}docker run -d -e WEAVE_CIDR=net:10.32.6.0/24 ubuntu \
@@ -808,7 +802,7 @@ fn expose_lets_the_host_reach_containers_and_hide_undoes_it() {
 /// `weave dns-add` names a container (or any address) in weaveDNS; `dns-remove` takes it back.
 #[test]
 fn dns_add_and_dns_remove_name_containers_and_addresses() {
-    let shell = launched();
+    let shell = WeaveShell::launched();
     let env = "eval \"$(weave env)\"\n";
     let id = ok(shell.run(&format!("{env}docker run -d ubuntu sleep 1d")))
         .stdout
