@@ -3,7 +3,7 @@
 # as containers with `weave launch`, and prints how to point Docker at the proxy (`weave env`):
 #
 #   eval "$(scripts/launch.sh)"                   launch (again: a fresh build; addresses stay)
-#   eval "$(scripts/launch.sh -H tcp://0.0.0.0:12375)"   flags go to `weave launch`
+#   eval "$(scripts/launch.sh -H tcp://127.0.0.1:12375)" flags go to `weave launch`
 #   scripts/launch.sh stop | reset                `weave stop` | `weave reset`
 #
 # The weave command is installed as /usr/local/bin/weave.

@@ -1,21 +1,51 @@
 //! Where the proxy listens and how clients are pointed at it: the default `-H` from how this
-//! command reaches Docker, a running proxy's addresses read back from its arguments, and the
-//! lines `weave env` and `weave config` print. Pure.
+//! command reaches Docker (never reachable by more than the daemon it fronts), a running proxy's
+//! addresses read back from its arguments, and the lines `weave env` and `weave config` print.
+//! Pure.
+
+use weaveproxy::listen::is_loopback_host;
 
 /// The proxy's unix socket, where `weave env` points clients that reach Docker over a socket.
 pub const UNIX_LISTEN: &str = "unix:///var/run/weave/weave.sock";
 /// The proxy's port for clients that reach Docker over TCP.
 pub const TCP_PORT: u16 = 12375;
 
-/// The `-H` the proxy gets when none is given: a client that reaches Docker over a unix socket
-/// (or the default one) gets the proxy's socket, one over TCP gets port 12375 on every interface.
-pub fn default_listen(docker_host: Option<&str>) -> String {
-    match docker_host.map(str::trim).filter(|h| !h.is_empty()) {
-        Some(host) if !host.starts_with("unix://") && !host.starts_with('/') => {
-            format!("tcp://0.0.0.0:{TCP_PORT}")
+/// The proxy's `-H` when none is given, from the client's `DOCKER_HOST`: the proxy listens where
+/// the daemon is reached, so that it is exposed no more than the daemon already is.
+///
+/// - A unix socket (or none: Docker's default one) gives the proxy's socket.
+/// - A TCP address gives port 12375 on the same host: a loopback address stays loopback, a
+///   specific address is kept, and so is a name (the proxy binds what it resolves to, as the
+///   client's connection did).
+/// - `localhost` gives `127.0.0.1`, so that `weave env` prints the address actually bound.
+/// - An every-interface address (`0.0.0.0`, `[::]`, none) gives `127.0.0.1`: a client
+///   connecting there reaches this host's loopback, which may be all the daemon listens on, so
+///   it says nothing about what the network may reach.
+pub fn default_listen(docker_host: &str) -> String {
+    let docker_host = docker_host.trim();
+    let host_port = match docker_host.split_once("://") {
+        Some(("tcp" | "http", rest)) => rest,
+        Some(_) => return UNIX_LISTEN.to_owned(),
+        None if docker_host.is_empty() || docker_host.starts_with('/') => {
+            return UNIX_LISTEN.to_owned();
         }
-        _ => UNIX_LISTEN.to_owned(),
-    }
+        None => docker_host,
+    };
+    let host = host_port
+        .trim_end_matches('/')
+        .rsplit_once(':')
+        .map_or("", |(host, _)| host);
+    let ip = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+        .parse::<std::net::IpAddr>();
+    let bind = match ip {
+        Ok(ip) if !ip.is_unspecified() => host,
+        Err(_) if !host.is_empty() && !is_loopback_host(host) => host,
+        _ => "127.0.0.1",
+    };
+    format!("tcp://{bind}:{TCP_PORT}")
 }
 
 /// The `-H` values in a proxy's argument list, in order (`-H A`, `-HA`, `-H=A`, `--host A`,
@@ -103,14 +133,28 @@ mod tests {
     }
 
     #[test]
-    fn the_default_listen_address_follows_how_docker_is_reached() {
+    fn the_default_listener_reaches_no_further_than_the_daemon() {
         let cases = [
-            (None, UNIX_LISTEN),
-            (Some(""), UNIX_LISTEN),
-            (Some("unix:///var/run/docker.sock"), UNIX_LISTEN),
-            (Some("/run/other.sock"), UNIX_LISTEN),
-            (Some("tcp://10.0.0.5:2376"), "tcp://0.0.0.0:12375"),
-            (Some("10.0.0.5:2375"), "tcp://0.0.0.0:12375"),
+            ("", UNIX_LISTEN),
+            ("unix:///var/run/docker.sock", UNIX_LISTEN),
+            ("/run/other.sock", UNIX_LISTEN),
+            ("ssh://me@host", UNIX_LISTEN),
+            // Loopback stays loopback; `localhost` becomes the address `weave env` can print.
+            ("tcp://127.0.0.1:2375", "tcp://127.0.0.1:12375"),
+            ("tcp://127.0.0.1:2375/", "tcp://127.0.0.1:12375"),
+            ("tcp://localhost:2376", "tcp://127.0.0.1:12375"),
+            ("tcp://LOCALHOST.:2376", "tcp://127.0.0.1:12375"),
+            ("tcp://[::1]:2375", "tcp://[::1]:12375"),
+            ("http://127.0.0.2:2375", "tcp://127.0.0.2:12375"),
+            // A specific address or name is kept.
+            ("tcp://10.0.0.5:2376", "tcp://10.0.0.5:12375"),
+            ("10.0.0.5:2375", "tcp://10.0.0.5:12375"),
+            ("tcp://[fd00::5]:2375", "tcp://[fd00::5]:12375"),
+            ("tcp://docker.example:2375", "tcp://docker.example:12375"),
+            // Every interface says nothing about the daemon's reach: loopback.
+            ("tcp://0.0.0.0:2375", "tcp://127.0.0.1:12375"),
+            ("tcp://[::]:2375", "tcp://127.0.0.1:12375"),
+            ("tcp://:2375", "tcp://127.0.0.1:12375"),
         ];
         for (docker_host, want) in cases {
             assert_eq!(default_listen(docker_host), want, "{docker_host:?}");

@@ -115,12 +115,16 @@ pub struct RouterFlags {
 #[derive(Debug, Clone, Default, Args)]
 pub struct ProxyFlags {
     /// Where the proxy listens (repeatable) [default: unix:///var/run/weave/weave.sock when
-    /// Docker is reached over a unix socket, tcp://0.0.0.0:12375 over TCP].
+    /// Docker is reached over a unix socket; over TCP, port 12375 on the daemon's host, or
+    /// 127.0.0.1 when that is a loopback or every-interface address].
     #[arg(short = 'H', long = "host", value_name = "ADDR")]
     pub hosts: Vec<String>,
-    /// Serve TLS on tcp:// addresses [default: as the Docker daemon does].
-    #[arg(long, help_heading = "TLS")]
-    pub tls: bool,
+    /// Serve TLS on tcp:// addresses [default: as the Docker daemon does]. A tcp:// address
+    /// other than a loopback one needs TLS, or --tls=false to serve it plain anyway.
+    #[arg(long, help_heading = "TLS", value_name = "BOOL", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub tls: Option<bool>,
     /// Serve TLS and require client certificates signed by --tlscacert.
     #[arg(long = "tlsverify", alias = "tls-verify", help_heading = "TLS")]
     pub tlsverify: bool,

@@ -19,6 +19,8 @@ use crate::tlsdetect;
 /// How long a launched program may take to answer.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(100);
+/// How long one readiness probe may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What every command needs: the daemon, the router, the image, and the client's environment.
 #[derive(Debug, Clone)]
@@ -96,22 +98,28 @@ pub async fn proxy(
         "weave proxy is already running; you can stop it with 'weave stop-proxy'.",
     )
     .await?;
-    let listen = if flags.hosts.is_empty() {
-        vec![addrs::default_listen(Some(&ctx.docker.host()))]
-    } else {
-        flags.hosts.clone()
-    };
-    let detected = if flags.tls || flags.tlsverify || flags.no_detect_tls {
+    // `--tls=false` is a TLS choice too: nothing to copy from the daemon then.
+    let detected = if flags.tls.is_some() || flags.tlsverify || flags.no_detect_tls {
         None
     } else {
         detect_tls(ctx)
     };
     let tls = spec::proxy_tls(flags, detected);
+    let docker_host = ctx.docker.host();
+    let listen = spec::proxy_listen(flags, &docker_host, tls.as_ref());
+    if listen.plain_tcp == Some(spec::PlainTcp::LikeTheDaemon) {
+        eprintln!(
+            "Warning: the proxy serves plain HTTP on {}, as the Docker daemon does on \
+             {docker_host}: whoever reaches either controls this host. Give the daemon and the \
+             proxy TLS, or reach the daemon through a unix socket or a loopback address.",
+            listen.addrs[0]
+        );
+    }
     let body = spec::proxy(&ctx.host(), common, flags, &listen, tls.as_ref())?;
     let probe = vec![
         spec::WEAVE_BIN.to_owned(),
         "probe-proxy".to_owned(),
-        listen[0].clone(),
+        listen.addrs[0].clone(),
     ];
     start_and_wait(ctx, PROXY, body, probe).await
 }
@@ -187,12 +195,10 @@ async fn start_and_wait(
                 logs.trim_end()
             )));
         }
-        if ctx
-            .docker
-            .exec(&id, probe.clone())
-            .await
-            .is_ok_and(|e| e.code == 0)
-        {
+        // Bounded: an exec started just as the container exits (a flag it refuses) can go
+        // unanswered for good on Docker 20.10; the next round then sees it stopped.
+        let probed = tokio::time::timeout(PROBE_TIMEOUT, ctx.docker.exec(&id, probe.clone())).await;
+        if probed.is_ok_and(|exec| exec.is_ok_and(|e| e.code == 0)) {
             return Ok(id);
         }
         if Instant::now() > deadline {

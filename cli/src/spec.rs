@@ -1,6 +1,7 @@
 //! The containers `weave launch` creates, as Docker create requests: the router `weave` and the
 //! proxy `weaveproxy`, both from the weaveexec image, on the host's network and PID namespaces,
-//! with the capabilities and mounts their work needs and no more. Pure.
+//! with the capabilities and mounts their work needs and no more; and whether the proxy may serve
+//! plain HTTP where it listens. Pure.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,6 +10,10 @@ use bollard::models::{
     ContainerCreateBody, HostConfig, Mount, MountType, RestartPolicy, RestartPolicyNameEnum,
 };
 
+use weaveproxy::address::SocketAddr;
+use weaveproxy::listen::{Reach, reach};
+
+use crate::addrs::default_listen;
 use crate::args::{CommonFlags, ProxyFlags, RouterFlags};
 use crate::tlsdetect::DaemonTls;
 
@@ -163,9 +168,56 @@ pub fn router(host: &Host, common: &CommonFlags, flags: &RouterFlags) -> Contain
     }
 }
 
+/// Why the proxy is told `--tls=false`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlainTcp {
+    /// The user said `--tls=false`.
+    Asked,
+    /// The default listener is on the network like the daemon's own TCP address, which this
+    /// command reached over plain HTTP (it speaks nothing else): the daemon already serves the
+    /// API unauthenticated there, so a plain proxy beside it exposes nothing new, and refusing
+    /// would only break `weave launch` for a set-up the user chose.
+    LikeTheDaemon,
+}
+
+/// Where the proxy listens, and whether it may serve plain HTTP to the network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyListen {
+    /// The `-H` addresses, in order; `weave env` points clients at the first.
+    pub addrs: Vec<String>,
+    /// `Some` when the proxy gets `--tls=false`; without it, the proxy refuses a plain listener
+    /// on a non-loopback address.
+    pub plain_tcp: Option<PlainTcp>,
+}
+
+/// The proxy's listeners: `-H` as given, else [`default_listen`] from the client's
+/// `DOCKER_HOST`; and `--tls=false` when the user said so, or when the default listener mirrors
+/// a plain daemon on the network (see [`PlainTcp::LikeTheDaemon`]). An explicit non-loopback
+/// `-H` without TLS gets nothing added: the proxy then refuses it, naming `--tls=false`.
+pub fn proxy_listen(flags: &ProxyFlags, docker_host: &str, tls: Option<&DaemonTls>) -> ProxyListen {
+    if !flags.hosts.is_empty() {
+        let asked = tls.is_none() && flags.tls == Some(false);
+        return ProxyListen {
+            addrs: flags.hosts.clone(),
+            plain_tcp: asked.then_some(PlainTcp::Asked),
+        };
+    }
+    let addr = default_listen(docker_host);
+    let network = SocketAddr::parse(&addr).is_ok_and(|a| reach(&a) == Reach::Network);
+    let plain_tcp = match (tls, flags.tls) {
+        (Some(_), _) => None,
+        (None, Some(false)) => Some(PlainTcp::Asked),
+        (None, _) => network.then_some(PlainTcp::LikeTheDaemon),
+    };
+    ProxyListen {
+        addrs: vec![addr],
+        plain_tcp,
+    }
+}
+
 /// The proxy's TLS: its own flags, or the daemon's when none is given.
 pub fn proxy_tls(flags: &ProxyFlags, detected: Option<DaemonTls>) -> Option<DaemonTls> {
-    if flags.tls || flags.tlsverify {
+    if flags.tls == Some(true) || flags.tlsverify {
         // Missing files are reported by `proxy` rather than guessed.
         return Some(DaemonTls {
             verify: flags.tlsverify,
@@ -189,7 +241,8 @@ fn bind_file(source: &Path, target: &str) -> Mount {
 
 /// The proxy container: `weaveproxy` listening on `listen`, the Docker socket, the directory of
 /// each unix listener, the data directory (weavewait is installed there and bound into
-/// containers from the same host path), and each TLS file read-only under `/home/weave/tls`.
+/// containers from the same host path), and each TLS file read-only under `/home/weave/tls`
+/// (or `--tls=false` when `listen` says plain HTTP is meant).
 ///
 /// # Errors
 /// A relative socket or certificate path, or TLS without its certificate and key.
@@ -197,7 +250,7 @@ pub fn proxy(
     host: &Host,
     common: &CommonFlags,
     flags: &ProxyFlags,
-    listen: &[String],
+    listen: &ProxyListen,
     tls: Option<&DaemonTls>,
 ) -> Result<ContainerCreateBody, SpecError> {
     let socket = host.docker_socket.display().to_string();
@@ -207,7 +260,7 @@ pub fn proxy(
         format!("{DATA_DIR}:{DATA_DIR}"),
         format!("{RUN_DIR}:{RUN_DIR}"),
     ];
-    for addr in listen {
+    for addr in &listen.addrs {
         cmd.extend(["-H".to_owned(), addr.clone()]);
         let path = addr.strip_prefix("unix://").or_else(|| {
             let bare_path = addr.starts_with('/') || !addr.contains(':');
@@ -261,6 +314,8 @@ pub fn proxy(
             mounts.push(bind_file(path, &target));
             cmd.extend([flag.to_owned(), target]);
         }
+    } else if listen.plain_tcp.is_some() {
+        cmd.push("--tls=false".to_owned());
     }
     let switches = [
         (flags.no_default_ipalloc, "--no-default-ipalloc"),
@@ -295,7 +350,10 @@ pub fn proxy(
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
+    use crate::addrs::UNIX_LISTEN;
 
     fn host() -> Host {
         Host {
@@ -307,6 +365,129 @@ mod tests {
 
     fn cmd(body: &ContainerCreateBody) -> String {
         body.cmd.as_ref().unwrap().join(" ")
+    }
+
+    fn listen_on(addrs: &[&str], plain_tcp: Option<PlainTcp>) -> ProxyListen {
+        ProxyListen {
+            addrs: addrs.iter().map(|a| (*a).to_owned()).collect(),
+            plain_tcp,
+        }
+    }
+
+    /// The proxy's own flag check, run on the command line `launch-proxy` gives it.
+    fn proxy_accepts(body: &ContainerCreateBody) -> Result<Vec<SocketAddr>, String> {
+        let argv = std::iter::once("weaveproxy".to_owned()).chain(body.cmd.clone().unwrap());
+        let cli = weaveproxy::config::Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        weaveproxy::config::Config::from_cli(cli).map(|config| config.plain_network)
+    }
+
+    #[test]
+    fn launch_proxy_passes_tls_false_through_and_its_default_is_never_refused() {
+        use crate::args::{Cli, Command};
+
+        let launch = |args: &[&str], docker_host: &str| {
+            let argv = ["weave", "launch-proxy"].iter().chain(args);
+            let Command::LaunchProxy(parsed) = Cli::try_parse_from(argv).unwrap().command else {
+                panic!("not launch-proxy");
+            };
+            let listen = proxy_listen(&parsed.proxy, docker_host, None);
+            let body = proxy(&host(), &parsed.common, &parsed.proxy, &listen, None).unwrap();
+            proxy_accepts(&body)
+        };
+        let every = || Ok(vec![SocketAddr::Tcp("0.0.0.0:12375".to_owned())]);
+        let unix = "unix:///var/run/docker.sock";
+        assert_eq!(
+            launch(&["-H", "tcp://0.0.0.0:12375", "--tls=false"], unix),
+            every()
+        );
+        let refused = launch(&["-H", "tcp://0.0.0.0:12375"], unix).unwrap_err();
+        assert!(refused.contains("--tls=false"), "{refused}");
+        // The default beside a plain daemon on the network mirrors it, and is told so.
+        assert_eq!(
+            launch(&[], "tcp://10.0.0.5:2375"),
+            Ok(vec![SocketAddr::Tcp("10.0.0.5:12375".to_owned())])
+        );
+        assert_eq!(launch(&[], "tcp://localhost:2375"), Ok(vec![]));
+        // `--tls` alone means true, as in dockerd; `--tls false` is no value but a stray word.
+        let argv = ["weave", "launch-proxy", "--tls"];
+        let Command::LaunchProxy(parsed) = Cli::try_parse_from(argv).unwrap().command else {
+            panic!("not launch-proxy");
+        };
+        assert_eq!(parsed.proxy.tls, Some(true));
+        assert!(Cli::try_parse_from(["weave", "launch-proxy", "--tls", "false"]).is_err());
+    }
+
+    #[test]
+    fn plain_http_to_the_network_is_passed_on_only_when_meant() {
+        let tls = DaemonTls {
+            verify: true,
+            ca: "/tls/ca.pem".into(),
+            cert: "/tls/cert.pem".into(),
+            key: "/tls/key.pem".into(),
+        };
+        let flags = |hosts: &[&str], tls: Option<bool>| ProxyFlags {
+            hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
+            tls,
+            ..Default::default()
+        };
+        let none: &[&str] = &[];
+        let cases = [
+            // The default mirrors a plain daemon on the network, so it is told --tls=false...
+            (
+                flags(none, None),
+                "tcp://10.0.0.5:2375",
+                None,
+                listen_on(&["tcp://10.0.0.5:12375"], Some(PlainTcp::LikeTheDaemon)),
+            ),
+            // ...but not when the daemon's TLS is copied, or it stays on loopback or a socket.
+            (
+                flags(none, None),
+                "tcp://10.0.0.5:2376",
+                Some(&tls),
+                listen_on(&["tcp://10.0.0.5:12375"], None),
+            ),
+            (
+                flags(none, None),
+                "tcp://localhost:2375",
+                None,
+                listen_on(&["tcp://127.0.0.1:12375"], None),
+            ),
+            (
+                flags(none, None),
+                "unix:///var/run/docker.sock",
+                None,
+                listen_on(&[UNIX_LISTEN], None),
+            ),
+            // An explicit -H on the network gets --tls=false only from the user: the proxy
+            // refuses it otherwise, naming the flag.
+            (
+                flags(&["tcp://0.0.0.0:12375"], None),
+                "tcp://10.0.0.5:2375",
+                None,
+                listen_on(&["tcp://0.0.0.0:12375"], None),
+            ),
+            (
+                flags(&["tcp://0.0.0.0:12375"], Some(false)),
+                "unix:///var/run/docker.sock",
+                None,
+                listen_on(&["tcp://0.0.0.0:12375"], Some(PlainTcp::Asked)),
+            ),
+            (
+                flags(none, Some(false)),
+                "tcp://127.0.0.1:2375",
+                None,
+                listen_on(&["tcp://127.0.0.1:12375"], Some(PlainTcp::Asked)),
+            ),
+        ];
+        for (flags, docker_host, detected, want) in cases {
+            assert_eq!(
+                proxy_listen(&flags, docker_host, detected),
+                want,
+                "{:?} {:?} {docker_host}",
+                flags.hosts,
+                flags.tls
+            );
+        }
     }
 
     #[test]
@@ -371,17 +552,20 @@ mod tests {
             hostname_match: Some("^w-(.*)".to_owned()),
             ..Default::default()
         };
-        let listen = [
-            "unix:///var/run/weave/weave.sock".to_owned(),
-            "/tmp/extra/p.sock".to_owned(),
-            "tcp://0.0.0.0:12375".to_owned(),
-        ];
+        let listen = listen_on(
+            &[
+                "unix:///var/run/weave/weave.sock",
+                "/tmp/extra/p.sock",
+                "tcp://0.0.0.0:12375",
+            ],
+            Some(PlainTcp::Asked),
+        );
         let body = proxy(&host(), &CommonFlags::default(), &flags, &listen, None).unwrap();
         assert_eq!(
             cmd(&body),
             "-H unix:///var/run/weave/weave.sock -H /tmp/extra/p.sock -H tcp://0.0.0.0:12375 \
              --docker-api unix:///var/run/docker.sock --router-addr 127.0.0.1:6784 \
-             --data-dir /var/lib/weave --no-default-ipalloc --hostname-match ^w-(.*)"
+             --data-dir /var/lib/weave --tls=false --no-default-ipalloc --hostname-match ^w-(.*)"
         );
         let hc = body.host_config.unwrap();
         assert_eq!(
@@ -399,7 +583,7 @@ mod tests {
                 &host(),
                 &CommonFlags::default(),
                 &flags,
-                &["unix://rel.sock".to_owned()],
+                &listen_on(&["unix://rel.sock"], None),
                 None
             )
             .unwrap_err(),
@@ -415,7 +599,8 @@ mod tests {
             cert: "/tls/server-cert.pem".into(),
             key: "/tls/server-key.pem".into(),
         };
-        let listen = ["tcp://0.0.0.0:12375".to_owned()];
+        // `--tls=false` is moot once TLS is served.
+        let listen = listen_on(&["tcp://0.0.0.0:12375"], Some(PlainTcp::Asked));
         let body = proxy(
             &host(),
             &CommonFlags::default(),
@@ -432,6 +617,7 @@ mod tests {
             "{}",
             cmd(&body)
         );
+        assert!(!cmd(&body).contains("--tls=false"), "{}", cmd(&body));
         let mounts = body.host_config.unwrap().mounts.unwrap();
         assert_eq!(mounts.len(), 3);
         assert_eq!(mounts[0].source.as_deref(), Some("/tls/server-cert.pem"));
@@ -455,7 +641,7 @@ mod tests {
             })
         ));
         let flags = ProxyFlags {
-            tls: true,
+            tls: Some(true),
             ..Default::default()
         };
         let given = proxy_tls(&flags, Some(tls)).unwrap();

@@ -93,6 +93,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
             .await?
             .with_tls(acceptor.clone());
         info!(address = %listener.local_addr(), tls = listener.is_tls(), "listening");
+        if config.plain_network.contains(addr) {
+            // Allowed by --tls=false, but said at every start, as dockerd does.
+            warn!(
+                address = %listener.local_addr(),
+                "serving the Docker API over plain HTTP to the network (--tls=false): whoever \
+                 reaches this address controls this host; use TLS or a loopback address"
+            );
+        }
         listeners.push(listener);
     }
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;

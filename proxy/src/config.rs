@@ -7,6 +7,7 @@ use clap::Parser;
 use clap::builder::BoolishValueParser;
 
 use crate::address::SocketAddr;
+use crate::listen::{Reach, reach};
 use crate::naming::HostnameRule;
 use crate::tls::ServerTls;
 
@@ -35,11 +36,12 @@ pub struct Cli {
 
     /// Serve TLS on the tcp:// -H addresses with --tlscert and --tlskey (unix sockets stay
     /// plain); clients need no certificate. There are no default paths: DOCKER_CERT_PATH and
-    /// ~/.docker hold the files for reaching the daemon, not the proxy's own.
+    /// ~/.docker hold the files for reaching the daemon, not the proxy's own. A tcp:// address
+    /// other than a loopback one needs TLS, or --tls=false to serve it plain anyway.
     #[arg(long, help_heading = "TLS (tcp:// listeners)", value_name = "BOOL", num_args = 0..=1,
-          require_equals = true, default_missing_value = "true", default_value = "false",
-          hide_default_value = true, value_parser = BoolishValueParser::new())]
-    pub tls: bool,
+          require_equals = true, default_missing_value = "true",
+          value_parser = BoolishValueParser::new())]
+    pub tls: Option<bool>,
 
     /// Like --tls, and require client certificates signed by --tlscacert.
     #[arg(long = "tlsverify", alias = "tls-verify", help_heading = "TLS (tcp:// listeners)",
@@ -190,6 +192,9 @@ pub struct Config {
     pub hostname: HostnameRule,
     /// `--tls` or `--tlsverify` with their files, for the TCP listeners.
     pub tls: Option<ServerTls>,
+    /// The plain-HTTP listeners the network can reach, which `--tls=false` allowed; the proxy
+    /// warns about each when it starts.
+    pub plain_network: Vec<SocketAddr>,
 }
 
 impl Config {
@@ -251,6 +256,13 @@ impl Config {
         let tls = server_tls(&cli)
             .map_err(|problem| problems.push(problem))
             .ok();
+        let plain_network = match &tls {
+            Some(None) => plain_network(&listen, cli.tls)
+                .map_err(|problem| problems.push(problem))
+                .unwrap_or_default(),
+            // TLS on every TCP listener, or a TLS problem already reported.
+            Some(Some(_)) | None => Vec::new(),
+        };
         match (docker, shutdown_grace, attach_timeout, hostname, tls) {
             (
                 Some(docker),
@@ -275,10 +287,38 @@ impl Config {
                 rewrite_inspect: cli.rewrite_inspect,
                 hostname,
                 tls,
+                plain_network,
             }),
             _ => Err(problems.join("\n")),
         }
     }
+}
+
+/// The listeners of a proxy without TLS that the network can reach, when `--tls=false` says
+/// that is meant.
+///
+/// Whoever reaches the Docker API controls the host, and plain HTTP has no way to tell who that
+/// is; dockerd warns about such a listener and is moving to refuse it. So the proxy refuses it
+/// unless told `--tls=false` in so many words: a missing TLS flag is not consent (a typo, or
+/// flags lost on the way, would otherwise open the host). Loopback addresses and unix sockets
+/// stay on this host and need nothing.
+fn plain_network(listen: &[SocketAddr], tls_flag: Option<bool>) -> Result<Vec<SocketAddr>, String> {
+    let network: Vec<SocketAddr> = listen
+        .iter()
+        .filter(|addr| reach(addr) == Reach::Network)
+        .cloned()
+        .collect();
+    if network.is_empty() || tls_flag == Some(false) {
+        return Ok(network);
+    }
+    let addrs: Vec<String> = network.iter().map(|addr| format!("-H {addr}")).collect();
+    Err(format!(
+        "{} would serve the Docker API over plain HTTP to the network, and whoever reaches \
+         the API controls this host: serve TLS there (--tlsverify with --tlscacert, --tlscert and \
+         --tlskey), listen on a loopback address such as tcp://127.0.0.1:12375, or pass \
+         --tls=false to serve it plain anyway",
+        addrs.join(", ")
+    ))
 }
 
 /// The listeners' TLS from `--tls`, `--tlsverify` and the file flags, as dockerd reads them:
@@ -288,7 +328,8 @@ impl Config {
 /// that was meant to be private would otherwise serve plain HTTP), and there are no default
 /// file paths.
 fn server_tls(cli: &Cli) -> Result<Option<ServerTls>, String> {
-    if !cli.tls && !cli.tlsverify {
+    let tls = cli.tls == Some(true);
+    if !tls && !cli.tlsverify {
         let given: Vec<&str> = [
             ("--tlscacert", cli.tlscacert.is_some()),
             ("--tlscert", cli.tlscert.is_some()),
@@ -541,6 +582,71 @@ mod tests {
                     err.contains(needle),
                     "{args:?}: {needle} missing from {err}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn plain_http_to_the_network_needs_tls_false_said() {
+        /// Flags, and the listeners allowed plain on the network or the refusal's words.
+        type Case = (Vec<&'static str>, Result<Vec<&'static str>, &'static str>);
+        let cases: Vec<Case> = vec![
+            (vec!["-H", "tcp://127.0.0.1:12375"], Ok(vec![])),
+            (vec!["-H", "tcp://localhost:12375"], Ok(vec![])),
+            (vec!["-H", "tcp://[::1]:12375"], Ok(vec![])),
+            (vec!["-H", "/tmp/w.sock"], Ok(vec![])),
+            (vec!["-H", "tcp://0.0.0.0:12375"], Err("--tls=false")),
+            (vec!["-H", ":12375"], Err("-H tcp://0.0.0.0:12375")),
+            (vec!["-H", "tcp://10.0.0.5:12375"], Err("plain HTTP")),
+            (vec!["-H", "tcp://docker.example:12375"], Err("--tls=false")),
+            // Incomplete TLS is reported as such, never taken for plain HTTP.
+            (
+                vec!["-H", "tcp://0.0.0.0:1", "--tls=true", "--tlscert", "/c.pem"],
+                Err("--tlskey"),
+            ),
+            (
+                vec!["-H", "tcp://0.0.0.0:1", "--tls=0"],
+                Ok(vec!["0.0.0.0:1"]),
+            ),
+            (
+                vec![
+                    "-H",
+                    "tcp://0.0.0.0:1",
+                    "-H",
+                    "tcp://127.0.0.1:2",
+                    "--tls=false",
+                ],
+                Ok(vec!["0.0.0.0:1"]),
+            ),
+            // TLS served: nothing is plain.
+            (
+                vec!["-H", ":1", "--tls", "--tlscert=/c.pem", "--tlskey=/k.pem"],
+                Ok(vec![]),
+            ),
+            (
+                vec![
+                    "-H",
+                    ":1",
+                    "--tls=false",
+                    "--tlsverify",
+                    "--tlscacert=/ca.pem",
+                    "--tlscert=/c.pem",
+                    "--tlskey=/k.pem",
+                ],
+                Ok(vec![]),
+            ),
+        ];
+        for (args, want) in cases {
+            let mut all = vec!["--docker-api", DEFAULT_DOCKER_HOST];
+            all.extend_from_slice(&args);
+            match (parse(&all), want) {
+                (Ok(config), Ok(want)) => {
+                    let want: Vec<SocketAddr> =
+                        want.iter().map(|a| SocketAddr::Tcp((*a).into())).collect();
+                    assert_eq!(config.plain_network, want, "{args:?}");
+                }
+                (Err(err), Err(needle)) => assert!(err.contains(needle), "{args:?}: {err}"),
+                (got, want) => panic!("{args:?}: got {got:?}, want {want:?}"),
             }
         }
     }

@@ -1,5 +1,5 @@
 //! Binding the proxy's listening sockets: unix sockets that behave like Docker's own, and TCP,
-//! optionally with TLS.
+//! optionally with TLS; and who can reach a listener, from its address alone ([`reach`]).
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -30,6 +30,50 @@ pub enum ListenError {
         target: String,
         error: io::Error,
     },
+}
+
+/// Who can reach a listener. Whoever reaches the Docker API controls the host (a privileged
+/// container is one request away), so a plain-HTTP listener that the network can reach is
+/// refused unless asked for (see [`crate::config`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Only this host: a unix socket (its owner and mode decide who) or a loopback address.
+    ThisHost,
+    /// Whoever can route to this host: every other TCP address, including every-interface ones
+    /// (`0.0.0.0`, `[::]`) and host names other than `localhost`.
+    Network,
+}
+
+/// Who can reach a listener on `addr`. Decided from the address as written, without resolving
+/// names: a name's addresses may change after the check, so only `localhost` counts as loopback.
+pub fn reach(addr: &SocketAddr) -> Reach {
+    match addr {
+        SocketAddr::Unix(_) => Reach::ThisHost,
+        SocketAddr::Tcp(host_port) => {
+            let host = host_port.rsplit_once(':').map_or("", |(host, _)| host);
+            if is_loopback_host(host) {
+                Reach::ThisHost
+            } else {
+                Reach::Network
+            }
+        }
+    }
+}
+
+/// Whether `host` (an IP address, IPv6 in brackets or not, or a name) is a loopback address:
+/// `127.0.0.0/8`, `::1` (also as `::ffff:127.x.y.z`) or the name `localhost`.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback(),
+        Ok(std::net::IpAddr::V6(ip)) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Err(_) => host.trim_end_matches('.').eq_ignore_ascii_case("localhost"),
+    }
 }
 
 /// A bound listening socket.
@@ -355,6 +399,31 @@ mod tests {
         );
         assert_eq!(got.mode() & 0o7777, 0o640);
         assert_eq!((got.uid(), got.gid()), (want.uid(), want.gid()));
+    }
+
+    #[test]
+    fn only_unix_sockets_and_loopback_addresses_stay_on_this_host() {
+        use Reach::{Network, ThisHost};
+        let cases = [
+            ("unix:///var/run/weave/weave.sock", ThisHost),
+            ("tcp://127.0.0.1:12375", ThisHost),
+            ("tcp://127.1.2.3:12375", ThisHost),
+            ("tcp://localhost:12375", ThisHost),
+            ("tcp://LocalHost.:12375", ThisHost),
+            ("tcp://[::1]:12375", ThisHost),
+            ("tcp://[::ffff:127.0.0.1]:12375", ThisHost),
+            ("tcp://0.0.0.0:12375", Network),
+            (":12375", Network),
+            ("tcp://[::]:12375", Network),
+            ("tcp://10.0.0.5:12375", Network),
+            ("tcp://[fe80::1]:12375", Network),
+            // A name could resolve anywhere, now or later.
+            ("tcp://docker.example:12375", Network),
+            ("tcp://localhost.example:12375", Network),
+        ];
+        for (addr, want) in cases {
+            assert_eq!(reach(&SocketAddr::parse(addr).unwrap()), want, "{addr}");
+        }
     }
 
     #[tokio::test]
