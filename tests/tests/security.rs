@@ -157,6 +157,37 @@ fn weave_attach_of_a_chrooted_container_writes_its_own_hosts_not_the_hosts() {
     );
 }
 
+/// The same through a symlinked `etc/hosts` (an absolute one, to a host file) in the jail.
+#[test]
+fn weave_attach_of_a_container_whose_hosts_is_a_symlink_leaves_the_target_alone() {
+    let shell = WeaveShell::new();
+    shell.run("weave launch-router").ok();
+    let host = HostDir::new("symlink");
+    let victim = host.path().join("victim");
+    fs::write(&victim, "untouched\n").unwrap();
+    let id = detached(
+        &shell,
+        &format!(
+            "docker run -d -h c2.weave.local ubuntu sh -c 'mkdir -p /jail/bin /jail/etc && \
+             cp /bin/busybox /jail/bin/ && ln -s {} /jail/etc/hosts && \
+             exec chroot /jail /bin/busybox sleep 1d'",
+            victim.display()
+        ),
+    );
+    let pid = eventually("the container to run", Duration::from_secs(10), || {
+        running_pid(&id)
+    });
+    eventually("the chroot", Duration::from_secs(10), || {
+        let link = fs::read_link(format!("/proc/{pid}/root/etc/hosts")).ok()?;
+        (link == victim).then_some(())
+    });
+
+    shell.run(&format!("weave attach 10.2.1.8/24 {id}")).ok();
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "untouched\n");
+    let hosts = in_container(&id, &["cat", "/etc/hosts"]);
+    assert!(hosts.lines().any(|l| l.starts_with("10.2.1.8")), "{hosts}");
+}
+
 #[test]
 fn the_proxys_sweep_after_a_relaunch_leaves_a_chrooted_container_and_the_host_alone() {
     let shell = WeaveShell::launched();
