@@ -14,7 +14,7 @@ version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 image=${DOCKERHUB_USER:-weaveworks}/weaveexec
 
 RUSTFLAGS='-C target-feature=+crt-static' \
-    cargo build --release --locked --target "$triple" -p weave-cli -p weavewait --bins >&2
+    cargo build --release --locked --target "$triple" -p weave -p weavewait --bins >&2
 
 release="$target_dir/$triple/release"
 context=$(mktemp -d)

@@ -3,7 +3,7 @@
 //! addresses read back from its arguments, and the lines `weave env` and `weave config` print.
 //! Pure.
 
-use weaveproxy::listen::is_loopback_host;
+use api::docker_addr::is_loopback_host;
 
 /// The proxy's unix socket, where `weave env` points clients that reach Docker over a socket.
 pub const UNIX_LISTEN: &str = "unix:///var/run/weave/weave.sock";

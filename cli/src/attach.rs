@@ -7,15 +7,13 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use api::route::{EXPOSE_ID, EXTERN_ID};
+use api::{CidrToken, RouterError, naming};
 use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::ListContainersOptionsBuilder;
-use http::Method;
 use ipnet::Ipv4Net;
 use weavenet::Process;
-use weaveproxy::attach::plan::Names;
-use weaveproxy::attach::sequence;
-use weaveproxy::cidr::CidrToken;
-use weaveproxy::weaveapi;
+use weavenet::sequence::{self, Names};
 
 use crate::args::AttachFlags;
 use crate::docker;
@@ -72,14 +70,9 @@ pub fn run_dns_args(docker_args: &[String], domain: &str, server: std::net::IpAd
     out
 }
 
-/// A container's FQDN for weaveDNS: its hostname and domain name, if together they have a dot.
-pub fn fqdn(hostname: &str, domainname: &str) -> Option<String> {
-    let name = match (hostname, domainname) {
-        ("", _) => return None,
-        (h, "") => h.to_owned(),
-        (h, d) => format!("{h}.{d}"),
-    };
-    name.contains('.').then_some(name)
+/// A name weaveDNS can hold for a container: only one with a domain (a dot).
+pub fn registrable(fqdn: String) -> Option<String> {
+    fqdn.contains('.').then_some(fqdn)
 }
 
 /// The container's full id, its first process (pinned) and its inspect document; it must be
@@ -117,10 +110,10 @@ async fn running(
 
 fn names_of(container: &ContainerInspectResponse) -> Option<String> {
     let config = container.config.as_ref()?;
-    fqdn(
+    registrable(naming::fqdn(
         config.hostname.as_deref().unwrap_or(""),
         config.domainname.as_deref().unwrap_or(""),
-    )
+    ))
 }
 
 /// `weave attach [ADDR...] CONTAINER`: addresses from the router (`net:default` when none is
@@ -154,7 +147,7 @@ pub async fn attach(ctx: &Context, flags: &AttachFlags, args: &[String]) -> Resu
         rewrite_hosts: !flags.no_rewrite_hosts,
         register_names: !flags.without_dns,
     };
-    let done = sequence::attach(ctx.router.client(), target, &options, ATTACH_LIMIT).await?;
+    let done = sequence::attach(&ctx.router, target, &options, ATTACH_LIMIT).await?;
     Ok(ips(&done.addrs))
 }
 
@@ -163,7 +156,7 @@ pub async fn attach(ctx: &Context, flags: &AttachFlags, args: &[String]) -> Resu
 fn names_for_hosts(container: &ContainerInspectResponse) -> Names {
     let config = container.config.as_ref();
     Names {
-        fqdn: weaveproxy::naming::fqdn(
+        fqdn: naming::fqdn(
             config.and_then(|c| c.hostname.as_deref()).unwrap_or(""),
             config.and_then(|c| c.domainname.as_deref()).unwrap_or(""),
         ),
@@ -180,12 +173,15 @@ fn names_for_hosts(container: &ContainerInspectResponse) -> Names {
     }
 }
 
-/// `DELETE /ip/{id}/{ip}`: frees one address of container `id`.
-async fn release_addr(ctx: &Context, id: &str, ip: Ipv4Addr) -> Result<(), Error> {
-    let path = format!("/ip/{id}/{ip}");
-    ctx.router
-        .request(&ctx.docker, Method::DELETE, &path, &[])
-        .await?;
+/// Gives `id`'s address `ip` and its names back to the router. A refusal is no failure: what
+/// the router does not hold (an address it never gave, a name it does not have) is already gone.
+async fn give_back(ctx: &Context, id: &str, ip: Ipv4Addr) -> Result<(), Error> {
+    let refused = |result: Result<(), RouterError>| match result {
+        Err(RouterError::Refused { .. }) => Ok(()),
+        other => other,
+    };
+    refused(ctx.router.deregister_name(id, ip, None).await.map(drop))?;
+    refused(ctx.router.release_addr(id, ip).await)?;
     Ok(())
 }
 
@@ -214,9 +210,6 @@ fn tokens_of(args: &[String]) -> Result<Vec<CidrToken>, Error> {
         .collect()
 }
 
-/// The id the host's own addresses are allocated under, as in Weave Net.
-pub const EXPOSE_ID: &str = "weave:expose";
-
 /// `weave expose [ADDR...] [-h FQDN]`: addresses for the host from the router (kept until
 /// `weave hide`: no container's life ends them), put on the bridge, and optionally named in
 /// weaveDNS; prints them.
@@ -230,18 +223,15 @@ pub async fn expose(ctx: &Context, fqdn: Option<&str>, args: &[String]) -> Resul
     }
     let mut cidrs = Vec::new();
     for token in &tokens {
-        let (method, path) = weaveapi::address_request(EXPOSE_ID, token);
-        let call = format!("{method} {path}");
-        let (status, body) = ctx.router.request(&ctx.docker, method, &path, &[]).await?;
-        let cidr = weaveapi::interpret(ctx.router.addr(), &call, token, status, &body)?;
+        // Not a container: nothing for the router to check is alive.
+        let cidr = ctx.router.address_for(EXPOSE_ID, token, false).await?;
         weavenet::expose(BRIDGE, cidr).await?;
         cidrs.push(cidr);
     }
     if let Some(fqdn) = fqdn {
         for cidr in &cidrs {
-            let path = format!("/name/{EXPOSE_ID}/{}", cidr.addr());
             ctx.router
-                .request(&ctx.docker, Method::PUT, &path, &[("fqdn", fqdn)])
+                .register_name(EXPOSE_ID, cidr.addr(), fqdn, false)
                 .await?;
         }
     }
@@ -262,12 +252,7 @@ pub async fn hide(ctx: &Context, args: &[String]) -> Result<String, Error> {
     let chosen = select(present, &tokens);
     for cidr in &chosen {
         weavenet::hide(BRIDGE, *cidr).await?;
-        for kind in ["name", "ip"] {
-            let path = format!("/{kind}/{EXPOSE_ID}/{}", cidr.addr());
-            ctx.router
-                .request(&ctx.docker, Method::DELETE, &path, &[])
-                .await?;
-        }
+        give_back(ctx, EXPOSE_ID, cidr.addr()).await?;
     }
     Ok(ips(&chosen))
 }
@@ -306,11 +291,7 @@ pub async fn detach(ctx: &Context, args: &[String]) -> Result<String, Error> {
     }
     weavenet::detach(&process).await?;
     for cidr in &chosen {
-        let name_path = format!("/name/{id}/{}", cidr.addr());
-        ctx.router
-            .request(&ctx.docker, Method::DELETE, &name_path, &[])
-            .await?;
-        release_addr(ctx, &id, cidr.addr()).await?;
+        give_back(ctx, &id, cidr.addr()).await?;
     }
     Ok(ips(&chosen))
 }
@@ -326,7 +307,7 @@ pub async fn run(ctx: &Context, flags: &AttachFlags, args: &[String]) -> Result<
     let dns = if flags.without_dns {
         None
     } else {
-        ctx.router.client().dns().await.ok().flatten()
+        ctx.router.dns().await.ok().flatten()
     };
     let mut cmd = vec![
         "run".to_owned(),
@@ -389,7 +370,7 @@ pub async fn dns(
         .filter_map(|a| a.parse().ok())
         .collect();
     let (id, name, check_alive) = match &args[count..] {
-        [] => ("weave:extern".to_owned(), None, false),
+        [] => (EXTERN_ID.to_owned(), None, false),
         [container] => {
             let (id, process, found) = running(ctx, container).await?;
             if ips.is_empty() {
@@ -419,13 +400,16 @@ pub async fn dns(
         ));
     }
     for ip in ips {
-        let path = format!("/name/{id}/{ip}");
-        let mut form = vec![("fqdn", fqdn.as_str())];
-        if check_alive {
-            form.push(("check-alive", "true"));
+        let served = if add {
+            ctx.router
+                .register_name(&id, ip, &fqdn, check_alive)
+                .await?
+        } else {
+            ctx.router.deregister_name(&id, ip, Some(&fqdn)).await?
+        };
+        if !served {
+            return Err(crate::dns::not_running());
         }
-        let method = if add { Method::PUT } else { Method::DELETE };
-        crate::dns::request(ctx, method, &path, &form).await?;
     }
     Ok(())
 }
@@ -536,7 +520,11 @@ mod tests {
             ("", "weave.local", None),
         ];
         for (host, domain, want) in cases {
-            assert_eq!(fqdn(host, domain).as_deref(), want, "{host} {domain}");
+            assert_eq!(
+                registrable(naming::fqdn(host, domain)).as_deref(),
+                want,
+                "{host} {domain}"
+            );
         }
     }
 }

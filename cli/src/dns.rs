@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
-use http::{Method, StatusCode};
 use tokio::net::UdpSocket;
 
 use crate::error::Error;
@@ -14,56 +13,18 @@ use crate::launch::Context;
 /// How long `dns-lookup` waits for weaveDNS, as `dig` does by default per try.
 const PATIENCE: Duration = Duration::from_secs(5);
 
-/// One call to the router's weaveDNS API; the body of its answer.
-///
-/// # Errors
-/// When the router is not running, runs without weaveDNS (it answers 404), or refuses.
-pub(crate) async fn request(
-    ctx: &Context,
-    method: Method,
-    path: &str,
-    form: &[(&str, &str)],
-) -> Result<String, Error> {
-    let (status, body) = ctx
-        .router
-        .request(&ctx.docker, method.clone(), path, form)
-        .await?;
-    if status == StatusCode::NOT_FOUND {
-        return Err(Error::Refused(
-            "weaveDNS is not running (the router was launched with --no-dns)".to_owned(),
-        ));
-    }
-    if !status.is_success() {
-        return Err(Error::Failed(format!(
-            "{method} {path}: the router answered {status}: {}",
-            body.trim()
-        )));
-    }
-    Ok(body)
+/// What a router without weaveDNS (launched `--no-dns`; it answers 404) makes a DNS command say.
+pub(crate) fn not_running() -> Error {
+    Error::Refused("weaveDNS is not running (the router was launched with --no-dns)".to_owned())
 }
 
 /// weaveDNS's address and domain, from the router (`GET /dns-address`, `GET /domain`).
 ///
 /// # Errors
-/// See [`request`].
+/// When the router is not running, runs without weaveDNS, or refuses.
 async fn server(ctx: &Context) -> Result<(IpAddr, String), Error> {
-    let mut answers = Vec::with_capacity(2);
-    for path in ["/dns-address", "/domain"] {
-        answers.push(
-            request(ctx, Method::GET, path, &[])
-                .await?
-                .trim()
-                .to_owned(),
-        );
-    }
-    let domain = answers.pop().unwrap_or_default();
-    let address = answers.pop().unwrap_or_default();
-    let address = address.parse().map_err(|_| {
-        Error::Failed(format!(
-            "GET /dns-address: the router answered {address:?}, not an address"
-        ))
-    })?;
-    Ok((address, domain))
+    let dns = ctx.router.dns().await?.ok_or_else(not_running)?;
+    Ok((dns.server, dns.domain))
 }
 
 /// The `docker run` flags that make a container use weaveDNS: `--dns=IP --dns-search=DOMAIN`.

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use api::DockerAddr;
 use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, ExecConfig,
@@ -12,7 +13,6 @@ use bollard::query_parameters::{
     RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
-use router::docker::DockerAddr;
 
 use crate::error::Error;
 
@@ -47,13 +47,11 @@ impl Docker {
                  socket; run it on the Docker host with DOCKER_HOST unset"
             )));
         }
-        let api = router::docker::connect(&addr)
+        let api = api::docker::connect(&addr)
             .await
-            .map_err(|err| match err {
-                router::docker::DockerError::Connect { addr, source } => {
-                    Error::DockerUnreachable { addr, source }
-                }
-                other => Error::Refused(other.to_string()),
+            .map_err(|err| Error::DockerUnreachable {
+                addr: err.addr,
+                source: err.source,
             })?;
         Ok(Self { api, addr })
     }

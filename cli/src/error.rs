@@ -1,6 +1,6 @@
 //! Everything `weave` can fail with, and the exit status each gives.
 
-use weaveproxy::weaveapi::RouterError;
+use api::RouterError;
 
 use crate::spec::SpecError;
 
@@ -32,9 +32,9 @@ pub enum Error {
     Net(#[from] weavenet::NetError),
 }
 
-impl From<weaveproxy::attach::AttachError> for Error {
-    fn from(err: weaveproxy::attach::AttachError) -> Self {
-        use weaveproxy::attach::AttachError;
+impl From<weavenet::sequence::AttachError> for Error {
+    fn from(err: weavenet::sequence::AttachError) -> Self {
+        use weavenet::sequence::AttachError;
         match err {
             AttachError::Router(err) => Self::Router(err),
             AttachError::Net(err) => Self::Net(err),

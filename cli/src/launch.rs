@@ -4,15 +4,16 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use api::client::Transport;
+use api::{Call, route};
 use bollard::models::{ContainerCreateBody, HostConfig};
 use futures_util::StreamExt;
-use http::Method;
 
 use crate::addrs;
-use crate::api::Router;
 use crate::args::{CommonFlags, ProxyFlags, RouterFlags};
 use crate::docker::{self, Docker};
 use crate::error::Error;
+use crate::relay::Router;
 use crate::spec::{self, Host, PROXY, ROUTER};
 use crate::tlsdetect;
 
@@ -57,11 +58,12 @@ pub async fn router(
         "weave is already running; you can stop it with 'weave stop'.",
     )
     .await?;
-    if !crate::api::in_container()
+    if !crate::relay::in_container()
         && ctx
             .router
-            .client()
-            .call(Method::GET, "/status", Default::default())
+            .transport()
+            .direct()
+            .send(&Call::get(route::STATUS))
             .await
             .is_ok()
     {
@@ -76,7 +78,7 @@ pub async fn router(
         spec::WEAVE_BIN.to_owned(),
         "router-request".to_owned(),
         "GET".to_owned(),
-        "/status".to_owned(),
+        route::STATUS.to_owned(),
         "--expect-success".to_owned(),
     ];
     start_and_wait(ctx, ROUTER, body, probe).await
@@ -329,7 +331,7 @@ pub async fn reset(ctx: &Context) -> Result<(), Error> {
     ctx.docker.remove(&id).await?;
     print!("{logs}");
     let socket = addrs::UNIX_LISTEN.trim_start_matches("unix://");
-    if !crate::api::in_container() {
+    if !crate::relay::in_container() {
         let _ = std::fs::remove_file(socket);
     }
     if code == 0 {

@@ -8,17 +8,18 @@
 //! - [`launch`]: launching, stopping and resetting the containers.
 //! - [`status`]: `status`, `env`, `config`, `version`.
 //! - [`attach`]: weave without the proxy: `run`, `start`, `attach`, `detach`, `dns-*`, `ps`.
-//! - [`docker`], [`api`]: the two APIs this command talks to.
+//! - [`docker`], [`relay`]: the two APIs this command talks to (Docker's, and the router's
+//!   through the `api` crate's client, relayed when it cannot be reached directly).
 //! - [`error`]: every failure and its exit status.
 
 pub mod addrs;
-pub mod api;
 pub mod args;
 pub mod attach;
 pub mod dns;
 pub mod docker;
 pub mod error;
 pub mod launch;
+pub mod relay;
 pub mod spec;
 pub mod status;
 pub mod tlsdetect;
@@ -45,7 +46,7 @@ fn non_empty_env(name: &str) -> Option<String> {
 /// inside the router's container (which sets `WEAVE_LOCAL`). Elsewhere, such commands are run
 /// in the router's container.
 fn local() -> bool {
-    !api::in_container() || std::env::var_os("WEAVE_LOCAL").is_some()
+    !relay::in_container() || std::env::var_os("WEAVE_LOCAL").is_some()
 }
 
 /// Runs one command, printing its output.
@@ -70,9 +71,10 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
     let daemon = std::env::var("ORIG_DOCKER_HOST")
         .or_else(|_| std::env::var("DOCKER_HOST"))
         .unwrap_or_default();
+    let docker = docker::Docker::connect(&daemon).await?;
     let ctx = Context {
-        docker: docker::Docker::connect(&daemon).await?,
-        router: api::Router::new(&router_addr()),
+        router: relay::router(&router_addr(), docker.clone()),
+        docker,
         image: spec::image(
             non_empty_env("DOCKERHUB_USER").as_deref(),
             non_empty_env("WEAVE_VERSION").as_deref(),
@@ -197,13 +199,12 @@ async fn router_request(args: &RouterRequestArgs) -> Result<(), Error> {
         .iter()
         .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
         .collect();
-    let client = weaveproxy::weaveapi::RouterClient::new(&router_addr());
-    let (status, body) = client
-        .call(method, &args.path, api::encode(&form).into())
+    let answer = api::RouterClient::new(&router_addr())
+        .call(&api::Call::new(method, args.path.clone(), &form))
         .await?;
-    print!("{}", api::relay(status, &body));
-    if args.expect_success && !status.is_success() {
-        return Err(Error::Failed(format!("router answered {status}")));
+    print!("{}", relay::relay(&answer));
+    if args.expect_success && !answer.status.is_success() {
+        return Err(Error::Failed(format!("router answered {}", answer.status)));
     }
     Ok(())
 }

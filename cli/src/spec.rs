@@ -10,8 +10,8 @@ use bollard::models::{
     ContainerCreateBody, HostConfig, Mount, MountType, RestartPolicy, RestartPolicyNameEnum,
 };
 
-use weaveproxy::address::SocketAddr;
-use weaveproxy::listen::{Reach, reach};
+use api::DockerAddr;
+use api::docker_addr::{Reach, reach};
 
 use crate::addrs::default_listen;
 use crate::args::{CommonFlags, ProxyFlags, RouterFlags};
@@ -203,7 +203,7 @@ pub fn proxy_listen(flags: &ProxyFlags, docker_host: &str, tls: Option<&DaemonTl
         };
     }
     let addr = default_listen(docker_host);
-    let network = SocketAddr::parse(&addr).is_ok_and(|a| reach(&a) == Reach::Network);
+    let network = DockerAddr::parse(&addr).is_ok_and(|a| reach(&a) == Reach::Network);
     let plain_tcp = match (tls, flags.tls) {
         (Some(_), _) => None,
         (None, Some(false)) => Some(PlainTcp::Asked),
@@ -350,8 +350,6 @@ pub fn proxy(
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
     use crate::addrs::UNIX_LISTEN;
 
@@ -372,49 +370,6 @@ mod tests {
             addrs: addrs.iter().map(|a| (*a).to_owned()).collect(),
             plain_tcp,
         }
-    }
-
-    /// The proxy's own flag check, run on the command line `launch-proxy` gives it.
-    fn proxy_accepts(body: &ContainerCreateBody) -> Result<Vec<SocketAddr>, String> {
-        let argv = std::iter::once("weaveproxy".to_owned()).chain(body.cmd.clone().unwrap());
-        let cli = weaveproxy::config::Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
-        weaveproxy::config::Config::from_cli(cli).map(|config| config.plain_network)
-    }
-
-    #[test]
-    fn launch_proxy_passes_tls_false_through_and_its_default_is_never_refused() {
-        use crate::args::{Cli, Command};
-
-        let launch = |args: &[&str], docker_host: &str| {
-            let argv = ["weave", "launch-proxy"].iter().chain(args);
-            let Command::LaunchProxy(parsed) = Cli::try_parse_from(argv).unwrap().command else {
-                panic!("not launch-proxy");
-            };
-            let listen = proxy_listen(&parsed.proxy, docker_host, None);
-            let body = proxy(&host(), &parsed.common, &parsed.proxy, &listen, None).unwrap();
-            proxy_accepts(&body)
-        };
-        let every = || Ok(vec![SocketAddr::Tcp("0.0.0.0:12375".to_owned())]);
-        let unix = "unix:///var/run/docker.sock";
-        assert_eq!(
-            launch(&["-H", "tcp://0.0.0.0:12375", "--tls=false"], unix),
-            every()
-        );
-        let refused = launch(&["-H", "tcp://0.0.0.0:12375"], unix).unwrap_err();
-        assert!(refused.contains("--tls=false"), "{refused}");
-        // The default beside a plain daemon on the network mirrors it, and is told so.
-        assert_eq!(
-            launch(&[], "tcp://10.0.0.5:2375"),
-            Ok(vec![SocketAddr::Tcp("10.0.0.5:12375".to_owned())])
-        );
-        assert_eq!(launch(&[], "tcp://localhost:2375"), Ok(vec![]));
-        // `--tls` alone means true, as in dockerd; `--tls false` is no value but a stray word.
-        let argv = ["weave", "launch-proxy", "--tls"];
-        let Command::LaunchProxy(parsed) = Cli::try_parse_from(argv).unwrap().command else {
-            panic!("not launch-proxy");
-        };
-        assert_eq!(parsed.proxy.tls, Some(true));
-        assert!(Cli::try_parse_from(["weave", "launch-proxy", "--tls", "false"]).is_err());
     }
 
     #[test]

@@ -1,18 +1,13 @@
 //! `weave status`, `env`, `config` and `version`: what runs, and how clients reach it. The text is
 //! composed by pure functions; the rest asks Docker and the router.
 
-use http::{Method, StatusCode};
+use api::status::line;
 
 use crate::addrs;
 use crate::docker;
 use crate::error::Error;
 use crate::launch::{self, Context};
 use crate::spec::{PROXY, ROUTER};
-
-/// One `label: value` line, labels right-aligned as the router's own status.
-pub fn line(label: &str, value: &str) -> String {
-    format!("{label:>15}: {value}\n")
-}
 
 /// The router's status text with a `router` block after its version line and `extra` blocks at
 /// the end, blank lines between, as `weave status` prints it.
@@ -83,18 +78,15 @@ async fn stopped_reason(
 /// When the router is not running (with why), or does not answer.
 pub async fn status(ctx: &Context, which: Option<&str>) -> Result<String, Error> {
     let container = ctx.docker.container(ROUTER).await?;
-    let answer = ctx
-        .router
-        .request(&ctx.docker, Method::GET, "/status", &[])
-        .await;
-    let (code, body) = match (answer, &container) {
+    let answer = ctx.router.status().await;
+    let (ready, body) = match (answer, &container) {
         (Ok(answer), _) => answer,
         (Err(_), None) => {
             return Err(Error::NotRunning(format!(
                 "{ROUTER} container is not present. Have you launched it?"
             )));
         }
-        (Err(err), Some(c)) if docker::is_running(c) => return Err(err),
+        (Err(err), Some(c)) if docker::is_running(c) => return Err(err.into()),
         (Err(_), Some(c)) => {
             let why = stopped_reason(ctx, ROUTER, c).await;
             return Err(Error::NotRunning(format!(
@@ -103,11 +95,7 @@ pub async fn status(ctx: &Context, which: Option<&str>) -> Result<String, Error>
         }
     };
     let mut router_block = line("Service", "router");
-    let state = if code == StatusCode::OK {
-        "ready"
-    } else {
-        "starting"
-    };
+    let state = if ready { "ready" } else { "starting" };
     let origin = match &container {
         Some(c) if docker::is_running(c) => format!("{state} (container {ROUTER})"),
         _ => format!("{state} (not from a {ROUTER} container)"),
@@ -121,12 +109,12 @@ pub async fn status(ctx: &Context, which: Option<&str>) -> Result<String, Error>
             extra.push(
                 line("Service", "proxy")
                     + &line("Status", "running")
-                    + &line("Address", &listen.join(", ")),
+                    + &line("Address", listen.join(", ")),
             );
         }
         Some(c) => {
             let why = stopped_reason(ctx, PROXY, &c).await;
-            extra.push(line("Service", "proxy") + &line("Status", &format!("not running ({why})")));
+            extra.push(line("Service", "proxy") + &line("Status", format!("not running ({why})")));
         }
         None => {}
     }
@@ -163,10 +151,7 @@ pub async fn proxy_client_addr(ctx: &Context) -> Result<Option<String>, Error> {
 /// `weave version`: this command, the image it launches, and the running router's version.
 pub async fn version(ctx: &Context) -> String {
     let mut out = format!("weave {}\nimage {}\n", env!("CARGO_PKG_VERSION"), ctx.image);
-    if let Ok((StatusCode::OK, body)) = ctx
-        .router
-        .request(&ctx.docker, Method::GET, "/status", &[])
-        .await
+    if let Ok((true, body)) = ctx.router.status().await
         && let Some(version) = body
             .lines()
             .find_map(|l| l.trim().strip_prefix("Version: "))

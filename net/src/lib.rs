@@ -1,6 +1,7 @@
 //! Host plumbing shared by the router, the proxy and the `weave` command: the `weave` bridge, the
-//! container's `ethwe` veth, its addresses and routes, the host's routing table, and the one file
-//! weave writes inside a container.
+//! container's `ethwe` veth, its addresses and routes, the host's routing table, the one file
+//! weave writes inside a container, and the attach sequence that puts these together with the
+//! router's addresses and names.
 //!
 //! Every function is async and speaks netlink directly (rtnetlink); nothing shells out. Work inside a
 //! container's network namespace runs on a dedicated thread that has `setns`-ed into
@@ -15,6 +16,7 @@
 //! - `bridge`: create, find and delete the bridge; list its container ports.
 //! - `attach`: the container's `ethwe` (veth, move, addresses, multicast route), detach, addresses.
 //! - `process`: a container's process pinned by a pidfd, so that a reused PID reaches nothing.
+//! - `sequence`: the one attach sequence (router, hosts file, `ethwe`, names) and its undo.
 //! - `rootfs`: files inside a container's own root filesystem (its `/etc/hosts`), confined there.
 //! - `routes`: host routes that would clash with an address range.
 //! - `netns`: running netlink work inside a container's network namespace.
@@ -31,6 +33,7 @@ mod netns;
 mod process;
 pub mod rootfs;
 mod routes;
+pub mod sequence;
 mod sysctl;
 
 pub use attach::{

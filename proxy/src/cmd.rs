@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::address::SocketAddr;
 use crate::attach::plan::owner_identity;
 use crate::attach::{AttachSettings, Attacher, events};
 use crate::config::{Cli, Config};
@@ -15,9 +14,10 @@ use crate::listen::Listener;
 use crate::server::Server;
 use crate::tls::UpstreamTls;
 use crate::upstream::Upstream;
-use crate::weaveapi::RouterClient;
 use crate::weavewait::{self, Variant};
 use anyhow::Context as _;
+use api::DockerAddr;
+use api::RouterClient;
 use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
@@ -69,7 +69,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             if !config
                 .listen
                 .iter()
-                .any(|a| matches!(a, SocketAddr::Tcp(_)))
+                .any(|a| matches!(a, DockerAddr::Tcp(_)))
             {
                 info!("TLS is set but no -H is tcp://; unix sockets stay plain");
             }
@@ -142,7 +142,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
 fn upstream(config: &Config) -> anyhow::Result<Upstream> {
     let tls = UpstreamTls::from_env(&config.docker, |name| std::env::var_os(name))?;
     let Some(tls) = tls else {
-        if matches!(config.docker, SocketAddr::Unix(_))
+        if matches!(config.docker, DockerAddr::Unix(_))
             && std::env::var_os("DOCKER_TLS_VERIFY").is_some_and(|v| !v.is_empty())
         {
             info!(docker = %config.docker, "DOCKER_TLS_VERIFY ignored: the daemon is on a unix socket");

@@ -6,10 +6,10 @@ use std::time::Duration;
 use clap::Parser;
 use clap::builder::BoolishValueParser;
 
-use crate::address::SocketAddr;
-use crate::listen::{Reach, reach};
 use crate::naming::HostnameRule;
 use crate::tls::ServerTls;
+use api::DockerAddr;
+use api::docker_addr::{Reach, reach};
 
 /// The default listening socket, where `weave env` points clients.
 pub const DEFAULT_LISTEN: &str = "unix:///var/run/weave/weave.sock";
@@ -108,7 +108,7 @@ pub struct Cli {
     pub weavewait_dir: Option<PathBuf>,
 
     /// The weave router's HTTP API, `host:port` (a bare host gets port 6784).
-    #[arg(long, value_name = "ADDR", env = "WEAVE_HTTP_ADDR", default_value = crate::weaveapi::DEFAULT_ADDR)]
+    #[arg(long, value_name = "ADDR", env = "WEAVE_HTTP_ADDR", default_value = api::client::DEFAULT_ADDR)]
     pub router_addr: String,
 
     /// The bridge containers are attached to.
@@ -161,9 +161,9 @@ pub struct Cli {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Where to listen.
-    pub listen: Vec<SocketAddr>,
+    pub listen: Vec<DockerAddr>,
     /// The daemon to forward to.
-    pub docker: SocketAddr,
+    pub docker: DockerAddr,
     /// The tracing filter directive.
     pub log_filter: String,
     /// How long in-flight work may take after SIGTERM.
@@ -194,7 +194,7 @@ pub struct Config {
     pub tls: Option<ServerTls>,
     /// The plain-HTTP listeners the network can reach, which `--tls=false` allowed; the proxy
     /// warns about each when it starts.
-    pub plain_network: Vec<SocketAddr>,
+    pub plain_network: Vec<DockerAddr>,
 }
 
 impl Config {
@@ -206,13 +206,13 @@ impl Config {
         let mut problems = Vec::new();
         let mut listen = Vec::new();
         for host in &cli.hosts {
-            match SocketAddr::parse(host) {
+            match DockerAddr::parse(host) {
                 Ok(addr) if !listen.contains(&addr) => listen.push(addr),
                 Ok(_) => {}
                 Err(err) => problems.push(format!("-H: {err}")),
             }
         }
-        let docker = SocketAddr::parse(&cli.docker_api)
+        let docker = DockerAddr::parse(&cli.docker_api)
             .map_err(|err| problems.push(format!("--docker-api: {err}")))
             .ok();
         if let Some(docker) = docker.as_ref().filter(|d| listen.contains(d)) {
@@ -279,7 +279,7 @@ impl Config {
                 no_multicast_route: cli.no_multicast_route,
                 weavewait_dir: cli.weavewait_dir,
                 data_dir: cli.data_dir,
-                router_addr: crate::weaveapi::normalise_addr(&cli.router_addr),
+                router_addr: api::client::normalise_addr(&cli.router_addr),
                 weave_bridge: cli.weave_bridge,
                 attach_timeout,
                 without_dns: cli.without_dns,
@@ -302,8 +302,8 @@ impl Config {
 /// unless told `--tls=false` in so many words: a missing TLS flag is not consent (a typo, or
 /// flags lost on the way, would otherwise open the host). Loopback addresses and unix sockets
 /// stay on this host and need nothing.
-fn plain_network(listen: &[SocketAddr], tls_flag: Option<bool>) -> Result<Vec<SocketAddr>, String> {
-    let network: Vec<SocketAddr> = listen
+fn plain_network(listen: &[DockerAddr], tls_flag: Option<bool>) -> Result<Vec<DockerAddr>, String> {
+    let network: Vec<DockerAddr> = listen
         .iter()
         .filter(|addr| reach(addr) == Reach::Network)
         .cloned()
@@ -402,11 +402,11 @@ mod tests {
         let config = parse(&["--docker-api", DEFAULT_DOCKER_HOST]).unwrap();
         assert_eq!(
             config.listen,
-            [SocketAddr::Unix(PathBuf::from("/var/run/weave/weave.sock"))]
+            [DockerAddr::Unix(PathBuf::from("/var/run/weave/weave.sock"))]
         );
         assert_eq!(
             config.docker,
-            SocketAddr::Unix(PathBuf::from("/var/run/docker.sock"))
+            DockerAddr::Unix(PathBuf::from("/var/run/docker.sock"))
         );
         assert_eq!(config.shutdown_grace, Duration::from_secs(10));
     }
@@ -427,8 +427,8 @@ mod tests {
         assert_eq!(
             config.listen,
             [
-                SocketAddr::Tcp("127.0.0.1:9999".into()),
-                SocketAddr::Unix(PathBuf::from("/tmp/a.sock"))
+                DockerAddr::Tcp("127.0.0.1:9999".into()),
+                DockerAddr::Unix(PathBuf::from("/tmp/a.sock"))
             ]
         );
     }
@@ -641,8 +641,8 @@ mod tests {
             all.extend_from_slice(&args);
             match (parse(&all), want) {
                 (Ok(config), Ok(want)) => {
-                    let want: Vec<SocketAddr> =
-                        want.iter().map(|a| SocketAddr::Tcp((*a).into())).collect();
+                    let want: Vec<DockerAddr> =
+                        want.iter().map(|a| DockerAddr::Tcp((*a).into())).collect();
                     assert_eq!(config.plain_network, want, "{args:?}");
                 }
                 (Err(err), Err(needle)) => assert!(err.contains(needle), "{args:?}: {err}"),

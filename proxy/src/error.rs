@@ -11,7 +11,7 @@ use thiserror::Error;
 
 use crate::attach::AttachError;
 use crate::body::ProxyBody;
-use crate::cidr::CidrError;
+use api::CidrError;
 
 /// A failure of the proxy, as opposed to an error answer from the daemon.
 #[derive(Debug, Error)]

@@ -2,7 +2,6 @@
 //!
 //! # Layout
 //! - [`config`]: flags → validated [`config::Config`] (pure).
-//! - [`address`]: Docker-style `unix://` / `tcp://` addresses (pure).
 //! - [`listen`]: binding unix and TCP listeners the way Docker's own socket behaves.
 //! - [`server`]: accept loops, one task per connection, hijack splicing, graceful shutdown.
 //! - [`forward`]: one request to the daemon and its answer back, hop-by-hop rules, upgrades.
@@ -11,16 +10,14 @@
 //! - [`tls`]: TLS on TCP listeners and to a TCP daemon: which files, loaded into rustls.
 //! - [`error`]: the proxy's own failures and their single mapping to Docker-shaped responses.
 //! - [`intercept`]: the rewrites of create, exec create, list and inspect (pure) and their I/O.
-//! - [`naming`]: hostnames from names or labels, weaveDNS settings, `/etc/hosts` (pure).
-//! - [`cidr`]: `WEAVE_CIDR` grammar and the attach-or-leave-alone decision (pure).
+//! - [`naming`]: hostnames from names or labels, and weaveDNS settings (pure).
+//! - [`cidr`]: the attach-or-leave-alone decision from `WEAVE_CIDR` and the network mode (pure).
 //! - [`attach`]: attaching started containers (router addresses, `ethwe`), the events watcher
 //!   and the start-up sweep.
-//! - [`weaveapi`]: the client of Weave Net's router HTTP API.
 //! - [`weavewait`]: installing the weavewait binaries that containers bind at `/w`.
 //! - [`body`], [`socket`]: the body and stream types that flow through all of the above.
 //! - [`cmd`]: the `weaveproxy` program itself: flags to a running proxy.
 
-pub mod address;
 pub mod attach;
 pub mod body;
 pub mod cidr;
@@ -36,5 +33,4 @@ pub mod server;
 pub mod socket;
 pub mod tls;
 pub mod upstream;
-pub mod weaveapi;
 pub mod weavewait;

@@ -1,5 +1,5 @@
 //! Binding the proxy's listening sockets: unix sockets that behave like Docker's own, and TCP,
-//! optionally with TLS; and who can reach a listener, from its address alone ([`reach`]).
+//! optionally with TLS.
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -9,8 +9,8 @@ use thiserror::Error;
 use tokio::net::{TcpListener, TcpStream, UnixListener};
 use tokio_rustls::TlsAcceptor;
 
-use crate::address::SocketAddr;
 use crate::socket::Stream;
+use api::DockerAddr;
 
 /// Why a listening socket could not be set up.
 #[derive(Debug, Error)]
@@ -30,50 +30,6 @@ pub enum ListenError {
         target: String,
         error: io::Error,
     },
-}
-
-/// Who can reach a listener. Whoever reaches the Docker API controls the host (a privileged
-/// container is one request away), so a plain-HTTP listener that the network can reach is
-/// refused unless asked for (see [`crate::config`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reach {
-    /// Only this host: a unix socket (its owner and mode decide who) or a loopback address.
-    ThisHost,
-    /// Whoever can route to this host: every other TCP address, including every-interface ones
-    /// (`0.0.0.0`, `[::]`) and host names other than `localhost`.
-    Network,
-}
-
-/// Who can reach a listener on `addr`. Decided from the address as written, without resolving
-/// names: a name's addresses may change after the check, so only `localhost` counts as loopback.
-pub fn reach(addr: &SocketAddr) -> Reach {
-    match addr {
-        SocketAddr::Unix(_) => Reach::ThisHost,
-        SocketAddr::Tcp(host_port) => {
-            let host = host_port.rsplit_once(':').map_or("", |(host, _)| host);
-            if is_loopback_host(host) {
-                Reach::ThisHost
-            } else {
-                Reach::Network
-            }
-        }
-    }
-}
-
-/// Whether `host` (an IP address, IPv6 in brackets or not, or a name) is a loopback address:
-/// `127.0.0.0/8`, `::1` (also as `::ffff:127.x.y.z`) or the name `localhost`.
-pub fn is_loopback_host(host: &str) -> bool {
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    match host.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback(),
-        Ok(std::net::IpAddr::V6(ip)) => {
-            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
-        Err(_) => host.trim_end_matches('.').eq_ignore_ascii_case("localhost"),
-    }
 }
 
 /// A bound listening socket.
@@ -174,9 +130,9 @@ impl Listener {
     /// # Errors
     /// [`ListenError::InUse`] when a live process serves the socket path, and the I/O errors of
     /// creating, binding and chowning.
-    pub async fn bind(addr: &SocketAddr, template: Option<&Path>) -> Result<Self, ListenError> {
+    pub async fn bind(addr: &DockerAddr, template: Option<&Path>) -> Result<Self, ListenError> {
         match addr {
-            SocketAddr::Tcp(host_port) => {
+            DockerAddr::Tcp(host_port) => {
                 let listener = TcpListener::bind(host_port.as_str())
                     .await
                     .map_err(|error| ListenError::Io {
@@ -189,7 +145,7 @@ impl Listener {
                     tls: None,
                 })
             }
-            SocketAddr::Unix(path) => bind_unix(path, template),
+            DockerAddr::Unix(path) => bind_unix(path, template),
         }
     }
 
@@ -213,12 +169,12 @@ impl Listener {
     }
 
     /// The address actually bound (a TCP port 0 becomes the real port).
-    pub fn local_addr(&self) -> SocketAddr {
+    pub fn local_addr(&self) -> DockerAddr {
         match self {
-            Self::Unix { file, .. } => SocketAddr::Unix(file.path.clone()),
+            Self::Unix { file, .. } => DockerAddr::Unix(file.path.clone()),
             Self::Tcp { listener, .. } => match listener.local_addr() {
-                Ok(addr) => SocketAddr::Tcp(addr.to_string()),
-                Err(_) => SocketAddr::Tcp("unknown".into()),
+                Ok(addr) => DockerAddr::Tcp(addr.to_string()),
+                Err(_) => DockerAddr::Tcp("unknown".into()),
             },
         }
     }
@@ -338,7 +294,7 @@ mod tests {
     async fn creates_parent_and_removes_file_on_drop() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a/b/weave.sock");
-        let listener = Listener::bind(&SocketAddr::Unix(path.clone()), None)
+        let listener = Listener::bind(&DockerAddr::Unix(path.clone()), None)
             .await
             .unwrap();
         assert!(
@@ -358,10 +314,10 @@ mod tests {
         // A socket file whose listener is gone, as after a crash.
         drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
         assert!(path.exists());
-        let live = Listener::bind(&SocketAddr::Unix(path.clone()), None)
+        let live = Listener::bind(&DockerAddr::Unix(path.clone()), None)
             .await
             .unwrap();
-        let err = Listener::bind(&SocketAddr::Unix(path.clone()), None)
+        let err = Listener::bind(&DockerAddr::Unix(path.clone()), None)
             .await
             .unwrap_err();
         assert!(matches!(err, ListenError::InUse { .. }), "{err}");
@@ -373,7 +329,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("not-a-socket");
         std::fs::write(&path, "keep me").unwrap();
-        let err = Listener::bind(&SocketAddr::Unix(path.clone()), None)
+        let err = Listener::bind(&DockerAddr::Unix(path.clone()), None)
             .await
             .unwrap_err();
         assert!(matches!(err, ListenError::NotASocket { .. }), "{err}");
@@ -390,7 +346,7 @@ mod tests {
         // so that copying it is visible; otherwise the file keeps the caller's group.
         let _ = std::os::unix::fs::chown(&template, None, Some(4242));
         let path = dir.path().join("weave.sock");
-        let _listener = Listener::bind(&SocketAddr::Unix(path.clone()), Some(&template))
+        let _listener = Listener::bind(&DockerAddr::Unix(path.clone()), Some(&template))
             .await
             .unwrap();
         let (want, got) = (
@@ -401,37 +357,12 @@ mod tests {
         assert_eq!((got.uid(), got.gid()), (want.uid(), want.gid()));
     }
 
-    #[test]
-    fn only_unix_sockets_and_loopback_addresses_stay_on_this_host() {
-        use Reach::{Network, ThisHost};
-        let cases = [
-            ("unix:///var/run/weave/weave.sock", ThisHost),
-            ("tcp://127.0.0.1:12375", ThisHost),
-            ("tcp://127.1.2.3:12375", ThisHost),
-            ("tcp://localhost:12375", ThisHost),
-            ("tcp://LocalHost.:12375", ThisHost),
-            ("tcp://[::1]:12375", ThisHost),
-            ("tcp://[::ffff:127.0.0.1]:12375", ThisHost),
-            ("tcp://0.0.0.0:12375", Network),
-            (":12375", Network),
-            ("tcp://[::]:12375", Network),
-            ("tcp://10.0.0.5:12375", Network),
-            ("tcp://[fe80::1]:12375", Network),
-            // A name could resolve anywhere, now or later.
-            ("tcp://docker.example:12375", Network),
-            ("tcp://localhost.example:12375", Network),
-        ];
-        for (addr, want) in cases {
-            assert_eq!(reach(&SocketAddr::parse(addr).unwrap()), want, "{addr}");
-        }
-    }
-
     #[tokio::test]
     async fn reports_the_bound_tcp_port() {
-        let listener = Listener::bind(&SocketAddr::Tcp("127.0.0.1:0".into()), None)
+        let listener = Listener::bind(&DockerAddr::Tcp("127.0.0.1:0".into()), None)
             .await
             .unwrap();
-        let SocketAddr::Tcp(addr) = listener.local_addr() else {
+        let DockerAddr::Tcp(addr) = listener.local_addr() else {
             panic!("not tcp");
         };
         assert!(!addr.ends_with(":0"), "{addr}");

@@ -26,7 +26,7 @@ use tokio_rustls::rustls::{
 };
 use tokio_rustls::{TlsAcceptor, TlsConnector, client};
 
-use crate::address::SocketAddr;
+use api::DockerAddr;
 
 /// The protocol Docker speaks; offered so that a client asking for ALPN gets an answer.
 const ALPN_HTTP1: &[u8] = b"http/1.1";
@@ -171,11 +171,11 @@ impl UpstreamTls {
     /// # Errors
     /// [`TlsError::NoCertPath`] when TLS is asked for and no directory can be named.
     pub fn from_env(
-        docker: &SocketAddr,
+        docker: &DockerAddr,
         var: impl Fn(&str) -> Option<OsString>,
     ) -> Result<Option<Self>, TlsError> {
         let set = |name: &str| var(name).filter(|v| !v.is_empty());
-        let SocketAddr::Tcp(host_port) = docker else {
+        let DockerAddr::Tcp(host_port) = docker else {
             return Ok(None);
         };
         let verify = set("DOCKER_TLS_VERIFY").is_some();
@@ -422,7 +422,7 @@ mod tests {
 
     fn upstream(docker: &str, env: &[(&str, &str)]) -> Result<Option<UpstreamTls>, TlsError> {
         let env: HashMap<&str, &str> = env.iter().copied().collect();
-        UpstreamTls::from_env(&SocketAddr::parse(docker).unwrap(), |name| {
+        UpstreamTls::from_env(&DockerAddr::parse(docker).unwrap(), |name| {
             env.get(name).map(OsString::from)
         })
     }

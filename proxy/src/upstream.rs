@@ -19,16 +19,16 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::address::SocketAddr;
 use crate::body::{self, ProxyBody};
 use crate::error::ProxyError;
 use crate::socket::Stream;
 use crate::tls::ClientTls;
+use api::DockerAddr;
 
 /// Connects to the daemon's socket, whatever host the request URI names.
 #[derive(Debug, Clone)]
 struct Connector {
-    addr: Arc<SocketAddr>,
+    addr: Arc<DockerAddr>,
     /// TLS to a TCP daemon (`DOCKER_TLS_VERIFY`); never used on a unix socket.
     tls: Option<Arc<ClientTls>>,
 }
@@ -46,8 +46,8 @@ impl tower_service::Service<Uri> for Connector {
         let (addr, tls) = (Arc::clone(&self.addr), self.tls.clone());
         Box::pin(async move {
             let stream = match addr.as_ref() {
-                SocketAddr::Unix(path) => Stream::from(UnixStream::connect(path).await?),
-                SocketAddr::Tcp(host_port) => {
+                DockerAddr::Unix(path) => Stream::from(UnixStream::connect(path).await?),
+                DockerAddr::Tcp(host_port) => {
                     let tcp = TcpStream::connect(host_port.as_str()).await?;
                     match tls {
                         Some(tls) => {
@@ -66,22 +66,22 @@ impl tower_service::Service<Uri> for Connector {
 /// The Docker daemon the proxy forwards to.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    addr: Arc<SocketAddr>,
+    addr: Arc<DockerAddr>,
     client: Client<Connector, ProxyBody>,
 }
 
 impl Upstream {
     /// A pool of connections to the daemon at `addr`; nothing is dialled until the first request.
-    pub fn new(addr: SocketAddr) -> Self {
+    pub fn new(addr: DockerAddr) -> Self {
         Self::with_tls(addr, None)
     }
 
     /// Like [`Upstream::new`], speaking TLS with `tls` when `addr` is TCP (a unix socket ignores
     /// it).
-    pub fn with_tls(addr: SocketAddr, tls: Option<ClientTls>) -> Self {
+    pub fn with_tls(addr: DockerAddr, tls: Option<ClientTls>) -> Self {
         let addr = Arc::new(addr);
         let tls = tls
-            .filter(|_| matches!(addr.as_ref(), SocketAddr::Tcp(_)))
+            .filter(|_| matches!(addr.as_ref(), DockerAddr::Tcp(_)))
             .map(Arc::new);
         let client = Client::builder(TokioExecutor::new())
             // Docker's API is HTTP/1.1 only; keep the request head exactly as the client wrote it.
@@ -95,15 +95,15 @@ impl Upstream {
     }
 
     /// The daemon's address, as `unix://...` or `tcp://...`.
-    pub fn addr(&self) -> &SocketAddr {
+    pub fn addr(&self) -> &DockerAddr {
         &self.addr
     }
 
     /// The daemon's unix socket path, if it is reached over one.
     pub fn socket_path(&self) -> Option<PathBuf> {
         match self.addr.as_ref() {
-            SocketAddr::Unix(path) => Some(path.clone()),
-            SocketAddr::Tcp(_) => None,
+            DockerAddr::Unix(path) => Some(path.clone()),
+            DockerAddr::Tcp(_) => None,
         }
     }
 

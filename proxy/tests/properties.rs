@@ -10,18 +10,20 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use api::CidrToken;
+use api::naming::{fqdn, hosts_file};
 use ipnet::Ipv4Net;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde_json::{Map, Number, Value};
-use weaveproxy::cidr::{CidrToken, Decision, LeaveAlone, decide};
+use weaveproxy::cidr::{Decision, LeaveAlone, decide};
 use weaveproxy::intercept::create::{
     ImageCommand, Outcome, Plan, WEAVEWAIT, decide_with_image, docker_command, plan, rewrite,
 };
 use weaveproxy::naming::{
-    DEFAULT_MATCH, DEFAULT_REPLACEMENT, Dns, HostnameRule, MAX_FQDN, NamingError, apply_dns, fqdn,
-    hosts_file, search_list,
+    DEFAULT_MATCH, DEFAULT_REPLACEMENT, Dns, HostnameRule, MAX_FQDN, NamingError, apply_dns,
+    search_list,
 };
 
 /// proptest's defaults, without the regressions file it would write beside this one.

@@ -7,26 +7,19 @@
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 
+use api::{DockerAddr, naming};
 use bollard::Docker;
 use bollard::models::ContainerState;
 use bollard::query_parameters::{
     InspectContainerOptions, InspectNetworkOptions, ListContainersOptionsBuilder,
 };
 
-use crate::api::{BoxFuture, Liveness};
-
-/// Seconds to wait for the head of a Docker response; streams (events) are not limited by it.
-const RESPONSE_TIMEOUT_SECS: u64 = 30;
+use crate::http_api::{BoxFuture, Liveness};
 
 /// Why Docker could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
-    #[error(
-        "unsupported --docker-api {0:?}: use unix:///path/to/docker.sock, /path/to/docker.sock or tcp://host:port"
-    )]
-    BadAddress(String),
     #[error("cannot reach Docker at {addr}: {source}; is dockerd running?")]
     Connect {
         addr: String,
@@ -37,77 +30,17 @@ pub enum DockerError {
     Api(#[from] bollard::errors::Error),
 }
 
-/// Where the daemon listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DockerAddr {
-    Unix(PathBuf),
-    /// `host:port`, plain HTTP.
-    Tcp(String),
-}
-
-impl DockerAddr {
-    /// Parses `unix:///path`, an absolute path, or `tcp://host:port` (`http://` is taken as the same).
-    ///
-    /// # Errors
-    /// [`DockerError::BadAddress`] for anything else, including TLS (`https://`), which the router
-    /// has no use for: it runs beside the daemon and reaches it through the local socket.
-    pub fn parse(text: &str) -> Result<Self, DockerError> {
-        let bad = || DockerError::BadAddress(text.to_owned());
-        if let Some(path) = text.strip_prefix("unix://") {
-            return path
-                .starts_with('/')
-                .then(|| Self::Unix(PathBuf::from(path)))
-                .ok_or_else(bad);
-        }
-        if text.starts_with('/') {
-            return Ok(Self::Unix(PathBuf::from(text)));
-        }
-        let rest = text
-            .strip_prefix("tcp://")
-            .or_else(|| text.strip_prefix("http://"))
-            .ok_or_else(bad)?;
-        let host_port = rest.trim_end_matches('/');
-        let valid = host_port
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-        valid
-            .then(|| Self::Tcp(host_port.to_owned()))
-            .ok_or_else(bad)
-    }
-}
-
-impl std::fmt::Display for DockerAddr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Unix(path) => write!(f, "unix://{}", path.display()),
-            Self::Tcp(host_port) => write!(f, "tcp://{host_port}"),
-        }
-    }
-}
-
 /// A client for `addr`, its API version negotiated with the daemon.
 ///
 /// # Errors
 /// [`DockerError::Connect`] when the daemon does not answer.
 pub async fn connect(addr: &DockerAddr) -> Result<Docker, DockerError> {
-    let connect_error = |source| DockerError::Connect {
-        addr: addr.to_string(),
-        source,
-    };
-    let docker = match addr {
-        DockerAddr::Unix(path) => Docker::connect_with_unix(
-            &path.to_string_lossy(),
-            RESPONSE_TIMEOUT_SECS,
-            bollard::API_DEFAULT_VERSION,
-        ),
-        DockerAddr::Tcp(host_port) => Docker::connect_with_http(
-            host_port,
-            RESPONSE_TIMEOUT_SECS,
-            bollard::API_DEFAULT_VERSION,
-        ),
-    }
-    .map_err(connect_error)?;
-    docker.negotiate_version().await.map_err(connect_error)
+    api::docker::connect(addr)
+        .await
+        .map_err(|err| DockerError::Connect {
+            addr: err.addr,
+            source: err.source,
+        })
 }
 
 /// Whether a container in `state` counts as running for IPAM, as in the original: running and
@@ -207,7 +140,7 @@ pub async fn running_containers(docker: &Docker) -> Result<Vec<RunningContainer>
             .filter(|&pid| pid > 0);
         if let Some(pid) = pid {
             let config = inspect.config.as_ref();
-            let fqdn = fqdn(
+            let fqdn = naming::fqdn(
                 config
                     .and_then(|c| c.hostname.as_deref())
                     .unwrap_or_default(),
@@ -219,15 +152,6 @@ pub async fn running_containers(docker: &Docker) -> Result<Vec<RunningContainer>
         }
     }
     Ok(running)
-}
-
-/// A container's full name from its `Hostname` and `Domainname`, as glibc forms it.
-pub fn fqdn(hostname: &str, domainname: &str) -> String {
-    if domainname.is_empty() {
-        hostname.to_owned()
-    } else {
-        format!("{hostname}.{domainname}")
-    }
 }
 
 /// The address of Docker's default `bridge` network on the host (`docker0`'s): where containers
@@ -271,37 +195,6 @@ pub async fn bridge_gateway(docker: &Docker) -> Result<Option<Ipv4Addr>, DockerE
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn docker_addresses() {
-        let unix = |p: &str| Ok(DockerAddr::Unix(PathBuf::from(p)));
-        let tcp = |h: &str| Ok(DockerAddr::Tcp(h.to_owned()));
-        let cases: &[(&str, Result<DockerAddr, ()>)] = &[
-            ("unix:///var/run/docker.sock", unix("/var/run/docker.sock")),
-            ("/run/d.sock", unix("/run/d.sock")),
-            ("tcp://127.0.0.1:2375", tcp("127.0.0.1:2375")),
-            ("tcp://docker.local:2375/", tcp("docker.local:2375")),
-            ("http://[::1]:2375", tcp("[::1]:2375")),
-            ("unix://relative.sock", Err(())),
-            ("tcp://nohost", Err(())),
-            ("tcp://:2375", Err(())),
-            ("https://h:2376", Err(())),
-            ("npipe:////./pipe/docker_engine", Err(())),
-            ("", Err(())),
-        ];
-        for (text, want) in cases {
-            let got = DockerAddr::parse(text).map_err(|_| ());
-            assert_eq!(&got, want, "{text:?}");
-        }
-        assert_eq!(
-            DockerAddr::parse("unix:///x.sock").unwrap().to_string(),
-            "unix:///x.sock"
-        );
-        assert_eq!(
-            DockerAddr::parse("tcp://h:1").unwrap().to_string(),
-            "tcp://h:1"
-        );
-    }
 
     #[test]
     fn running_means_running_and_not_restarting() {

@@ -14,9 +14,9 @@ use bollard::models::{EventMessage, EventMessageTypeEnum};
 use bollard::query_parameters::EventsOptionsBuilder;
 use futures_util::StreamExt as _;
 
-use crate::api::ApiState;
 use crate::dns::registry::Registry;
 use crate::docker;
+use crate::http_api::ApiState;
 use crate::ipam::{Allocator, Released};
 
 /// The container events the router reacts to.

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
 
-/// The id a caller uses when it does not know the container (`api.NoContainerID` in the original).
-/// A claim under this id is recorded under the address's own text, so `DELETE /ip/<ip>` frees it.
-pub const NO_CONTAINER_ID: &str = "_";
+/// A claim under [`NO_CONTAINER_ID`] is recorded under the address's own text, so
+/// `DELETE /ip/<ip>` frees it.
+pub use api::route::NO_CONTAINER_ID;
 
 /// Why an allocator operation was refused. The texts are the original's where it had one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -5,8 +5,9 @@
 //! - [`ipam`]: the address allocator (pure): lowest-free allocation, claims, frees, the original's
 //!   errors, and the dead marks of containers that stopped (freed after a grace period).
 //! - [`store`]: the allocator's state as one JSON file under `--data-dir`, replaced atomically.
-//! - [`api`]: the HTTP API (axum) with the original's paths, parameters, bodies and status codes, and
-//!   the [`api::Liveness`] seam through which `check-alive=true` asks Docker.
+//! - [`http_api`]: the HTTP API (axum) serving the `api` crate's paths with the original's
+//!   parameters, bodies and status codes, and the [`http_api::Liveness`] seam through which
+//!   `check-alive=true` asks Docker.
 //! - [`docker`]: the Docker client (`--docker-api`), liveness by inspect, the running containers.
 //! - [`events`]: the Docker events watcher (`start`/`die`/`destroy`) and the sweep of dead marks.
 //! - [`reclaim`]: the start-up survey of running, attached containers and their addresses.
@@ -17,11 +18,11 @@
 //!
 //! The bridge itself is made by the `weavenet` crate.
 
-pub mod api;
 pub mod cmd;
 pub mod dns;
 pub mod docker;
 pub mod events;
+pub mod http_api;
 pub mod ipam;
 pub mod iptables;
 pub mod names;

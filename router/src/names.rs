@@ -7,14 +7,15 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
+use api::route;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, put};
 
-use crate::api::{Body, Liveness, Params, bad_request_for, form_flag, form_value};
 use crate::dns::registry::Registry;
+use crate::http_api::{Body, Liveness, Params, bad_request_for, form_flag, form_value};
 
 /// What the DNS routes share.
 #[derive(Debug, Clone)]
@@ -30,12 +31,12 @@ pub struct NamesState {
 /// The DNS routes over `state`.
 pub fn router(state: NamesState) -> Router {
     Router::new()
-        .route("/domain", get(domain))
-        .route("/dns-address", get(dns_address))
-        .route("/dns-address-port", get(dns_address_port))
-        .route("/name", get(list).delete(remove_all))
-        .route("/name/{id}", delete(remove_container))
-        .route("/name/{id}/{ip}", put(add).delete(remove_one))
+        .route(route::DOMAIN, get(domain))
+        .route(route::DNS_ADDRESS, get(dns_address))
+        .route(route::DNS_ADDRESS_PORT, get(dns_address_port))
+        .route(route::NAMES, get(list).delete(remove_all))
+        .route(route::NAMES_OF, delete(remove_container))
+        .route(route::NAME, put(add).delete(remove_one))
         .with_state(state)
 }
 

@@ -8,7 +8,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use http_body_util::BodyExt as _;
-use router::api::{self, ApiState, AssumeAlive, BoxFuture, Liveness};
+use router::http_api::{self, ApiState, AssumeAlive, BoxFuture, Liveness};
 use router::ipam::Allocator;
 use router::store::Store;
 use tempfile::TempDir;
@@ -27,7 +27,7 @@ fn app_with(range: &str, default_subnet: &str, liveness: Arc<dyn Liveness>) -> (
     let dir = tempfile::tempdir().unwrap();
     let alloc = Allocator::new(range.parse().unwrap(), default_subnet.parse().unwrap()).unwrap();
     let state = ApiState::ready(alloc, Store::new(dir.path()), liveness);
-    (api::router(state), dir)
+    (http_api::router(state), dir)
 }
 
 fn app() -> (Router, TempDir) {
@@ -499,7 +499,7 @@ async fn status_is_503_until_ipam_is_initialised() {
     let dir = tempfile::tempdir().unwrap();
     let range = "10.32.0.0/12".parse().unwrap();
     let state = ApiState::new(range, range, Arc::new(AssumeAlive));
-    let app = api::router(state.clone());
+    let app = http_api::router(state.clone());
 
     let status = call(&app, Method::GET, "/status", None).await;
     assert_eq!(status.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -612,7 +612,7 @@ async fn allocations_survive_a_restart() {
     let start = || {
         let store = Store::new(dir.path());
         let alloc = store.load(Allocator::new(range, range).unwrap()).unwrap();
-        api::router(ApiState::ready(alloc, store, Arc::new(AssumeAlive)))
+        http_api::router(ApiState::ready(alloc, store, Arc::new(AssumeAlive)))
     };
 
     let first = start();

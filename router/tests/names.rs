@@ -8,8 +8,8 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use http_body_util::BodyExt as _;
-use router::api::{AssumeAlive, BoxFuture, Liveness};
 use router::dns::registry::Registry;
+use router::http_api::{AssumeAlive, BoxFuture, Liveness};
 use router::names::{self, NamesState};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -223,12 +223,12 @@ async fn without_dns_the_paths_are_not_found() {
         "10.32.0.0/12".parse().unwrap(),
     )
     .unwrap();
-    let state = router::api::ApiState::ready(
+    let state = router::http_api::ApiState::ready(
         alloc,
         router::store::Store::new(dir.path()),
         Arc::new(AssumeAlive),
     );
-    let app = router::api::router(state);
+    let app = router::http_api::router(state);
     for (method, uri) in [
         (Method::GET, "/domain"),
         (Method::GET, "/dns-address"),

@@ -1,6 +1,6 @@
 //! Attaching started containers to the weave network: when, for whom, and what happens to a
 //! container whose attach failed. The decision is [`plan`] (pure); the attach itself is
-//! [`sequence`], which `weave attach` runs too.
+//! [`weavenet::sequence`], which `weave attach` runs too.
 //!
 //! Three paths lead here: a start or restart through the proxy ([`Attacher::on_start_request`],
 //! which the client waits for), a start the proxy only hears about from Docker's events
@@ -9,13 +9,13 @@
 
 pub mod events;
 pub mod plan;
-pub mod sequence;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use api::RouterClient;
 use ipnet::Ipv4Net;
 use serde_json::Value;
 use thiserror::Error;
@@ -23,11 +23,10 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use weavenet::Process;
 
-use crate::cidr::CidrError;
 use crate::upstream::Upstream;
-use crate::weaveapi::{RouterClient, RouterError};
+use api::CidrError;
 use plan::{Plan, Skip};
-use sequence::short;
+use weavenet::sequence::{self, short};
 
 /// What a start request waits beyond `--attach-timeout` for the undo of an attach that ran out
 /// of time (the undo has a bound of its own).
@@ -36,9 +35,10 @@ const UNDO_GRACE: Duration = Duration::from_secs(6);
 /// Why a container could not be attached.
 #[derive(Debug, Error)]
 pub enum AttachError {
-    /// The router refused, was not there, or cancelled.
+    /// The attach sequence failed: the router refused, was not there or cancelled, `ethwe`
+    /// could not be built, or it ran out of time (its undo has run).
     #[error(transparent)]
-    Router(#[from] RouterError),
+    Sequence(#[from] sequence::AttachError),
     /// Building `ethwe` failed.
     #[error(transparent)]
     Net(#[from] weavenet::NetError),
@@ -324,7 +324,7 @@ impl Attacher {
             Err(error) => {
                 lock(&self.inner.attached).remove(&id);
                 Err(Failure {
-                    error,
+                    error: error.into(),
                     process: Some(process),
                 })
             }

@@ -4,12 +4,15 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use api::naming;
 use serde_json::{Map, Value};
+use weavenet::sequence::Names;
 
-use crate::cidr::{CidrError, CidrToken, Decision, LeaveAlone, decide};
+use api::{CidrError, CidrToken};
+
+use crate::cidr::{Decision, LeaveAlone, decide};
 use crate::intercept::create::{WEAVEWAIT, WEAVEWAIT_MOUNT};
 use crate::intercept::json;
-use crate::naming;
 
 /// What to do with a container that has (re)started.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,40 +32,27 @@ pub enum Plan {
     Skip(Skip),
 }
 
-/// A container's names: what weaveDNS and its `/etc/hosts` are told.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Names {
-    /// `Config.Hostname`, dotted with `Config.Domainname` when that is set.
-    pub fqdn: String,
-    /// `HostConfig.ExtraHosts` (`--add-host`), as Docker keeps them.
-    pub extra_hosts: Vec<String>,
-    /// `HostsPath`: where Docker keeps the file it mounts at `/etc/hosts`.
-    pub hosts_path: Option<PathBuf>,
-}
-
-impl Names {
-    /// Reads them from an inspect document; missing fields are empty.
-    pub fn from_inspect(container: &Map<String, Value>) -> Self {
-        let section = |name: &'static str| json::object(container, name).ok().flatten();
-        let text = |field: &str| {
-            section("Config")
-                .and_then(|c| c.get(field))
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-        };
-        let extra_hosts = section("HostConfig")
-            .and_then(|h| json::string_list(h, "ExtraHosts").ok().flatten())
-            .unwrap_or_default();
-        let hosts_path = container
-            .get("HostsPath")
+/// A container's names, read from an inspect document; missing fields are empty.
+pub fn names_from_inspect(container: &Map<String, Value>) -> Names {
+    let section = |name: &'static str| json::object(container, name).ok().flatten();
+    let text = |field: &str| {
+        section("Config")
+            .and_then(|c| c.get(field))
             .and_then(Value::as_str)
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from);
-        Self {
-            fqdn: naming::fqdn(text("Hostname"), text("Domainname")),
-            extra_hosts,
-            hosts_path,
-        }
+            .unwrap_or_default()
+    };
+    let extra_hosts = section("HostConfig")
+        .and_then(|h| json::string_list(h, "ExtraHosts").ok().flatten())
+        .unwrap_or_default();
+    let hosts_path = container
+        .get("HostsPath")
+        .and_then(Value::as_str)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from);
+    Names {
+        fqdn: naming::fqdn(text("Hostname"), text("Domainname")),
+        extra_hosts,
+        hosts_path,
     }
 }
 
@@ -232,7 +222,7 @@ pub fn plan(
             id: id.to_owned(),
             pid,
             tokens,
-            names: Names::from_inspect(container),
+            names: names_from_inspect(container),
         }),
         _ => Ok(Plan::Skip(Skip::NotRunning)),
     }

@@ -9,7 +9,9 @@
 
 use serde_json::{Map, Value};
 
-use crate::cidr::{CidrError, Decision, WEAVE_CIDR, decide};
+use api::cidr::{CidrError, WEAVE_CIDR};
+
+use crate::cidr::{Decision, decide};
 use crate::intercept::json::{self, WrongType};
 
 /// The path of weavewait inside every rewritten container.

@@ -25,7 +25,7 @@ use crate::cidr::Decision;
 use crate::error::ProxyError;
 use crate::naming::{self, Dns, HostnameRule};
 use crate::upstream::Upstream;
-use crate::weaveapi::RouterClient;
+use api::RouterClient;
 
 /// The largest request or response body the proxy reads whole in order to rewrite it. Docker's
 /// create and inspect documents are a few KiB; this leaves room for huge label sets.

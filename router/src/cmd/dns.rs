@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net};
 
-use crate::api::{ApiState, DnsStatus};
 use crate::dns::registry::Registry;
 use crate::dns::resolv;
 use crate::dns::server::{self, DnsConfig};
 use crate::docker;
+use crate::http_api::{ApiState, DnsStatus};
 use crate::names::NamesState;
 use crate::reclaim;
 use anyhow::{Context as _, Result};

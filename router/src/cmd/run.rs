@@ -6,8 +6,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::api::{self, ApiState};
-use crate::docker::{self, DockerAddr, DockerLiveness};
+use crate::http_api::{self, ApiState};
+use api::DockerAddr;
+
+use crate::docker::{self, DockerLiveness};
 use crate::ipam::Allocator;
 use crate::iptables::HostIptables;
 use crate::names;
@@ -52,7 +54,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
     } else {
         Some(super::dns::start(&args.dns, &args.host.host_root, &docker, &state, range).await?)
     };
-    let mut app = api::router(state.clone());
+    let mut app = http_api::router(state.clone());
     if let Some(dns) = &dns {
         app = app.merge(names::router(dns.clone()));
     }

@@ -8,20 +8,44 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use api::{CidrToken, RouterClient, RouterError, Transport, naming};
 use ipnet::Ipv4Net;
+use thiserror::Error;
 use tracing::{debug, warn};
-use weavenet::Process;
-use weavenet::rootfs::{self, FileError};
 
-use super::AttachError;
-use super::plan::Names;
-use crate::cidr::CidrToken;
-use crate::naming;
-use crate::weaveapi::RouterClient;
+use crate::rootfs::{self, FileError};
+use crate::{NetError, Process};
 
 /// The undo talks to the router too; a router that stopped answering must not hold it longer
 /// than this (the router frees a dead container's addresses on its own).
 const UNDO_LIMIT: Duration = Duration::from_secs(5);
+
+/// Why an attach failed (its undo has run).
+#[derive(Debug, Error)]
+pub enum AttachError {
+    /// The router refused, was not there, or cancelled.
+    #[error(transparent)]
+    Router(#[from] RouterError),
+    /// Building `ethwe` failed.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// The whole attach took longer than the limit it was given.
+    #[error(
+        "attaching took longer than {0:?} (--attach-timeout); is the weave router overloaded or stuck?"
+    )]
+    Timeout(Duration),
+}
+
+/// A container's names: what weaveDNS and its `/etc/hosts` are told.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Names {
+    /// `Config.Hostname`, dotted with `Config.Domainname` when that is set.
+    pub fqdn: String,
+    /// `HostConfig.ExtraHosts` (`--add-host`), as Docker keeps them.
+    pub extra_hosts: Vec<String>,
+    /// `HostsPath`: where Docker keeps the file it mounts at `/etc/hosts`.
+    pub hosts_path: Option<PathBuf>,
+}
 
 /// The container to attach.
 #[derive(Debug, Clone, Copy)]
@@ -87,8 +111,8 @@ enum Written {
 ///
 /// # Errors
 /// What went wrong first.
-pub async fn attach(
-    router: &RouterClient,
+pub async fn attach<T: Transport>(
+    router: &RouterClient<T>,
     target: Target<'_>,
     options: &Options,
     limit: Duration,
@@ -112,13 +136,13 @@ pub async fn attach(
     }
 }
 
-async fn run(
-    router: &RouterClient,
+async fn run<T: Transport>(
+    router: &RouterClient<T>,
     target: Target<'_>,
     options: &Options,
     progress: &mut Progress,
 ) -> Result<Done, AttachError> {
-    progress.before = weavenet::container_interface(target.process)
+    progress.before = crate::container_interface(target.process)
         .await?
         .map(|ethwe| ethwe.addrs);
     for token in target.tokens {
@@ -133,7 +157,7 @@ async fn run(
     if first && options.rewrite_hosts {
         progress.hosts = write_hosts(target, &addrs).await;
     }
-    let attached = weavenet::attach(&weavenet::AttachRequest {
+    let attached = crate::attach(&crate::AttachRequest {
         process: target.process,
         bridge: &options.bridge,
         cidrs: &addrs,
@@ -144,7 +168,7 @@ async fn run(
     if options.register_names && !target.names.fqdn.is_empty() {
         for cidr in &addrs {
             router
-                .register_name(target.id, cidr.addr(), &target.names.fqdn)
+                .register_name(target.id, cidr.addr(), &target.names.fqdn, true)
                 .await?;
             progress.named.push(cidr.addr());
         }
@@ -191,15 +215,15 @@ fn report(id: &str, err: &FileError) {
 /// address goes only if the container held it neither before the attempt nor on its `ethwe`
 /// now (another attach of the same container may have finished meanwhile, with the same
 /// addresses: the router gives one container the same address in a subnet every time).
-async fn undo(router: &RouterClient, target: Target<'_>, progress: &Progress) {
+async fn undo<T: Transport>(router: &RouterClient<T>, target: Target<'_>, progress: &Progress) {
     let id = short(target.id);
     let kept: Vec<Ipv4Net> = if progress.created {
-        if let Err(err) = weavenet::detach(target.process).await {
+        if let Err(err) = crate::detach(target.process).await {
             warn!(container = %id, %err, "could not remove the veth of a failed attach");
         }
         Vec::new()
     } else {
-        match weavenet::container_addrs(target.process).await {
+        match crate::container_addrs(target.process).await {
             Ok(addrs) => addrs,
             // The process is gone, and its namespace with it; the router frees what a dead
             // container held.
@@ -213,7 +237,7 @@ async fn undo(router: &RouterClient, target: Target<'_>, progress: &Progress) {
             continue;
         }
         if progress.named.contains(&cidr.addr())
-            && let Err(err) = router.deregister_name(target.id, cidr.addr()).await
+            && let Err(err) = router.deregister_name(target.id, cidr.addr(), None).await
         {
             warn!(container = %id, %err, "could not remove a name of a failed attach");
         }
@@ -238,6 +262,6 @@ async fn undo(router: &RouterClient, target: Target<'_>, progress: &Progress) {
 }
 
 /// The 12-character id Docker shows.
-pub(crate) fn short(id: &str) -> &str {
+pub fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
 }

@@ -1,4 +1,6 @@
-//! Docker-style socket addresses: what `-H` and `--docker-api`/`DOCKER_HOST` accept.
+//! Docker-style socket addresses, parsed once for everyone: what the proxy's `-H`, its
+//! `--docker-api`, the router's `--docker-api` and `DOCKER_HOST` accept; and who can reach a
+//! listener on one, from the address alone.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -10,7 +12,7 @@ use thiserror::Error;
 /// Docker writes both kinds as URLs (`unix:///var/run/docker.sock`, `tcp://127.0.0.1:2375`)
 /// and also accepts the short forms `/abs/path` and `host:port`; Weave Net's proxy did too.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum SocketAddr {
+pub enum DockerAddr {
     /// A unix socket at an absolute path.
     Unix(PathBuf),
     /// A TCP `host:port`; the host may be a name, an IPv4 address or a bracketed IPv6 address.
@@ -33,7 +35,7 @@ pub enum AddressError {
     HostPort { addr: String },
 }
 
-impl SocketAddr {
+impl DockerAddr {
     /// Parses `unix:///abs/path`, `/abs/path`, `tcp://host:port` or `host:port`.
     ///
     /// # Errors
@@ -82,7 +84,7 @@ impl SocketAddr {
     }
 }
 
-impl fmt::Display for SocketAddr {
+impl fmt::Display for DockerAddr {
     /// The canonical URL form, which is what `DOCKER_HOST` wants.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -92,14 +94,58 @@ impl fmt::Display for SocketAddr {
     }
 }
 
+/// Who can reach a listener. Whoever reaches the Docker API controls the host (a privileged
+/// container is one request away), so a plain-HTTP listener that the network can reach is
+/// refused unless asked for (see the proxy's configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Only this host: a unix socket (its owner and mode decide who) or a loopback address.
+    ThisHost,
+    /// Whoever can route to this host: every other TCP address, including every-interface ones
+    /// (`0.0.0.0`, `[::]`) and host names other than `localhost`.
+    Network,
+}
+
+/// Who can reach a listener on `addr`. Decided from the address as written, without resolving
+/// names: a name's addresses may change after the check, so only `localhost` counts as loopback.
+pub fn reach(addr: &DockerAddr) -> Reach {
+    match addr {
+        DockerAddr::Unix(_) => Reach::ThisHost,
+        DockerAddr::Tcp(host_port) => {
+            let host = host_port.rsplit_once(':').map_or("", |(host, _)| host);
+            if is_loopback_host(host) {
+                Reach::ThisHost
+            } else {
+                Reach::Network
+            }
+        }
+    }
+}
+
+/// Whether `host` (an IP address, IPv6 in brackets or not, or a name) is a loopback address:
+/// `127.0.0.0/8`, `::1` (also as `::ffff:127.x.y.z`) or the name `localhost`.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback(),
+        Ok(std::net::IpAddr::V6(ip)) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Err(_) => host.trim_end_matches('.').eq_ignore_ascii_case("localhost"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn parses_every_documented_form() {
-        let unix = |p: &str| Ok(SocketAddr::Unix(PathBuf::from(p)));
-        let tcp = |a: &str| Ok(SocketAddr::Tcp(a.to_owned()));
+        let unix = |p: &str| Ok(DockerAddr::Unix(PathBuf::from(p)));
+        let tcp = |a: &str| Ok(DockerAddr::Tcp(a.to_owned()));
         let cases = [
             (
                 "unix:///var/run/weave/weave.sock",
@@ -115,7 +161,7 @@ mod tests {
             (" unix:///a.sock ", unix("/a.sock")),
         ];
         for (input, want) in cases {
-            assert_eq!(SocketAddr::parse(input), want, "input {input:?}");
+            assert_eq!(DockerAddr::parse(input), want, "input {input:?}");
         }
     }
 
@@ -131,7 +177,7 @@ mod tests {
             "relative.sock",
         ];
         for input in cases {
-            let err = SocketAddr::parse(input).expect_err(input);
+            let err = DockerAddr::parse(input).expect_err(input);
             assert!(err.to_string().contains(input.trim()), "{err}");
         }
     }
@@ -139,12 +185,37 @@ mod tests {
     #[test]
     fn displays_as_docker_host_url() {
         assert_eq!(
-            SocketAddr::parse("/a/b.sock").unwrap().to_string(),
+            DockerAddr::parse("/a/b.sock").unwrap().to_string(),
             "unix:///a/b.sock"
         );
         assert_eq!(
-            SocketAddr::parse("1.2.3.4:5").unwrap().to_string(),
+            DockerAddr::parse("1.2.3.4:5").unwrap().to_string(),
             "tcp://1.2.3.4:5"
         );
+    }
+
+    #[test]
+    fn only_unix_sockets_and_loopback_addresses_stay_on_this_host() {
+        use Reach::{Network, ThisHost};
+        let cases = [
+            ("unix:///var/run/weave/weave.sock", ThisHost),
+            ("tcp://127.0.0.1:12375", ThisHost),
+            ("tcp://127.1.2.3:12375", ThisHost),
+            ("tcp://localhost:12375", ThisHost),
+            ("tcp://LocalHost.:12375", ThisHost),
+            ("tcp://[::1]:12375", ThisHost),
+            ("tcp://[::ffff:127.0.0.1]:12375", ThisHost),
+            ("tcp://0.0.0.0:12375", Network),
+            (":12375", Network),
+            ("tcp://[::]:12375", Network),
+            ("tcp://10.0.0.5:12375", Network),
+            ("tcp://[fe80::1]:12375", Network),
+            // A name could resolve anywhere, now or later.
+            ("tcp://docker.example:12375", Network),
+            ("tcp://localhost.example:12375", Network),
+        ];
+        for (addr, want) in cases {
+            assert_eq!(reach(&DockerAddr::parse(addr).unwrap()), want, "{addr}");
+        }
     }
 }

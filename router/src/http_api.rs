@@ -13,6 +13,8 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use api::status::line;
+use api::{ErrorKind, route};
 use axum::Router;
 use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Path, Query, State};
@@ -192,20 +194,17 @@ impl ApiState {
 /// as with the original's gorilla/mux.
 pub fn router(state: ApiState) -> Router {
     Router::new()
-        .route("/status", get(status))
-        .route("/ipinfo/defaultsubnet", get(default_subnet))
-        .route("/ip", get(list))
+        .route(route::STATUS, get(status))
+        .route(route::DEFAULT_SUBNET, get(default_subnet))
+        .route(route::IPS, get(list))
         .route(
-            "/ip/{id}",
+            route::IP_OF,
             post(allocate_default)
                 .get(lookup_default)
                 .delete(delete_all),
         )
-        .route("/ip/{id}/{ip}", delete(free_one))
-        .route(
-            "/ip/{id}/{ip}/{prefixlen}",
-            post(allocate_in).put(claim).get(lookup_in),
-        )
+        .route(route::IP_ONE, delete(free_one))
+        .route(route::IP_IN, post(allocate_in).put(claim).get(lookup_in))
         .with_state(state)
 }
 
@@ -220,12 +219,12 @@ pub enum ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = match self {
-            Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Persist(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        let kind = match self {
+            Self::NotReady => ErrorKind::NotReady,
+            Self::Persist(_) => ErrorKind::Internal,
         };
         tracing::error!(error = %self, "[allocator]");
-        go_error(status, &self.to_string())
+        go_error(kind.status(), &self.to_string())
     }
 }
 
@@ -246,7 +245,7 @@ fn bad_request(message: &str) -> Response {
 /// A 400 as the original answers it, logged under `component`.
 pub(crate) fn bad_request_for(component: &str, message: &str) -> Response {
     tracing::warn!("{component}: {message}");
-    go_error(StatusCode::BAD_REQUEST, message)
+    go_error(ErrorKind::Refused.status(), message)
 }
 
 fn cancelled_response(what: &str, id: &str) -> Response {
@@ -289,12 +288,11 @@ async fn status(State(state): State<ApiState>) -> Response {
         Ok(_) => "idle",
         Err(_) => "initialising",
     };
-    let line = |label: &str, value: &dyn std::fmt::Display| format!("{label:>15}: {value}\n");
     let mut body = [
-        line("Version", &env!("CARGO_PKG_VERSION")),
+        line("Version", env!("CARGO_PKG_VERSION")),
         "\n".to_owned(),
-        line("Service", &"ipam"),
-        line("Status", &ipam_status),
+        line("Service", "ipam"),
+        line("Status", ipam_status),
         line("Range", &state.inner.universe),
         line("DefaultSubnet", &state.inner.default_subnet),
     ]
