@@ -197,14 +197,6 @@ fn default_weavewait_dir() -> PathBuf {
 }
 
 fn init_logging(filter: &str) -> anyhow::Result<()> {
-    use std::io::IsTerminal;
-
-    let filter = tracing_subscriber::EnvFilter::try_new(crate::config::log_directive(filter))
-        .with_context(|| format!("invalid --log-level / RUST_LOG {filter:?}"))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
-    Ok(())
+    daemon::init_logging(&crate::config::log_directive(filter))
+        .with_context(|| format!("invalid --log-level / RUST_LOG {filter:?}"))
 }

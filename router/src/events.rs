@@ -4,7 +4,7 @@
 //! depends on it), `die` marks them dead and they are freed after the grace period unless `start`
 //! arrives first (a restart keeps its address). The subscription is retried with backoff; after
 //! each (re)connection the marks are re-synced with the containers that run, since events may
-//! have been missed meanwhile. The decisions are [`classify`], [`apply`] and [`Backoff`], pure.
+//! have been missed meanwhile. The decisions are [`classify`] and [`apply`], pure.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bollard::Docker;
 use bollard::models::{EventMessage, EventMessageTypeEnum};
 use bollard::query_parameters::EventsOptionsBuilder;
+use daemon::Backoff;
 use futures_util::StreamExt as _;
 
 use crate::dns::registry::Registry;
@@ -67,38 +68,8 @@ pub fn apply(alloc: &mut Allocator, what: Lifecycle, id: &str, now: Instant) -> 
 }
 
 /// Delays between attempts to subscribe: 1 s, growing ×1.5 up to 20 s, as the original's.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    const INITIAL: Duration = Duration::from_secs(1);
-    const MAX: Duration = Duration::from_secs(20);
-
-    pub fn new() -> Self {
-        Self {
-            next: Self::INITIAL,
-        }
-    }
-
-    /// The delay before the next attempt; each call lengthens the following one.
-    pub fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (self.next * 3 / 2).min(Self::MAX);
-        delay
-    }
-
-    /// A connection worked: the next failure starts over from the initial delay.
-    pub fn reset(&mut self) {
-        self.next = Self::INITIAL;
-    }
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self::new()
-    }
+fn subscribe_backoff() -> Backoff {
+    Backoff::new(Duration::from_secs(1), Duration::from_secs(20))
 }
 
 /// How often marks are checked for expiry: every 5 s as the original, more often when the grace
@@ -124,10 +95,10 @@ pub async fn sweep(state: ApiState, grace: Duration) {
     }
 }
 
-/// Follows Docker's container events forever, re-subscribing with [`Backoff`] when the stream
+/// Follows Docker's container events forever, re-subscribing with a backoff when the stream
 /// fails or ends (a daemon restart), and re-syncing the dead marks after each subscription.
 pub async fn watch(docker: Docker, state: ApiState, names: Option<Registry>) -> ! {
-    let mut backoff = Backoff::new();
+    let mut backoff = subscribe_backoff();
     loop {
         // Subscribing from a moment before the re-sync replays what happens during it, so nothing
         // falls between the list of running containers and the live stream.
@@ -319,20 +290,6 @@ mod tests {
         for (what, id, want) in steps {
             assert_eq!(apply(&mut a, what, id, now), want, "{what:?} {id}");
         }
-    }
-
-    #[test]
-    fn backoff_grows_by_half_up_to_twenty_seconds_and_resets() {
-        let mut b = Backoff::new();
-        let got: Vec<u128> = (0..10).map(|_| b.next_delay().as_millis()).collect();
-        assert_eq!(
-            got,
-            [
-                1000, 1500, 2250, 3375, 5062, 7593, 11390, 17085, 20000, 20000
-            ]
-        );
-        b.reset();
-        assert_eq!(b.next_delay(), Duration::from_secs(1));
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! Start-up and serving: the bridge, the firewall rules, the saved allocations reconciled with
 //! what runs, weaveDNS, the HTTP API, the Docker events watcher, and shutdown on a signal.
 
-use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,14 +21,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use super::{DEFAULT_RANGE, RunArgs};
 
 pub(crate) async fn run(args: RunArgs) -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(log_directives(&args.log_level))
-                .with_context(|| format!("bad --log-level {:?}", args.log_level))?,
-        )
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+    daemon::init_logging(&log_directives(&args.log_level))
+        .with_context(|| format!("bad --log-level {:?}", args.log_level))?;
 
     let user_range = args.ipalloc_range.is_some();
     let range = args.ipalloc_range.unwrap_or_else(|| {
