@@ -84,6 +84,34 @@ impl DockerAddr {
     }
 }
 
+impl DockerAddr {
+    /// The host of a TCP address as written (an IPv6 address in its brackets); `None` for a
+    /// unix socket.
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            Self::Tcp(host_port) => host_port.rsplit_once(':').map(|(host, _)| host),
+            Self::Unix(_) => None,
+        }
+    }
+
+    /// Whether this is a TCP address on every interface (`0.0.0.0`, `[::]`, or no host).
+    pub fn is_every_interface(&self) -> bool {
+        self.host()
+            .is_some_and(|host| matches!(host, "0.0.0.0" | "[::]"))
+    }
+
+    /// The same port on `host` instead, for a TCP address; a unix socket stays as it is.
+    pub fn with_host(&self, host: &str) -> Self {
+        match self {
+            Self::Tcp(host_port) => {
+                let port = host_port.rsplit_once(':').map_or("", |(_, port)| port);
+                Self::Tcp(format!("{host}:{port}"))
+            }
+            Self::Unix(_) => self.clone(),
+        }
+    }
+}
+
 impl fmt::Display for DockerAddr {
     /// The canonical URL form, which is what `DOCKER_HOST` wants.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -180,6 +208,22 @@ mod tests {
             let err = DockerAddr::parse(input).expect_err(input);
             assert!(err.to_string().contains(input.trim()), "{err}");
         }
+    }
+
+    #[test]
+    fn hosts_are_read_and_replaced() {
+        let tcp = |a: &str| DockerAddr::parse(a).unwrap();
+        assert_eq!(tcp("tcp://[::1]:2375").host(), Some("[::1]"));
+        assert_eq!(tcp("/a.sock").host(), None);
+        for every in [":2375", "tcp://0.0.0.0:2375", "tcp://[::]:2375"] {
+            assert!(tcp(every).is_every_interface(), "{every}");
+        }
+        assert!(!tcp("tcp://10.0.0.1:2375").is_every_interface());
+        assert_eq!(
+            tcp(":12375").with_host("1.2.3.4").to_string(),
+            "tcp://1.2.3.4:12375"
+        );
+        assert_eq!(tcp("/a.sock").with_host("h"), tcp("/a.sock"));
     }
 
     #[test]

@@ -3,6 +3,9 @@
 //! addresses read back from its arguments, and the lines `weave env` and `weave config` print.
 //! Pure.
 
+use std::net::IpAddr;
+
+use api::DockerAddr;
 use api::docker_addr::is_loopback_host;
 
 /// The proxy's unix socket, where `weave env` points clients that reach Docker over a socket.
@@ -23,27 +26,17 @@ pub const TCP_PORT: u16 = 12375;
 ///   it says nothing about what the network may reach.
 pub fn default_listen(docker_host: &str) -> String {
     let docker_host = docker_host.trim();
-    let host_port = match docker_host.split_once("://") {
-        Some(("tcp" | "http", rest)) => rest,
-        Some(_) => return UNIX_LISTEN.to_owned(),
-        None if docker_host.is_empty() || docker_host.starts_with('/') => {
-            return UNIX_LISTEN.to_owned();
-        }
-        None => docker_host,
+    let addr = match DockerAddr::parse(docker_host) {
+        Ok(addr @ DockerAddr::Tcp(_)) if !docker_host.is_empty() => addr,
+        _ => return UNIX_LISTEN.to_owned(),
     };
-    let host = host_port
-        .trim_end_matches('/')
-        .rsplit_once(':')
-        .map_or("", |(host, _)| host);
-    let ip = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host)
-        .parse::<std::net::IpAddr>();
-    let bind = match ip {
-        Ok(ip) if !ip.is_unspecified() => host,
-        Err(_) if !host.is_empty() && !is_loopback_host(host) => host,
-        _ => "127.0.0.1",
+    let host = addr.host().unwrap_or_default();
+    // Only the name `localhost` is replaced: a loopback address is kept as written.
+    let is_name = host.trim_matches(['[', ']']).parse::<IpAddr>().is_err();
+    let bind = if addr.is_every_interface() || (is_name && is_loopback_host(host)) {
+        "127.0.0.1"
+    } else {
+        host
     };
     format!("tcp://{bind}:{TCP_PORT}")
 }
@@ -69,27 +62,21 @@ pub fn listen_args(args: &[String]) -> Vec<String> {
 /// `DOCKER_HOST` (the proxy runs beside that daemon), else the loopback address.
 pub fn proxy_host(docker_host: Option<&str>) -> String {
     docker_host
-        .and_then(|h| h.strip_prefix("tcp://"))
-        .and_then(|rest| rest.trim_end_matches('/').rsplit_once(':'))
-        .map(|(host, _)| host)
-        .filter(|host| !host.is_empty())
-        .unwrap_or("127.0.0.1")
-        .to_owned()
+        .filter(|h| h.starts_with("tcp://"))
+        .and_then(|h| DockerAddr::parse(h).ok())
+        .filter(|addr| !addr.is_every_interface())
+        .and_then(|addr| addr.host().map(str::to_owned))
+        .unwrap_or_else(|| "127.0.0.1".to_owned())
 }
 
 /// A listen address as a client writes it: `unix://` and `tcp://` spelled out, and an
-/// every-interface host replaced by `proxy_host`.
+/// every-interface host replaced by `proxy_host`. An address that does not parse is shown as
+/// given (the proxy refused it at start).
 pub fn client_addr(listen: &str, proxy_host: &str) -> String {
-    if let Some(path) = listen.strip_prefix("unix://") {
-        return format!("unix://{path}");
-    }
-    if listen.starts_with('/') {
-        return format!("unix://{listen}");
-    }
-    let host_port = listen.strip_prefix("tcp://").unwrap_or(listen);
-    match host_port.rsplit_once(':') {
-        Some(("0.0.0.0" | "" | "[::]", port)) => format!("tcp://{proxy_host}:{port}"),
-        _ => format!("tcp://{host_port}"),
+    match DockerAddr::parse(listen) {
+        Ok(addr) if addr.is_every_interface() => addr.with_host(proxy_host).to_string(),
+        Ok(addr) => addr.to_string(),
+        Err(_) => listen.to_owned(),
     }
 }
 
