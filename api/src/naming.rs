@@ -95,7 +95,7 @@ fn extra_host(entry: &str) -> Option<(&str, IpAddr)> {
 /// Whether `name` stays one name in `/etc/hosts`: hosts(5) ends a record at a line break,
 /// splits names at blanks and starts a comment at `#`, and C readers stop at a NUL. So no
 /// whitespace (Unicode's line separators included), no control character and no `#`.
-fn is_hosts_name(name: &str) -> bool {
+pub fn is_hosts_name(name: &str) -> bool {
     !name
         .chars()
         .any(|c| c.is_whitespace() || c.is_control() || c == '#')

@@ -1,4 +1,7 @@
 //! The `weave` command line: subcommands and flags, parsed by clap; no I/O happens here.
+// The doc comments here are clap's help texts, where `[ip:]CIDR` and `ip[:port]` are command
+// line syntax rather than links.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 use std::path::PathBuf;
 

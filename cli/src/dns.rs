@@ -35,7 +35,7 @@ pub fn args_line(server: IpAddr, domain: &str) -> String {
 /// `weave dns-args`: [`args_line`] for the running router.
 ///
 /// # Errors
-/// See [`server`].
+/// When the router is not running, runs without weaveDNS, or refuses.
 pub async fn dns_args(ctx: &Context) -> Result<String, Error> {
     let (address, domain) = server(ctx).await?;
     Ok(args_line(address, &domain))

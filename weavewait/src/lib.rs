@@ -257,13 +257,13 @@ fn describe(progress: Progress) -> &'static str {
     }
 }
 
-/// The program and its arguments: everything after argv[0] belongs to the program (no options).
+/// The program and its arguments: everything after `argv[0]` belongs to the program (no options).
 pub fn split_command(args: &[OsString]) -> Option<(&OsStr, &[OsString])> {
     let (program, rest) = args.split_first()?;
     Some((program.as_os_str(), rest))
 }
 
-/// Replaces this process with `program` (PATH lookup; argv[0] passed as given; environment and
+/// Replaces this process with `program` (PATH lookup; `argv[0]` passed as given; environment and
 /// stdio untouched); returns only on failure.
 ///
 /// The signal mask is emptied here: std's `exec` resets SIGPIPE (which its runtime ignores) to

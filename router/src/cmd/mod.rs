@@ -1,6 +1,6 @@
 //! The `weaver` program (the `weaver` binary, and the `weave` binary called as weaver): its flags,
-//! and the dispatch to start-up ([`run`]) or to the `reset` and internal host-exec subcommands
-//! ([`reset`]).
+//! and the dispatch to start-up (`run`) or to the `reset` and internal host-exec subcommands
+//! (`reset`).
 
 mod dns;
 mod reset;

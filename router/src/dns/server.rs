@@ -2,7 +2,7 @@
 //! reverse names of their addresses, and forwards every other question to the upstream name
 //! servers (the host's), relaying their answer.
 //!
-//! It does so only for the host and its containers (see [`access`](super::access)): anyone else
+//! It does so only for the host and its containers (see [`super::access`]): anyone else
 //! is refused, so that it is no open resolver. Forwarded questions in flight are bounded, and the
 //! upstreams never include the server itself.
 //!
