@@ -1,5 +1,5 @@
-//! Container names: the hostname a container gets from its name or a label, the weaveDNS
-//! settings written into its create body, its FQDN, and the `/etc/hosts` the proxy gives it.
+//! Container names at create: the hostname a container gets from its name or a label, and the
+//! weaveDNS settings written into its create body. (Its FQDN and `/etc/hosts` are `api::naming`'s.)
 //!
 //! Everything here is pure. The callers own the requests, the router and the files.
 
