@@ -25,5 +25,5 @@ pub use daemon::target_daemon;
 pub use image::test_image;
 pub use proxy::Proxy;
 pub use scope::Scope;
-pub use wait::eventually;
+pub use wait::{eventually, holds_for, poll};
 pub use weaver::{WeaveHost, Weaver};

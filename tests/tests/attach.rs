@@ -17,7 +17,9 @@ use weave_tests::netns::{
     Ethwe, ethwe, ethwe_of_pid, full_id, host_link, host_veth, in_subnet, is_running, running_pid,
 };
 use weave_tests::raw::roundtrip;
-use weave_tests::{Docker, Output, Proxy, Scope, WeaveHost, Weaver, eventually, test_image};
+use weave_tests::{
+    Docker, Output, Proxy, Scope, WeaveHost, Weaver, eventually, holds_for, test_image,
+};
 
 /// How long something driven by Docker events (a restart policy, the proxy's watcher) may take.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -77,16 +79,6 @@ fn eventually_attached(container: &str) -> (u32, Ethwe) {
         let ethwe = ethwe_of_pid(pid)?;
         (ethwe.up && !ethwe.addrs.is_empty() && ethwe.multicast_route).then_some((pid, ethwe))
     })
-}
-
-/// Asserts that `check` holds at every poll for `window`.
-#[track_caller]
-fn holds_for(what: &str, window: Duration, mut check: impl FnMut() -> bool) {
-    let end = Instant::now() + window;
-    while Instant::now() < end {
-        assert!(check(), "{what} stopped holding");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Asserts the running container is on the bridge through exactly one veth, `vethwepl<pid>`,

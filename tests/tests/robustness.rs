@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weave_tests::daemon::target_socket;
 use weave_tests::raw::{Conn, Head, READ_PATIENCE, encode_query, exchange};
-use weave_tests::{Docker, Proxy, Scope, eventually, target_daemon, test_image};
+use weave_tests::{Docker, Proxy, Scope, eventually, poll, target_daemon, test_image};
 
 #[test]
 fn an_unreachable_daemon_gets_502_naming_its_socket() {
@@ -502,13 +502,13 @@ fn sigterm_lets_the_request_in_flight_finish_and_refuses_new_ones() {
     let signalled = Instant::now();
     proxy.signal(Signal::SIGTERM);
     // Everything is observed first and asserted after, so one failure does not hide the others.
-    let refused = poll_until(Duration::from_secs(5), || {
+    let refused = poll(Duration::from_secs(5), || {
         UnixStream::connect(proxy.socket())
             .err()
             .map(|err| (Instant::now(), err))
     });
     let (answer, finished) = in_flight.join().unwrap();
-    let exited = poll_until(Duration::from_secs(15), || {
+    let exited = poll(Duration::from_secs(15), || {
         has_exited(proxy.pid()).then_some(())
     });
     let exit = exited.map(|()| proxy.wait_exit(Duration::from_secs(1)));
@@ -540,20 +540,6 @@ fn has_exited(pid: u32) -> bool {
         stat.rsplit_once(')')
             .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
     })
-}
-
-/// Bounded polling like [`eventually`], but `None` when `patience` runs out instead of a panic.
-fn poll_until<T>(patience: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + patience;
-    loop {
-        if let Some(value) = check() {
-            return Some(value);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

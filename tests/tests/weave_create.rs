@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use weave_tests::daemon::target_socket;
 use weave_tests::raw::roundtrip;
-use weave_tests::{Docker, Output, Proxy, Scope, WeaveHost, eventually, test_image};
+use weave_tests::{Docker, Output, Proxy, Scope, WeaveHost, eventually, holds_for, test_image};
 
 /// How long a program that should run may take (a loaded CI machine starts containers slowly).
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -130,16 +130,6 @@ fn inspect(docker: &Docker, name: &str) -> Value {
     let out = docker.run(&["inspect", name]).ok();
     let mut list: Value = serde_json::from_str(&out.stdout).expect("inspect prints JSON");
     list[0].take()
-}
-
-/// Asserts that `check` holds at every poll for `window`: the bounded "nothing happens yet" side.
-#[track_caller]
-fn holds_for(what: &str, window: Duration, mut check: impl FnMut() -> bool) {
-    let end = Instant::now() + window;
-    while Instant::now() < end {
-        assert!(check(), "{what} stopped holding");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Watches a waiting container: it stays running and prints nothing.
