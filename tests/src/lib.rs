@@ -10,6 +10,7 @@
 
 pub mod cli;
 pub mod daemon;
+pub mod http;
 pub mod image;
 pub mod netns;
 pub mod pki;
