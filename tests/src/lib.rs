@@ -17,6 +17,7 @@ pub mod pki;
 pub mod proxy;
 pub mod raw;
 pub mod scope;
+pub mod skip;
 pub mod wait;
 pub mod weave;
 pub mod weaver;

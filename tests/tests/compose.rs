@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use weave_tests::daemon::compose_programs;
 use weave_tests::{
-    Docker, Output, Proxy, Scope, WeaveHost, Weaver, eventually, target_daemon, test_image,
+    Docker, Output, Proxy, Scope, WeaveHost, Weaver, eventually, skip, target_daemon, test_image,
 };
 
 /// Logs appear as soon as the containers run; the client service also waits for the web one.
@@ -317,7 +317,9 @@ fn compose_version(program: &str) -> Option<String> {
             Some(text.lines().next().unwrap_or_default().to_owned())
         }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound && program == "docker-compose" => {
-            eprintln!("SKIPPED {program}: not installed (Debian package docker-compose)");
+            skip::skip(&format!(
+                "{program} is not installed (Debian package docker-compose)"
+            ));
             None
         }
         Err(err) => panic!("{program} cannot run: {err}"),
