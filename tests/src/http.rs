@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::io;
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,6 +15,7 @@ use http::HeaderMap;
 use http_body_util::{BodyExt as _, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 
@@ -60,6 +62,11 @@ impl Request {
         Self::new("GET", path)
     }
 
+    /// `POST path`.
+    pub fn post(path: &str) -> Self {
+        Self::new("POST", path)
+    }
+
     /// One more request header.
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_owned(), value.to_owned()));
@@ -72,6 +79,13 @@ impl Request {
             self = self.header("Content-Type", "application/x-www-form-urlencoded");
             form.as_bytes().clone_into(&mut self.body);
         }
+        self
+    }
+
+    /// A JSON body, as the Docker API takes it.
+    pub fn json(mut self, body: &Value) -> Self {
+        self = self.header("Content-Type", "application/json");
+        self.body = body.to_string().into_bytes();
         self
     }
 
@@ -99,6 +113,22 @@ impl Request {
                     )
                 })?
         })
+    }
+
+    /// Sends the request to the unix socket at the absolute path `socket`, as
+    /// [`Request::send`] does.
+    ///
+    /// # Errors
+    /// As [`Request::send`].
+    pub fn send_unix(self, socket: &Path) -> io::Result<Reply> {
+        assert!(socket.is_absolute(), "{} is not absolute", socket.display());
+        let socket = socket.to_str().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a socket path that is not UTF-8",
+            )
+        })?;
+        self.send(socket)
     }
 
     async fn exchange(self, addr: &str) -> io::Result<Reply> {
@@ -151,6 +181,13 @@ impl Reply {
     /// A header's value as text, by case-insensitive name.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The body as JSON; panics, showing the body, when it is not.
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
     }
 }
 

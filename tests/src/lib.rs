@@ -12,6 +12,7 @@
 
 pub mod cli;
 pub mod daemon;
+pub mod engine;
 pub mod http;
 pub mod image;
 pub mod netns;

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use weave_tests::daemon::target_socket;
-use weave_tests::raw::roundtrip;
+use weave_tests::engine;
+use weave_tests::http::Request;
 use weave_tests::{Docker, Output, Proxy, Scope, WeaveHost, eventually, holds_for, test_image};
 
 /// How long a program that should run may take (a loaded CI machine starts containers slowly).
@@ -393,15 +394,7 @@ fn exec_ids(container: &str) -> Vec<String> {
 
 /// `GET /exec/{id}/json` straight from the daemon.
 fn exec_inspect_direct(id: &str) -> Value {
-    let (head, body) = roundtrip(
-        &target_socket(),
-        "GET",
-        &format!("/exec/{id}/json"),
-        &[],
-        b"",
-    );
-    assert_eq!(head.status, 200, "{}", String::from_utf8_lossy(&body));
-    serde_json::from_slice(&body).expect("exec inspect is JSON")
+    engine::get_json(&target_socket(), &format!("/exec/{id}/json"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -697,15 +690,12 @@ fn bad_weave_cidr_is_refused_naming_the_token_and_creates_nothing() {
         "Env": ["WEAVE_CIDR=10.0.0.1/24 foo"],
         "Labels": scope.labels(),
     });
-    let (head, answer) = roundtrip(
+    let reply = engine::call(
         proxy.socket(),
-        "POST",
-        "/containers/create",
-        &[("Content-Type", "application/json")],
-        body.to_string().as_bytes(),
+        Request::post("/containers/create").json(&body),
     );
-    let answer: Value = serde_json::from_slice(&answer).expect("a JSON error");
-    assert_eq!(head.status, 400, "{answer}");
+    let answer = reply.json();
+    assert_eq!(reply.status, 400, "{answer}");
     let message = answer["message"].as_str().expect("a message");
     assert!(message.contains("\"foo\""), "{message}");
     assert!(
