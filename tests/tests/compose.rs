@@ -135,10 +135,7 @@ fn three_service_project_up_ps_logs_down_match_the_daemon() {
             .ok();
         assert_eq!(page.stdout, "hello-from-web\n", "{program} exec");
 
-        let started = Instant::now();
-        project.run(&via_proxy, &["down", "-v", "-t", "0"]).ok();
-        let down = started.elapsed();
-        assert_nothing_left(&program, &project.name);
+        let down = project.down(&via_proxy);
         eprintln!("{program}: 3 services up -d {up:?}, down {down:?}");
     }
 }
@@ -223,10 +220,7 @@ fn fifty_service_project_comes_up_without_timeouts() {
             own.stdout
         );
 
-        let started = Instant::now();
-        project.run(&via_proxy, &["down", "-v", "-t", "0"]).ok();
-        let down_time = started.elapsed();
-        assert_nothing_left(&program, &project.name);
+        let down_time = project.down(&via_proxy);
         eprintln!("{program}: {MANY} services up -d {up_time:?}, down {down_time:?}");
     }
 }
@@ -293,8 +287,7 @@ fn services_reach_each_other_by_service_name_over_weave() {
             logs.contains(&format!("PING web ({web_ip})")),
             "{program}: `web` is its weave address {web_ip}:\n{logs}"
         );
-        project.run(&via_proxy, &["down", "-v", "-t", "0"]).ok();
-        assert_nothing_left(&program, &project.name);
+        project.down(&via_proxy);
     }
 }
 
@@ -386,6 +379,17 @@ impl Project {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
+    }
+
+    /// `down -v -t 0` through `host`, which must remove every container and the network of the
+    /// project, as the daemon itself reports: how long it took.
+    #[track_caller]
+    fn down(&self, host: &str) -> Duration {
+        let started = Instant::now();
+        self.run(host, &["down", "-v", "-t", "0"]).ok();
+        let took = started.elapsed();
+        assert_nothing_left(&self.program, &self.name);
+        took
     }
 }
 

@@ -160,22 +160,7 @@ fn build_image(scope: &Scope, what: &str, instructions: &str) -> String {
     )
     .expect("Dockerfile written");
     let tag = scope.name(what);
-    let label = scope.label();
-    let dir = context.path().to_str().expect("temp path is UTF-8");
-    // No cache: tests building the same steps at once would share intermediate images, and one
-    // test's clean-up then removes a layer another's build is using ("failed to get digest").
-    Docker::daemon()
-        .run(&[
-            "build",
-            "-q",
-            "--no-cache",
-            "--label",
-            &label,
-            "-t",
-            &tag,
-            dir,
-        ])
-        .ok();
+    Docker::daemon().build(scope, &tag, context.path());
     tag
 }
 
