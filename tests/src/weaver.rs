@@ -1,9 +1,12 @@
 //! The `weaver` router under test, on a bridge, port and data directory of its own, reset on drop;
-//! and [`WeaveHost`], a router with a proxy attaching containers to it.
+//! [`WeaveHost`], a router with a proxy attaching containers to it; and the host-side checks of
+//! what a router leaves behind (its bridge, its iptables rules, `weaver reset`). The one router
+//! harness: the router crate's own tests and the end-to-end suite both use it.
 //!
 //! Many tests run at once against one daemon, so each router gets a bridge named after the test
-//! process (`wvt<pid>b<n>`) and a free TCP port. Their address ranges may overlap: the bridges are
-//! separate layer-2 segments and carry no address of their own.
+//! process (`wvt<pid>b<n>`) and a free TCP port (or a socket path the test gives). Their address
+//! ranges may overlap: the bridges are separate layer-2 segments and carry no address of their
+//! own.
 
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
