@@ -3,8 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-/// How often a condition is checked.
+/// How often a condition is checked while waiting for it.
 const INTERVAL: Duration = Duration::from_millis(20);
+/// How often a condition is checked while it must hold: it is checked for the whole window, often
+/// with a call to the daemon each time, so less eagerly.
+const HOLD_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Polls `check` until it returns `Some`, or gives `None` once `patience` is spent: for tests that
 /// observe several things first and assert after, so that one failure does not hide the others.
@@ -37,6 +40,6 @@ pub fn holds_for(what: &str, window: Duration, mut check: impl FnMut() -> bool) 
     let end = Instant::now() + window;
     while Instant::now() < end {
         assert!(check(), "{what} stopped holding");
-        std::thread::sleep(INTERVAL);
+        std::thread::sleep(HOLD_INTERVAL);
     }
 }
