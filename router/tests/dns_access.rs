@@ -5,18 +5,16 @@
 //! Needs root and `ip` (it creates the namespace and the veth); without them it says so and
 //! passes.
 
-mod common;
-
 use std::fs::File;
 use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::Weaver;
 use hickory_server::proto::op::{Message, Query, ResponseCode};
 use hickory_server::proto::rr::{Name, RecordType};
 use nix::sched::CloneFlags;
+use weave_tests::Weaver;
 
 /// The weave range of the router under test; the namespace gets an address in it too.
 const RANGE: &str = "10.99.0.0/16";
@@ -158,16 +156,14 @@ fn code(answer: Option<&Message>) -> Option<ResponseCode> {
 #[test]
 fn weavedns_answers_the_host_and_weave_and_refuses_other_networks() {
     if let Some(reason) = unable() {
-        eprintln!("skipped: {reason}");
+        weave_tests::skip::skip(reason);
         return;
     }
-    let weaver = Weaver::start(&[
-        "--ipalloc-range",
-        RANGE,
-        "--dns-listen-address",
-        "0.0.0.0:0",
-    ]);
-    let (status, listen) = weaver.request("GET", "/dns-address-port", None);
+    let weaver = Weaver::builder()
+        .range(RANGE)
+        .dns_listen("0.0.0.0:0")
+        .start();
+    let (status, listen) = weaver.request("GET", "/dns-address-port", "");
     assert_eq!(status, 200, "{listen}");
     let port = listen.trim().parse::<SocketAddr>().unwrap().port();
 

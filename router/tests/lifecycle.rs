@@ -5,14 +5,13 @@
 //! Containers are named `wvt-<scope>-...`, labelled, and removed by the [`Scope`] guard; each
 //! router has its own bridge and is reset by its guard.
 
-mod common;
-
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use common::{DockerRelay, Weaver, forward_rules, link_exists};
 use ipnet::Ipv4Net;
-use weave_tests::{Docker, Scope, eventually, test_image};
+use weave_tests::netns::host_link;
+use weave_tests::weaver::{self, ResetOnDrop, forward_rules};
+use weave_tests::{Docker, DockerRelay, Scope, Weaver, eventually, http, test_image};
 
 const RANGE: &str = "10.2.0.0/16";
 
@@ -51,7 +50,7 @@ fn attach(id: &str, bridge: &str, cidrs: &[&str]) {
 }
 
 fn allocate(weaver: &Weaver, id: &str) -> String {
-    let (status, body) = weaver.request("POST", &format!("/ip/{id}?check-alive=true"), None);
+    let (status, body) = weaver.request("POST", &format!("/ip/{id}?check-alive=true"), "");
     assert_eq!(status, 200, "{body}");
     body
 }
@@ -67,7 +66,7 @@ fn freed_after(weaver: &Weaver, id: &str, since: Instant, patience: Duration) ->
 #[test]
 fn check_alive_cancels_for_containers_that_do_not_run() {
     let scope = Scope::new();
-    let weaver = Weaver::start(&["--ipalloc-range", RANGE]);
+    let weaver = Weaver::builder().range(RANGE).start();
     let running = sleeper(&scope, "running");
     let stopped = sleeper(&scope, "stopped");
     docker(&["stop", "-t", "0", &stopped]);
@@ -82,31 +81,31 @@ fn check_alive_cancels_for_containers_that_do_not_run() {
     ] {
         // As the form field (curl -d) and as the query string.
         assert_eq!(
-            weaver.request(method, &path, Some("check-alive=true")),
+            weaver.request(method, &path, "check-alive=true"),
             cancelled,
             "{method} {path}"
         );
         assert_eq!(
-            weaver.request(method, &format!("{path}?check-alive=true"), None),
+            weaver.request(method, &format!("{path}?check-alive=true"), ""),
             cancelled,
             "{method} {path}"
         );
     }
     assert_eq!(weaver.lookup(&stopped), "");
     // Without check-alive nobody asks Docker.
-    let (status, body) = weaver.request("POST", &format!("/ip/{stopped}"), None);
+    let (status, body) = weaver.request("POST", &format!("/ip/{stopped}"), "");
     assert_eq!((status, body.as_str()), (200, "10.2.0.2/16"));
 }
 
 #[test]
 fn docker_rm_frees_the_address_at_once() {
     let scope = Scope::new();
-    let weaver = Weaver::start(&["--ipalloc-range", RANGE]);
+    let weaver = Weaver::builder().range(RANGE).start();
     let id = sleeper(&scope, "rm");
     let kept = sleeper(&scope, "kept");
     assert_eq!(allocate(&weaver, &id), "10.2.0.1/16");
     // An entry made without check-alive is not the container's to lose.
-    weaver.request("PUT", &format!("/ip/{kept}/10.2.0.9/16"), None);
+    weaver.request("PUT", &format!("/ip/{kept}/10.2.0.9/16"), "");
 
     let started = Instant::now();
     docker(&["rm", "-f", &id]);
@@ -131,7 +130,11 @@ fn docker_rm_frees_the_address_at_once() {
 #[test]
 fn a_restart_within_the_grace_period_keeps_the_address() {
     let scope = Scope::new();
-    let weaver = Weaver::start(&["--ipalloc-range", RANGE, "--dead-timeout", "3"]);
+    let weaver = Weaver::builder()
+        .range(RANGE)
+        .arg("--dead-timeout")
+        .arg("3")
+        .start();
     let id = sleeper(&scope, "restart");
     assert_eq!(allocate(&weaver, &id), "10.2.0.1/16");
 
@@ -157,11 +160,15 @@ fn a_restart_within_the_grace_period_keeps_the_address() {
 #[test]
 fn a_dead_container_loses_its_address_after_the_grace_period() {
     let scope = Scope::new();
-    let weaver = Weaver::start(&["--ipalloc-range", RANGE, "--dead-timeout", "2"]);
+    let weaver = Weaver::builder()
+        .range(RANGE)
+        .arg("--dead-timeout")
+        .arg("2")
+        .start();
     let id = sleeper(&scope, "dies");
     let bystander = sleeper(&scope, "bystander");
     assert_eq!(allocate(&weaver, &id), "10.2.0.1/16");
-    weaver.request("POST", &format!("/ip/{bystander}"), None);
+    weaver.request("POST", &format!("/ip/{bystander}"), "");
 
     let started = Instant::now();
     docker(&["kill", &id]);
@@ -193,8 +200,8 @@ fn a_dead_container_loses_its_address_after_the_grace_period() {
 #[test]
 fn a_restarted_router_keeps_running_containers_and_prunes_the_rest() {
     let scope = Scope::new();
-    let mut weaver = Weaver::start(&["--ipalloc-range", RANGE]);
-    let bridge = weaver.bridge.clone();
+    let mut weaver = Weaver::builder().range(RANGE).start();
+    let bridge = weaver.bridge().to_owned();
     let stays = sleeper(&scope, "stays");
     let removed = sleeper(&scope, "removed");
     let stopped = sleeper(&scope, "stopped");
@@ -203,7 +210,7 @@ fn a_restarted_router_keeps_running_containers_and_prunes_the_rest() {
     let (status, _) = weaver.request(
         "PUT",
         &format!("/ip/{stopped}/10.9.9.9/24?check-alive=true"),
-        None,
+        "",
     );
     assert_eq!(status, 204);
     attach(&stays, &bridge, &["10.2.0.1/16", "10.9.8.7/24"]);
@@ -213,18 +220,18 @@ fn a_restarted_router_keeps_running_containers_and_prunes_the_rest() {
     assert!(weaver.stop());
     docker(&["rm", "-f", &removed]);
     docker(&["stop", "-t", "0", &stopped]);
-    weaver.spawn();
+    weaver.restart();
     assert_eq!(weaver.lookup(&stays), "10.2.0.1/16");
     assert_eq!(weaver.lookup(&removed), "");
-    let (_, list) = weaver.request("GET", "/ip", None);
+    let (_, list) = weaver.request("GET", "/ip", "");
     assert!(!list.contains(&stopped), "{list}");
     // The second address found on its interface is now recorded too.
     assert!(list.contains("10.9.8.7/24"), "{list}");
 
     // With the saved state lost, the addresses come back from the interfaces.
     assert!(weaver.stop());
-    std::fs::remove_file(weaver.data.join("ipam.json")).unwrap();
-    weaver.spawn();
+    std::fs::remove_file(weaver.data_dir().join("ipam.json")).unwrap();
+    weaver.restart();
     assert_eq!(weaver.lookup(&stays), "10.2.0.1/16");
     let log = weaver.log();
     assert!(log.contains("reclaimed=2"), "{log}");
@@ -235,8 +242,8 @@ fn a_restarted_router_keeps_running_containers_and_prunes_the_rest() {
 #[test]
 fn attached_containers_talk_only_through_the_bridge_rule() {
     let scope = Scope::new();
-    let weaver = Weaver::start(&["--ipalloc-range", RANGE]);
-    let bridge = weaver.bridge.clone();
+    let weaver = Weaver::builder().range(RANGE).start();
+    let bridge = weaver.bridge().to_owned();
     let a = sleeper(&scope, "a");
     let b = sleeper(&scope, "b");
     attach(&a, &bridge, &[&allocate(&weaver, &a)]);
@@ -245,7 +252,7 @@ fn attached_containers_talk_only_through_the_bridge_rule() {
     let ping = || ping(&a, b_cidr.addr());
 
     assert!(ping(), "no ping with the router's rules in place");
-    let iptables = router::iptables::HostIptables::new("/".as_ref(), common::WEAVER.as_ref());
+    let iptables = router::iptables::HostIptables::new("/".as_ref(), &weaver::binary());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -275,12 +282,12 @@ fn ping(from: &str, to: Ipv4Addr) -> bool {
 #[test]
 fn reset_from_a_container_uses_the_hosts_iptables_through_host_root() {
     let scope = Scope::new();
-    let mut weaver = Weaver::start(&["--ipalloc-range", RANGE]);
-    let bridge = weaver.bridge.clone();
+    let mut weaver = Weaver::builder().range(RANGE).start();
+    let bridge = weaver.bridge().to_owned();
     assert!(weaver.stop());
     assert!(forward_rules().contains(&format!("-i {bridge} -o {bridge} -j ACCEPT")));
 
-    let mount = format!("{}:/weaver:ro", common::WEAVER);
+    let mount = format!("{}:/weaver:ro", weaver::binary().display());
     let label = scope.label();
     let name = scope.name("reset");
     let out = Docker::daemon().run(&[
@@ -316,7 +323,7 @@ fn reset_from_a_container_uses_the_hosts_iptables_through_host_root() {
         "{out:?}"
     );
     assert!(!forward_rules().contains(&bridge), "{}", forward_rules());
-    assert!(!link_exists(&bridge));
+    assert!(host_link(&bridge).is_none());
 }
 
 /// Docker reached over `tcp://`, and lost for a while: the watcher re-subscribes with backoff and
@@ -327,26 +334,23 @@ fn events_missed_while_docker_was_unreachable_are_caught_up() {
     let scope = Scope::new();
     let relay = DockerRelay::start();
     let url = relay.url();
-    let weaver = Weaver::start(&[
-        "--ipalloc-range",
-        RANGE,
-        "--docker-api",
-        &url,
-        "--dead-timeout",
-        "2",
-        "--dns-listen-address",
-        "127.0.0.1:0",
-    ]);
+    let weaver = Weaver::builder()
+        .range(RANGE)
+        .docker_api(&url)
+        .arg("--dead-timeout")
+        .arg("2")
+        .dns_listen("127.0.0.1:0")
+        .start();
     let gone = sleeper(&scope, "gone");
     let stays = sleeper(&scope, "stays");
     assert_eq!(allocate(&weaver, &gone), "10.2.0.1/16");
     assert_eq!(allocate(&weaver, &stays), "10.2.0.2/16");
     for (id, ip, name) in [(&gone, "10.2.0.1", "gone"), (&stays, "10.2.0.2", "stays")] {
         let form = format!("fqdn={name}.weave.local");
-        let (status, body) = weaver.request("PUT", &format!("/name/{id}/{ip}"), Some(&form));
+        let (status, body) = weaver.request("PUT", &format!("/name/{id}/{ip}"), &form);
         assert_eq!(status, 204, "{body}");
     }
-    let names = || weaver.request("GET", "/name", None).1;
+    let names = || weaver.request("GET", "/name", "").1;
 
     relay.down();
     eventually("the event stream to fail", Duration::from_secs(5), || {
@@ -386,20 +390,20 @@ fn events_missed_while_docker_was_unreachable_are_caught_up() {
 fn weaver_in_a_least_privilege_container() {
     let scope = Scope::new();
     let data = tempfile::tempdir().unwrap();
-    let bridge = common::unique_bridge();
+    let bridge = weaver::unique_bridge();
     // Dropped before `scope` removes the router's container: harmless, a running router adds its
     // rules only at start.
-    let _reset = common::ResetOnDrop {
+    let _reset = ResetOnDrop {
         bridge: bridge.clone(),
         data: data.path().to_owned(),
     };
-    let addr = common::free_tcp_addr();
+    let addr = weaver::free_tcp_addr();
     let socket = weave_tests::daemon::target_socket();
     let socket = socket.to_str().unwrap();
     let mounts = [
         "/:/host:ro".to_owned(),
         format!("{socket}:/var/run/docker.sock"),
-        format!("{}:/weaver:ro", common::WEAVER),
+        format!("{}:/weaver:ro", weaver::binary().display()),
         format!("{}:/data", data.path().display()),
     ];
     let mut args = vec!["--net=host", "--pid=host"];
@@ -432,12 +436,14 @@ fn weaver_in_a_least_privilege_container() {
     );
     let ready = || {
         eventually("the containerised weaver", Duration::from_secs(30), || {
-            common::http(&addr, "GET", "/status", None).filter(|(s, _)| *s == 200)
+            http::request(&addr, "GET", "/status", "")
+                .ok()
+                .filter(|(s, _)| *s == 200)
         })
     };
     let logs = || Docker::daemon().run(&["logs", &router]).stderr;
     ready();
-    assert!(link_exists(&bridge), "{}", logs());
+    assert!(host_link(&bridge).is_some(), "{}", logs());
     assert!(
         forward_rules().contains(&format!("-i {bridge} -o {bridge} -j ACCEPT")),
         "{}",
@@ -447,7 +453,7 @@ fn weaver_in_a_least_privilege_container() {
     let app = sleeper(&scope, "app");
     let stopped = sleeper(&scope, "stopped");
     docker(&["stop", "-t", "0", &stopped]);
-    let request = |method: &str, path: &str| common::http(&addr, method, path, None).unwrap();
+    let request = |method: &str, path: &str| http::request(&addr, method, path, "").unwrap();
     let (_, cidr) = request("POST", &format!("/ip/{app}?check-alive=true"));
     assert_eq!(cidr, "10.2.0.1/16");
     assert_eq!(

@@ -1,68 +1,57 @@
 //! The real `weaver` binary: flags, the unix-socket listener, readiness, SIGTERM, state kept across
 //! a restart, the bridge and its iptables rules, the range check, and `weaver reset`.
 
-mod common;
-
 use std::process::Command;
 
-use common::{Weaver, forward_rules, link_exists, reset};
+use weave_tests::Weaver;
+use weave_tests::netns::host_link;
+use weave_tests::weaver::{self, forward_rules, reset};
 
 #[test]
 fn weaver_serves_ipam_on_a_unix_socket_and_keeps_it_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("weave.sock");
     let socket = socket.to_str().unwrap();
-    let flags = [
-        "--ipalloc-range",
-        "10.2.0.0/16",
-        "--ipalloc-default-subnet",
-        "10.2.3.0/24",
-    ];
 
     // Ids that are not containers, so no check-alive: the router would ask Docker and cancel.
-    let mut weaver = Weaver::start_at(socket, &flags);
+    let mut weaver = Weaver::builder()
+        .listen(socket)
+        .range("10.2.0.0/16")
+        .default_subnet("10.2.3.0/24")
+        .start();
     let ok = |status, body: &str| (status, body.to_owned());
     assert_eq!(
-        weaver.request("GET", "/ipinfo/defaultsubnet", None),
+        weaver.request("GET", "/ipinfo/defaultsubnet", ""),
         ok(200, "10.2.3.0/24")
     );
-    assert_eq!(
-        weaver.request("POST", "/ip/c1", None),
-        ok(200, "10.2.3.1/24")
-    );
-    assert_eq!(
-        weaver.request("PUT", "/ip/c2/10.2.3.2/24", None),
-        ok(204, "")
-    );
-    let (status, body) = weaver.request("GET", "/status", None);
+    assert_eq!(weaver.request("POST", "/ip/c1", ""), ok(200, "10.2.3.1/24"));
+    assert_eq!(weaver.request("PUT", "/ip/c2/10.2.3.2/24", ""), ok(204, ""));
+    let (status, body) = weaver.request("GET", "/status", "");
     assert_eq!(status, 200);
     assert!(
         body.contains("        Service: ipam\n         Status: ready\n"),
         "{body}"
     );
     assert!(weaver.stop(), "weaver did not exit 0 on SIGTERM");
-    assert!(weaver.data.join("ipam.json").exists());
+    assert!(weaver.data_dir().join("ipam.json").exists());
 
     // A stale socket file from the previous run is replaced, and the state is back.
     assert!(std::path::Path::new(socket).exists());
-    weaver.spawn();
+    weaver.restart();
     assert_eq!(weaver.lookup("c1"), "10.2.3.1/24");
-    assert_eq!(
-        weaver.request("POST", "/ip/c3", None),
-        ok(200, "10.2.3.3/24")
-    );
+    assert_eq!(weaver.request("POST", "/ip/c3", ""), ok(200, "10.2.3.3/24"));
     assert!(weaver.stop());
 }
 
 #[test]
 fn weaver_refuses_a_default_subnet_outside_the_range() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(common::WEAVER)
+    let output = Command::new(weaver::binary())
         .arg("--http-addr")
         .arg(dir.path().join("weave.sock"))
         .arg("--data-dir")
         .arg(dir.path())
-        .args(["--weave-bridge", &common::unique_bridge()])
+        .args(["--weave-bridge", &weaver::unique_bridge()])
         .args([
             "--ipalloc-range",
             "10.2.0.0/16",
@@ -83,7 +72,7 @@ fn weaver_refuses_a_default_subnet_outside_the_range() {
 
 #[test]
 fn bad_flags_exit_64() {
-    let output = Command::new(common::WEAVER)
+    let output = Command::new(weaver::binary())
         .args(["--ipalloc-range", "not-a-cidr"])
         .output()
         .unwrap();
@@ -94,8 +83,8 @@ fn bad_flags_exit_64() {
 /// and `weaver reset` removes them and the saved state, saying so, and is idempotent.
 #[test]
 fn bridge_and_rules_outlive_the_router_until_reset() {
-    let mut weaver = Weaver::start(&["--mtu", "9000", "--ipalloc-range", "10.2.0.0/16"]);
-    let bridge = weaver.bridge.clone();
+    let mut weaver = Weaver::builder().mtu(9000).range("10.2.0.0/16").start();
+    let bridge = weaver.bridge().to_owned();
     let link = Command::new("ip")
         .args(["-d", "link", "show", "dev", &bridge])
         .output()
@@ -111,24 +100,24 @@ fn bridge_and_rules_outlive_the_router_until_reset() {
     assert!(rules.contains(&accept), "{rules}");
     assert!(rules.contains(&isolate), "{rules}");
     // Exactly once each, also after a restart (the rules are checked before they are added).
-    weaver.request("POST", "/ip/x", None);
+    weaver.request("POST", "/ip/x", "");
     assert!(weaver.stop());
-    weaver.spawn();
+    weaver.restart();
     let rules = forward_rules();
     assert_eq!(rules.matches(&accept).count(), 1, "{rules}");
     assert_eq!(rules.matches(&isolate).count(), 1, "{rules}");
 
     assert!(weaver.stop());
-    assert!(link_exists(&bridge), "SIGTERM must keep the bridge");
+    assert!(host_link(&bridge).is_some(), "SIGTERM must keep the bridge");
     assert!(
         forward_rules().contains(&accept),
         "SIGTERM must keep the rules"
     );
 
-    let out = reset(&bridge, &weaver.data);
+    let out = reset(&bridge, weaver.data_dir());
     assert!(out.status.success(), "{out:?}");
     let printed = String::from_utf8_lossy(&out.stdout);
-    let data = weaver.data.display();
+    let data = weaver.data_dir().display();
     let chain = if forward_rules().contains("-N DOCKER-USER") {
         "DOCKER-USER"
     } else {
@@ -143,11 +132,11 @@ fn bridge_and_rules_outlive_the_router_until_reset() {
              removed {data}/ipam.json\n"
         )
     );
-    assert!(!link_exists(&bridge));
+    assert!(host_link(&bridge).is_none());
     assert!(!forward_rules().contains(&bridge), "{}", forward_rules());
-    assert!(!weaver.data.join("ipam.json").exists());
+    assert!(!weaver.data_dir().join("ipam.json").exists());
 
-    let again = reset(&bridge, &weaver.data);
+    let again = reset(&bridge, weaver.data_dir());
     assert!(again.status.success(), "{again:?}");
     assert_eq!(String::from_utf8_lossy(&again.stdout), "");
 }
@@ -166,10 +155,10 @@ fn a_chosen_range_overlapping_a_host_route_is_a_warning() {
         .filter_map(|l| l.split_whitespace().next())
         .find(|dest| dest.contains('/'))
     else {
-        eprintln!("no host route to overlap; skipping");
+        weave_tests::skip::skip("no host route to overlap");
         return;
     };
-    let weaver = Weaver::start(&["--ipalloc-range", route]);
+    let weaver = Weaver::builder().range(route).start();
     let log = weaver.log();
     assert!(
         log.contains(&format!(

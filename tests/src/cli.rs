@@ -1,6 +1,7 @@
 //! Running the real `docker` CLI against a chosen endpoint.
 
 use std::io::{BufRead, BufReader, Lines, Write};
+use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 
 use crate::daemon::target_daemon;
@@ -87,6 +88,26 @@ impl Docker {
         args.push(image);
         args.extend_from_slice(cmd);
         self.run(&args).ok().out().to_owned()
+    }
+
+    /// `docker build -q --no-cache -t TAG CONTEXT`, the image labelled in `scope`; must succeed.
+    ///
+    /// No cache: tests building the same steps at once would share intermediate images, and one
+    /// test's clean-up then removes a layer another's build is using ("failed to get digest").
+    pub fn build(&self, scope: &Scope, tag: &str, context: &Path) -> Output {
+        let label = scope.label();
+        let context = context.to_str().expect("build contexts have UTF-8 paths");
+        self.run(&[
+            "build",
+            "-q",
+            "--no-cache",
+            "--label",
+            &label,
+            "-t",
+            tag,
+            context,
+        ])
+        .ok()
     }
 
     /// Spawns `docker ARGS` with stdout piped (stdin and stderr null), for reading a live

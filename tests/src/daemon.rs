@@ -1,6 +1,10 @@
 //! Which Docker daemon the suite runs against.
 
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// The environment variable naming the daemon under test (`unix:///path/to/docker.sock`).
 pub const TARGET_ENV: &str = "WEAVE_TEST_DOCKER";
@@ -83,4 +87,79 @@ mod tests {
             assert_eq!(deadlocks_under_churn(version), affected, "{version}");
         }
     }
+}
+
+/// A TCP front for the target daemon's unix socket that a test can cut, as if the daemon went
+/// away: a client of `tcp://<addr>` then sees its connections end and new ones refused.
+#[derive(Debug)]
+pub struct DockerRelay {
+    addr: String,
+    shared: Arc<RelayShared>,
+}
+
+#[derive(Debug, Default)]
+struct RelayShared {
+    down: AtomicBool,
+    open: Mutex<Vec<TcpStream>>,
+}
+
+impl DockerRelay {
+    /// Relays to the target daemon (which must be a unix socket).
+    pub fn start() -> Self {
+        let socket = target_socket();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("an ephemeral port");
+        let addr = listener.local_addr().expect("bound").to_string();
+        let shared = Arc::new(RelayShared::default());
+        let state = shared.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if state.down.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is reset
+                }
+                let Ok(daemon) = UnixStream::connect(&socket) else {
+                    continue;
+                };
+                let (Ok(c_read), Ok(d_read), Ok(tracked)) =
+                    (client.try_clone(), daemon.try_clone(), client.try_clone())
+                else {
+                    continue;
+                };
+                state.open.lock().expect("not poisoned").push(tracked);
+                relay_half(c_read, daemon, |d| d.shutdown(Shutdown::Write));
+                relay_half(d_read, client, |c| c.shutdown(Shutdown::Both));
+            }
+        });
+        Self { addr, shared }
+    }
+
+    /// `tcp://<addr>`.
+    pub fn url(&self) -> String {
+        format!("tcp://{}", self.addr)
+    }
+
+    /// Ends every open connection and refuses new ones until [`DockerRelay::up`].
+    pub fn down(&self) {
+        self.shared.down.store(true, Ordering::SeqCst);
+        for stream in self.shared.open.lock().expect("not poisoned").drain(..) {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Relays again.
+    pub fn up(&self) {
+        self.shared.down.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Copies `from` into `to` on a thread of its own, then shuts `to` down with `close`.
+fn relay_half<R, W>(mut from: R, mut to: W, close: fn(&W) -> std::io::Result<()>)
+where
+    R: std::io::Read + Send + 'static,
+    W: std::io::Write + Send + 'static,
+{
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from, &mut to);
+        let _ = close(&to);
+    });
 }

@@ -1,4 +1,6 @@
-//! Test harness: the target daemon, the proxy under test, the test image and cleanup.
+//! The one test harness of the workspace, used by `tests/tests` and every crate's own tests: the
+//! target daemon, the proxy and router under test, the test image, cleanup, polling and the HTTP
+//! client.
 //!
 //! Every test talks to a real Docker daemon. Which one is chosen by `WEAVE_TEST_DOCKER`
 //! (`unix:///path`), defaulting to the machine's own `/var/run/docker.sock`; CI runs the whole
@@ -10,20 +12,23 @@
 
 pub mod cli;
 pub mod daemon;
+pub mod engine;
+pub mod http;
 pub mod image;
 pub mod netns;
 pub mod pki;
 pub mod proxy;
 pub mod raw;
 pub mod scope;
+pub mod skip;
 pub mod wait;
 pub mod weave;
 pub mod weaver;
 
 pub use cli::{Docker, Output};
-pub use daemon::target_daemon;
+pub use daemon::{DockerRelay, target_daemon};
 pub use image::test_image;
 pub use proxy::Proxy;
 pub use scope::Scope;
-pub use wait::eventually;
-pub use weaver::{WeaveHost, Weaver};
+pub use wait::{eventually, holds_for, poll};
+pub use weaver::{WeaveHost, Weaver, WeaverBuilder};

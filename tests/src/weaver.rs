@@ -1,18 +1,20 @@
 //! The `weaver` router under test, on a bridge, port and data directory of its own, reset on drop;
-//! and [`WeaveHost`], a router with a proxy attaching containers to it.
+//! [`WeaveHost`], a router with a proxy attaching containers to it; and the host-side checks of
+//! what a router leaves behind (its bridge, its iptables rules, `weaver reset`). The one router
+//! harness: the router crate's own tests and the end-to-end suite both use it.
 //!
 //! Many tests run at once against one daemon, so each router gets a bridge named after the test
-//! process (`wvt<pid>b<n>`) and a free TCP port. Their address ranges may overlap: the bridges are
-//! separate layer-2 segments and carry no address of their own.
+//! process (`wvt<pid>b<n>`) and a free TCP port (or a socket path the test gives). Their address
+//! ranges may overlap: the bridges are separate layer-2 segments and carry no address of their
+//! own.
 
 use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -21,10 +23,10 @@ use tempfile::TempDir;
 
 use crate::cli::Docker;
 use crate::daemon::target_daemon;
+use crate::http;
 use crate::netns::host_link;
 use crate::proxy::{Proxy, built};
-use crate::raw::Head;
-use crate::wait::eventually;
+use crate::wait::{eventually, poll};
 
 /// How long a router may take to answer `GET /status` with 200 after it starts.
 const READY_PATIENCE: Duration = Duration::from_secs(30);
@@ -39,9 +41,48 @@ pub fn binary() -> PathBuf {
     built("weaver")
 }
 
+/// A bridge name unique to this process and call, within the kernel's 15 bytes: "wvt", the pid
+/// in hex (at most 6), "b" and a small counter.
+pub fn unique_bridge() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let bridge = format!(
+        "wvt{:x}b{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    assert!(bridge.len() <= 15, "{bridge} is too long for a link name");
+    bridge
+}
+
+/// `weaver reset` for `bridge` and the data directory `data`: its output.
+pub fn reset(bridge: &str, data: &Path) -> Output {
+    Command::new(binary())
+        .args(["reset", "--weave-bridge", bridge, "--data-dir"])
+        .arg(data)
+        .stdin(Stdio::null())
+        .output()
+        .expect("weaver reset runs")
+}
+
+/// `iptables -S` of the filter table's `DOCKER-USER` and `FORWARD` chains, where the router puts
+/// its rules.
+pub fn forward_rules() -> String {
+    let mut all = String::new();
+    for chain in ["DOCKER-USER", "FORWARD"] {
+        let out = Command::new("iptables")
+            .args(["-w", "-S", chain])
+            .output()
+            .expect("iptables runs");
+        all.push_str(&String::from_utf8_lossy(&out.stdout));
+    }
+    all
+}
+
 /// How a [`Weaver`] is started; [`Weaver::builder`] gives the defaults.
 #[derive(Debug, Clone)]
 pub struct WeaverBuilder {
+    listen: Option<String>,
+    docker_api: Option<String>,
     range: String,
     default_subnet: Option<String>,
     mtu: Option<u32>,
@@ -51,7 +92,7 @@ pub struct WeaverBuilder {
 }
 
 /// Where a test router's weaveDNS listens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum DnsMode {
     /// `--no-dns`: most tests run many routers at once, and only one can have `docker0:53`.
     Off,
@@ -60,6 +101,8 @@ enum DnsMode {
     OwnAddress,
     /// Weave Net's default, Docker's bridge address; tests using it must run one at a time.
     DockerBridge,
+    /// `--dns-listen-address` as given.
+    At(String),
 }
 
 impl WeaverBuilder {
@@ -87,6 +130,25 @@ impl WeaverBuilder {
         self
     }
 
+    /// weaveDNS on `addr` (`--dns-listen-address`), e.g. port 0 of some address for a test
+    /// that asks the router where it listens.
+    pub fn dns_listen(mut self, addr: &str) -> Self {
+        self.dns = DnsMode::At(addr.to_owned());
+        self
+    }
+
+    /// `--http-addr`: a unix socket path or `host:port` (default: a free port on 127.0.0.1).
+    pub fn listen(mut self, addr: &str) -> Self {
+        self.listen = Some(addr.to_owned());
+        self
+    }
+
+    /// `--docker-api` (default: the daemon under test).
+    pub fn docker_api(mut self, url: &str) -> Self {
+        self.docker_api = Some(url.to_owned());
+        self
+    }
+
     /// weaveDNS where `weave launch` puts it: port 53 of Docker's bridge address. Only one such
     /// router can run at a time.
     pub fn dns_on_docker_bridge(mut self) -> Self {
@@ -108,25 +170,18 @@ impl WeaverBuilder {
 
     /// Starts the router and waits until `GET /status` answers 200.
     pub fn start(self) -> Weaver {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
         let dir = tempfile::Builder::new()
             .prefix("weaver-test")
             .tempdir()
             .expect("a temporary directory");
-        // 15 bytes at most: "wvt" + the pid in hex (at most 6) + "b" + a small counter.
-        let bridge = format!(
-            "wvt{:x}b{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        assert!(bridge.len() <= 15, "{bridge} is too long for a link name");
-        let addr = free_tcp_addr();
+        let bridge = unique_bridge();
+        let addr = self.listen.unwrap_or_else(free_tcp_addr);
         let data = dir.path().join("data");
         let mut args = vec![
             "--http-addr".to_owned(),
             addr.clone(),
             "--docker-api".to_owned(),
-            target_daemon(),
+            self.docker_api.unwrap_or_else(target_daemon),
             "--weave-bridge".to_owned(),
             bridge.clone(),
             "--ipalloc-range".to_owned(),
@@ -153,6 +208,10 @@ impl WeaverBuilder {
                 Some(ip)
             }
             DnsMode::DockerBridge => None,
+            DnsMode::At(listen) => {
+                args.extend(["--dns-listen-address".to_owned(), listen]);
+                None
+            }
         };
         args.extend(self.extra);
         let mut weaver = Weaver {
@@ -196,6 +255,8 @@ impl Weaver {
     /// Defaults to adjust before [`WeaverBuilder::start`].
     pub fn builder() -> WeaverBuilder {
         WeaverBuilder {
+            listen: None,
+            docker_api: None,
             range: "10.32.0.0/12".to_owned(),
             default_subnet: None,
             mtu: None,
@@ -205,7 +266,7 @@ impl Weaver {
         }
     }
 
-    /// The HTTP API's `host:port`, for `--router-addr` / `WEAVE_HTTP_ADDR`.
+    /// The HTTP API's `host:port` (or socket path), for `--router-addr` / `WEAVE_HTTP_ADDR`.
     pub fn addr(&self) -> &str {
         &self.addr
     }
@@ -213,6 +274,11 @@ impl Weaver {
     /// The bridge this router owns.
     pub fn bridge(&self) -> &str {
         &self.bridge
+    }
+
+    /// The data directory (`--data-dir`), kept across [`Weaver::restart`].
+    pub fn data_dir(&self) -> &Path {
+        &self.data
     }
 
     /// The process id of the running router.
@@ -239,6 +305,7 @@ impl Weaver {
             .args(&self.args)
             .env_remove("RUST_LOG")
             .env_remove("WEAVE_HTTP_ADDR")
+            .env_remove("WEAVE_BRIDGE")
             .env_remove("WEAVE_MTU")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -254,31 +321,29 @@ impl Weaver {
                 if let Ok(Some(status)) = child.try_wait() {
                     panic!("weaver exited with {status}:\n{}", self.log());
                 }
-                let (status, _) = http(&self.addr, "GET", "/status", "").ok()?;
+                let (status, _) = http::request(&self.addr, "GET", "/status", "").ok()?;
                 (status == 200).then_some(())
             },
         );
     }
 
     /// Stops the router (SIGTERM, then SIGKILL after a grace period), keeping its bridge and
-    /// data directory for [`Weaver::restart`].
-    pub fn stop(&mut self) {
+    /// data directory for [`Weaver::restart`]. Whether it exited 0 after the SIGTERM (true when
+    /// it was not running).
+    pub fn stop(&mut self) -> bool {
         let Some(mut child) = self.child.take() else {
-            return;
+            return true;
         };
         if let Ok(pid) = i32::try_from(child.id()) {
             let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
         }
-        let deadline = Instant::now() + STOP_PATIENCE;
-        while Instant::now() < deadline {
-            if matches!(child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if let Some(status) = poll(STOP_PATIENCE, || child.try_wait().ok().flatten()) {
+            return status.success();
         }
         eprintln!("weaver did not exit {STOP_PATIENCE:?} after SIGTERM; killing it");
         let _ = child.kill();
         let _ = child.wait();
+        false
     }
 
     /// Stops the router if it runs, then starts it again with the same flags, bridge, port and
@@ -291,20 +356,23 @@ impl Weaver {
     /// One request to the router's API: status and body. `form` is sent url-encoded when
     /// not empty, as Weave Net's clients do.
     pub fn request(&self, method: &str, path: &str, form: &str) -> (u16, String) {
-        http(&self.addr, method, path, form)
+        http::request(&self.addr, method, path, form)
             .unwrap_or_else(|e| panic!("{method} {path} to weaver at {}: {e}", self.addr))
+    }
+
+    /// `GET /ip/{id}`: the addresses `id` holds in the default subnet, space-separated.
+    pub fn lookup(&self, id: &str) -> String {
+        let (status, body) = self.request("GET", &format!("/ip/{id}"), "");
+        assert_eq!(status, 200, "GET /ip/{id}: {body}");
+        body
     }
 
     /// `GET /name` as JSON: each (hostname, address, container id) weaveDNS holds, sorted.
     pub fn names(&self) -> Vec<(String, String, String)> {
-        let (status, body) = http_with(
-            &self.addr,
-            "GET",
-            "/name",
-            &[("Accept", "application/json")],
-            "",
-        )
-        .unwrap_or_else(|e| panic!("GET /name to weaver at {}: {e}", self.addr));
+        let http::Reply { status, body, .. } = http::Request::get("/name")
+            .header("Accept", "application/json")
+            .send(&self.addr)
+            .unwrap_or_else(|e| panic!("GET /name to weaver at {}: {e}", self.addr));
         assert_eq!(status, 200, "GET /name: {body}");
         let entries: Vec<Value> = serde_json::from_str(&body).expect("GET /name is JSON");
         let field = |e: &Value, k: &str| e[k].as_str().unwrap_or_default().to_owned();
@@ -407,21 +475,7 @@ impl Drop for Weaver {
             eprintln!("--- weaver log ---\n{}", self.log());
         }
         self.stop();
-        let reset = Command::new(&self.binary)
-            .args(["reset", "--weave-bridge", &self.bridge, "--data-dir"])
-            .arg(&self.data)
-            .stdin(Stdio::null())
-            .output();
-        match reset {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => eprintln!(
-                "weaver reset --weave-bridge {} failed ({}): {}",
-                self.bridge,
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ),
-            Err(e) => eprintln!("weaver reset could not run: {e}"),
-        }
+        reset_or_say(&self.bridge, &self.data);
         // The bridge is ours: never leave it behind, but say so when reset did not remove it.
         if host_link(&self.bridge).is_some() {
             eprintln!(
@@ -504,73 +558,36 @@ impl Weaver {
     }
 }
 
-/// One HTTP/1.1 exchange over TCP with `Connection: close`: the status and the body.
-pub fn http(addr: &str, method: &str, path: &str, form: &str) -> std::io::Result<(u16, String)> {
-    http_with(addr, method, path, &[], form)
-}
-
-/// [`http`] with extra request headers.
-pub fn http_with(
-    addr: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    form: &str,
-) -> std::io::Result<(u16, String)> {
-    let socket = addr
-        .parse()
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let mut stream = TcpStream::connect_timeout(&socket, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    if !form.is_empty() {
-        request.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
-    }
-    if !form.is_empty() || matches!(method, "POST" | "PUT") {
-        request.push_str(&format!("Content-Length: {}\r\n", form.len()));
-    }
-    request.push_str("\r\n");
-    request.push_str(form);
-    stream.write_all(request.as_bytes())?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other("no complete response head"))?;
-    let head = Head::parse(&raw[..end]);
-    let mut body = raw[end + 4..].to_vec();
-    if head
-        .header("Transfer-Encoding")
-        .is_some_and(|te| te.eq_ignore_ascii_case("chunked"))
-    {
-        body = dechunk(&body);
-    }
-    Ok((head.status, String::from_utf8_lossy(&body).into_owned()))
-}
-
-/// The payload of a whole chunked body.
-fn dechunk(mut raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") {
-        let line = String::from_utf8_lossy(&raw[..eol]);
-        let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
-            .unwrap_or_else(|_| panic!("bad chunk size {line:?}"));
-        raw = &raw[eol + 2..];
-        if size == 0 {
-            break;
-        }
-        out.extend_from_slice(&raw[..size]);
-        raw = &raw[size + 2..];
-    }
-    out
-}
-
 /// `127.0.0.1:<a port nothing listens on right now>`.
-fn free_tcp_addr() -> String {
+pub fn free_tcp_addr() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("an ephemeral port");
     listener.local_addr().expect("bound").to_string()
+}
+
+/// Runs [`reset`], saying on stderr when it failed: for drops, which must not panic.
+fn reset_or_say(bridge: &str, data: &Path) {
+    let out = reset(bridge, data);
+    if !out.status.success() {
+        eprintln!(
+            "weaver reset --weave-bridge {bridge} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Runs `weaver reset` for a bridge when dropped: for routers a test runs some other way than as
+/// a [`Weaver`] (in a container, as `weave launch` does).
+#[derive(Debug)]
+pub struct ResetOnDrop {
+    /// The router's `--weave-bridge`.
+    pub bridge: String,
+    /// The router's `--data-dir`, as the host sees it.
+    pub data: PathBuf,
+}
+
+impl Drop for ResetOnDrop {
+    fn drop(&mut self) {
+        reset_or_say(&self.bridge, &self.data);
+    }
 }

@@ -12,12 +12,14 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use serde_json::{Value, json};
+use serde_json::json;
+use weave_tests::engine;
 use weave_tests::netns::{
     Ethwe, ethwe, ethwe_of_pid, full_id, host_link, host_veth, in_subnet, is_running, running_pid,
 };
-use weave_tests::raw::roundtrip;
-use weave_tests::{Docker, Output, Proxy, Scope, WeaveHost, Weaver, eventually, test_image};
+use weave_tests::{
+    Docker, Output, Proxy, Scope, WeaveHost, Weaver, eventually, holds_for, test_image,
+};
 
 /// How long something driven by Docker events (a restart policy, the proxy's watcher) may take.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -79,16 +81,6 @@ fn eventually_attached(container: &str) -> (u32, Ethwe) {
     })
 }
 
-/// Asserts that `check` holds at every poll for `window`.
-#[track_caller]
-fn holds_for(what: &str, window: Duration, mut check: impl FnMut() -> bool) {
-    let end = Instant::now() + window;
-    while Instant::now() < end {
-        assert!(check(), "{what} stopped holding");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Asserts the running container is on the bridge through exactly one veth, `vethwepl<pid>`,
 /// and that no other veth of it is left there.
 #[track_caller]
@@ -117,54 +109,6 @@ fn assert_left_nothing(weaver: &Weaver, container: &str, ports_before: &[String]
         },
     );
     assert!(!is_running(container), "{container} is left running");
-}
-
-/// `POST /containers/create` through the proxy's socket: the new container's id.
-fn api_create(proxy: &Proxy, body: &Value) -> String {
-    let (head, answer) = roundtrip(
-        proxy.socket(),
-        "POST",
-        "/containers/create",
-        &[("Content-Type", "application/json")],
-        body.to_string().as_bytes(),
-    );
-    assert_eq!(head.status, 201, "{}", String::from_utf8_lossy(&answer));
-    let created: Value = serde_json::from_slice(&answer).expect("create answers JSON");
-    created["Id"].as_str().expect("an Id").to_owned()
-}
-
-/// `POST /containers/{id}/start` through the proxy's socket: status and body.
-fn api_start(proxy: &Proxy, id: &str) -> (u16, String) {
-    let (head, answer) = roundtrip(
-        proxy.socket(),
-        "POST",
-        &format!("/containers/{id}/start"),
-        &[],
-        b"",
-    );
-    (head.status, String::from_utf8_lossy(&answer).into_owned())
-}
-
-/// `DELETE /containers/{id}?force=1` through `socket`.
-///
-/// Docker 20.10 answers 500 "Could not kill running container ..., cannot remove - Container ...
-/// is not running" when the container exits while it kills it (these run `true`); the daemon
-/// answers the same straight, and the removal then succeeds when asked again.
-fn api_remove(socket: &std::path::Path, id: &str) {
-    let remove = || {
-        roundtrip(
-            socket,
-            "DELETE",
-            &format!("/containers/{id}?force=1"),
-            &[],
-            b"",
-        )
-    };
-    let (mut head, mut answer) = remove();
-    if head.status == 500 && String::from_utf8_lossy(&answer).contains("is not running") {
-        (head, answer) = remove();
-    }
-    assert_eq!(head.status, 204, "{}", String::from_utf8_lossy(&answer));
 }
 
 /// Runs `total` calls of `cycle` spread over `clients` threads; returns how long each took.
@@ -686,10 +630,10 @@ fn a_thousand_create_start_rm_cycles_leak_nothing() {
     let body = json!({ "Image": image, "Cmd": ["true"], "Labels": scope.labels() });
     let cycle = || {
         let started = Instant::now();
-        let id = api_create(&host.proxy, &body);
-        let (status, answer) = api_start(&host.proxy, &id);
+        let id = engine::create(host.proxy.socket(), &body);
+        let (status, answer) = engine::start(host.proxy.socket(), &id);
         assert_eq!(status, 204, "start of {id}: {answer}");
-        api_remove(host.proxy.socket(), &id);
+        engine::remove(host.proxy.socket(), &id);
         started.elapsed()
     };
     // Warm-up with as many clients as the run: the proxy pools an idle connection to the
@@ -705,27 +649,10 @@ fn a_thousand_create_start_rm_cycles_leak_nothing() {
     let direct: Vec<Duration> = (0..20)
         .map(|_| {
             let started = Instant::now();
-            let (head, answer) = roundtrip(
-                &daemon,
-                "POST",
-                "/containers/create",
-                &[("Content-Type", "application/json")],
-                body.to_string().as_bytes(),
-            );
-            assert_eq!(head.status, 201, "{}", String::from_utf8_lossy(&answer));
-            let id = serde_json::from_slice::<Value>(&answer).unwrap()["Id"]
-                .as_str()
-                .unwrap()
-                .to_owned();
-            let (head, _) = roundtrip(
-                &daemon,
-                "POST",
-                &format!("/containers/{id}/start"),
-                &[],
-                b"",
-            );
-            assert_eq!(head.status, 204);
-            api_remove(&daemon, &id);
+            let id = engine::create(&daemon, &body);
+            let (status, answer) = engine::start(&daemon, &id);
+            assert_eq!(status, 204, "{answer}");
+            engine::remove(&daemon, &id);
             started.elapsed()
         })
         .collect();
@@ -767,7 +694,9 @@ fn twenty_parallel_starts_get_distinct_addresses() {
     let scope = Scope::new();
     let host = Arc::new(WeaveHost::start());
     let body = json!({ "Image": image, "Cmd": ["sleep", "300"], "Labels": scope.labels() });
-    let ids: Vec<String> = (0..N).map(|_| api_create(&host.proxy, &body)).collect();
+    let ids: Vec<String> = (0..N)
+        .map(|_| engine::create(host.proxy.socket(), &body))
+        .collect();
     let started = Instant::now();
     let threads: Vec<_> = ids
         .iter()
@@ -776,7 +705,7 @@ fn twenty_parallel_starts_get_distinct_addresses() {
             let host = Arc::clone(&host);
             std::thread::spawn(move || {
                 let one = Instant::now();
-                let (status, answer) = api_start(&host.proxy, &id);
+                let (status, answer) = engine::start(host.proxy.socket(), &id);
                 let took = one.elapsed();
                 assert_eq!(status, 204, "start of {id}: {answer}");
                 // Answered after the attach: ethwe is there now.

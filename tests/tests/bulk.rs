@@ -117,22 +117,10 @@ fn build_with_a_large_context_then_save_load_and_export() {
     .unwrap();
     let tag = format!("{}:big", scope.name("img"));
     let label = scope.label();
-    let dir = context.path().to_str().unwrap();
 
     docker.run(&["version"]).ok();
     let watch = RssWatch::start(&proxy);
-    docker
-        .run(&[
-            "build",
-            "-q",
-            "--no-cache",
-            "--label",
-            &label,
-            "-t",
-            &tag,
-            dir,
-        ])
-        .ok();
+    docker.build(&scope, &tag, context.path());
     watch.assert_flat("docker build, 110 MB context");
     let inside = docker
         .run(&["run", "--rm", "--label", &label, &tag, "cat", "/big.md5"])

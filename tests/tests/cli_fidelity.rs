@@ -188,21 +188,13 @@ fn inspection_of_a_running_container() {
     let t = Twins::new();
     let name = t.scope.name("running");
     let label = t.scope.label();
-    t.direct
-        .run(&[
-            "run",
-            "-d",
-            "--label",
-            &label,
-            "--name",
-            &name,
-            "-p",
-            "127.0.0.1::8080",
-            &image,
-            "sleep",
-            "300",
-        ])
-        .ok();
+    t.direct.run_detached(
+        &t.scope,
+        "running",
+        &["-p", "127.0.0.1::8080"],
+        &image,
+        &["sleep", "300"],
+    );
     t.same(&["inspect", &name]).ok();
     t.same(&["port", &name]).ok();
     t.same(&["port", &name, "8080/tcp"]).ok();

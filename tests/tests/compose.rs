@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use weave_tests::daemon::compose_programs;
 use weave_tests::{
-    Docker, Output, Proxy, Scope, WeaveHost, Weaver, eventually, target_daemon, test_image,
+    Docker, Output, Proxy, Scope, WeaveHost, Weaver, eventually, skip, target_daemon, test_image,
 };
 
 /// Logs appear as soon as the containers run; the client service also waits for the web one.
@@ -135,10 +135,7 @@ fn three_service_project_up_ps_logs_down_match_the_daemon() {
             .ok();
         assert_eq!(page.stdout, "hello-from-web\n", "{program} exec");
 
-        let started = Instant::now();
-        project.run(&via_proxy, &["down", "-v", "-t", "0"]).ok();
-        let down = started.elapsed();
-        assert_nothing_left(&program, &project.name);
+        let down = project.down(&via_proxy);
         eprintln!("{program}: 3 services up -d {up:?}, down {down:?}");
     }
 }
@@ -223,10 +220,7 @@ fn fifty_service_project_comes_up_without_timeouts() {
             own.stdout
         );
 
-        let started = Instant::now();
-        project.run(&via_proxy, &["down", "-v", "-t", "0"]).ok();
-        let down_time = started.elapsed();
-        assert_nothing_left(&program, &project.name);
+        let down_time = project.down(&via_proxy);
         eprintln!("{program}: {MANY} services up -d {up_time:?}, down {down_time:?}");
     }
 }
@@ -293,8 +287,7 @@ fn services_reach_each_other_by_service_name_over_weave() {
             logs.contains(&format!("PING web ({web_ip})")),
             "{program}: `web` is its weave address {web_ip}:\n{logs}"
         );
-        project.run(&via_proxy, &["down", "-v", "-t", "0"]).ok();
-        assert_nothing_left(&program, &project.name);
+        project.down(&via_proxy);
     }
 }
 
@@ -317,7 +310,9 @@ fn compose_version(program: &str) -> Option<String> {
             Some(text.lines().next().unwrap_or_default().to_owned())
         }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound && program == "docker-compose" => {
-            eprintln!("SKIPPED {program}: not installed (Debian package docker-compose)");
+            skip::skip(&format!(
+                "{program} is not installed (Debian package docker-compose)"
+            ));
             None
         }
         Err(err) => panic!("{program} cannot run: {err}"),
@@ -384,6 +379,17 @@ impl Project {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
+    }
+
+    /// `down -v -t 0` through `host`, which must remove every container and the network of the
+    /// project, as the daemon itself reports: how long it took.
+    #[track_caller]
+    fn down(&self, host: &str) -> Duration {
+        let started = Instant::now();
+        self.run(host, &["down", "-v", "-t", "0"]).ok();
+        let took = started.elapsed();
+        assert_nothing_left(&self.program, &self.name);
+        took
     }
 }
 

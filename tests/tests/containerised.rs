@@ -32,17 +32,7 @@ fn a_containerised_proxy_binds_weavewait_from_the_host() {
     )
     .unwrap();
     let image = format!("{}:proxy", scope.name("img"));
-    daemon
-        .run(&[
-            "build",
-            "-q",
-            "--label",
-            &label,
-            "-t",
-            &image,
-            context.path().to_str().unwrap(),
-        ])
-        .ok();
+    daemon.build(&scope, &image, context.path());
 
     // The socket directory and the data directory are the same paths inside and out.
     let shared = tempfile::Builder::new()
@@ -54,19 +44,17 @@ fn a_containerised_proxy_binds_weavewait_from_the_host() {
     let data = format!("{shared_dir}/data");
     let docker_socket = target_socket();
     let proxy_name = scope.name("proxy");
-    daemon
-        .run(&[
-            "run",
-            "-d",
-            "--label",
-            &label,
-            "--name",
-            &proxy_name,
+    daemon.run_detached(
+        &scope,
+        "proxy",
+        &[
             "-v",
             &format!("{}:/var/run/docker.sock", docker_socket.display()),
             "-v",
             &format!("{shared_dir}:{shared_dir}"),
-            &image,
+        ],
+        &image,
+        &[
             "-H",
             &format!("unix://{socket}"),
             "--docker-api",
@@ -74,8 +62,8 @@ fn a_containerised_proxy_binds_weavewait_from_the_host() {
             "--data-dir",
             &data,
             "--no-default-ipalloc",
-        ])
-        .ok();
+        ],
+    );
     let proxied = Docker::new(format!("unix://{socket}"));
     eventually(
         "the containerised proxy to answer",

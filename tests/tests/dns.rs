@@ -455,24 +455,14 @@ fn rewrite_inspect_shows_the_weave_address_even_right_after_run() {
     let weave = weave_with_dns(None, &["--rewrite-inspect"]);
     let docker = weave.docker();
     let name = scope.name("c1");
-    let image = test_image();
-    let label = scope.label();
     // `run -d` and `inspect` back to back: the inspect waits for the attach.
-    docker
-        .run(&[
-            "run",
-            "-d",
-            "--label",
-            &label,
-            "--name",
-            &name,
-            "-e",
-            "WEAVE_CIDR=10.2.7.9/24",
-            &image,
-            "sleep",
-            "300",
-        ])
-        .ok();
+    docker.run_detached(
+        &scope,
+        "c1",
+        &["-e", "WEAVE_CIDR=10.2.7.9/24"],
+        &test_image(),
+        &["sleep", "300"],
+    );
     let format = "{{.NetworkSettings.IPAddress}}/{{.NetworkSettings.IPPrefixLen}} {{.NetworkSettings.MacAddress}}";
     let shown = docker.run(&["inspect", "-f", format, &name]).ok();
     let ethwe = ethwe(&name).expect("attached");

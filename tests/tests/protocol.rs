@@ -15,7 +15,7 @@ use weave_tests::daemon::target_socket;
 use weave_tests::raw::{
     Conn, Head, READ_PATIENCE, chunked_roundtrip, encode_query, masked_text_frame, roundtrip,
 };
-use weave_tests::{Docker, Proxy, Scope, eventually, test_image};
+use weave_tests::{Docker, Proxy, Scope, engine, eventually, test_image};
 
 #[test]
 fn versioned_and_bare_paths_and_ping_headers_match_the_daemon() {
@@ -193,7 +193,9 @@ fn attach_half_close_ends_stdin_and_then_the_stream() {
             "upgrade={upgrade}"
         );
         let state = eventually("the container to exit", Duration::from_secs(10), || {
-            let state = inspect_direct(&format!("/containers/{id}/json"))["State"].clone();
+            let state =
+                engine::get_json(&target_socket(), &format!("/containers/{id}/json"))["State"]
+                    .clone();
             (state["Running"] == false).then_some(state)
         });
         assert_eq!(state["ExitCode"], 0, "upgrade={upgrade}: {state}");
@@ -244,7 +246,7 @@ fn exec_start_upgrades_legacy_half_close_and_detach_match_the_daemon() {
             let (stdout, _) = proxied.frames_to_eof();
             assert_eq!(stdout, "pong\n", "{case}: output after the half-close");
             let state = eventually("the exec to end", Duration::from_secs(10), || {
-                let state = inspect_direct(&format!("/exec/{exec}/json"));
+                let state = engine::get_json(&target_socket(), &format!("/exec/{exec}/json"));
                 (state["Running"] == false).then_some(state)
             });
             assert_eq!(state["ExitCode"], 0, "{case}: {state}");
@@ -308,7 +310,7 @@ fn exec_start_upgrades_legacy_half_close_and_detach_match_the_daemon() {
         )
     );
     let state = eventually("the detached exec to end", Duration::from_secs(10), || {
-        let state = inspect_direct(&format!("/exec/{exec}/json"));
+        let state = engine::get_json(&target_socket(), &format!("/exec/{exec}/json"));
         (state["Running"] == false && state["Pid"] != 0).then_some(state)
     });
     assert_eq!(state["ExitCode"], 0, "{state}");
@@ -632,13 +634,6 @@ fn post_created(path: &str, body: &Value) -> String {
     let created: Value = serde_json::from_slice(&answer).unwrap();
     created["Id"].as_str().unwrap().to_owned()
 }
-
-fn inspect_direct(path: &str) -> Value {
-    let (head, body) = roundtrip(&target_socket(), "GET", path, &[], b"");
-    assert_eq!(head.status, 200, "GET {path}");
-    serde_json::from_slice(&body).unwrap()
-}
-
 /// The proxy's hijack answer has the status the client asked for (`101` with the upgrade
 /// headers, the legacy `200` without), as the daemon's has. Header differences are returned
 /// rather than asserted, so that the stream itself is still exercised and every difference of a

@@ -16,8 +16,9 @@ use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weave_tests::daemon::target_socket;
+use weave_tests::http::Request;
 use weave_tests::raw::{Conn, Head, READ_PATIENCE, encode_query, exchange};
-use weave_tests::{Docker, Proxy, Scope, eventually, target_daemon, test_image};
+use weave_tests::{Docker, Proxy, Scope, eventually, poll, target_daemon, test_image};
 
 #[test]
 fn an_unreachable_daemon_gets_502_naming_its_socket() {
@@ -488,13 +489,9 @@ fn sigterm_lets_the_request_in_flight_finish_and_refuses_new_ones() {
     let socket = proxy.socket().to_owned();
     let stop_path = format!("/containers/{id}/stop?t=3");
     let in_flight = std::thread::spawn(move || {
-        let request =
-            format!("POST {stop_path} HTTP/1.1\r\nHost: docker\r\nContent-Length: 0\r\n\r\n");
-        let mut conn = UnixStream::connect(&socket).unwrap();
-        conn.set_read_timeout(Some(READ_PATIENCE)).unwrap();
-        conn.write_all(request.as_bytes()).unwrap();
-        let mut answer = Vec::new();
-        let _ = conn.read_to_end(&mut answer);
+        let answer = Request::post(&stop_path)
+            .patience(READ_PATIENCE)
+            .send_unix(&socket);
         (answer, Instant::now())
     });
     // The daemon has sent the container its SIGTERM: the stop request is in flight.
@@ -502,18 +499,18 @@ fn sigterm_lets_the_request_in_flight_finish_and_refuses_new_ones() {
     let signalled = Instant::now();
     proxy.signal(Signal::SIGTERM);
     // Everything is observed first and asserted after, so one failure does not hide the others.
-    let refused = poll_until(Duration::from_secs(5), || {
+    let refused = poll(Duration::from_secs(5), || {
         UnixStream::connect(proxy.socket())
             .err()
             .map(|err| (Instant::now(), err))
     });
     let (answer, finished) = in_flight.join().unwrap();
-    let exited = poll_until(Duration::from_secs(15), || {
+    let exited = poll(Duration::from_secs(15), || {
         has_exited(proxy.pid()).then_some(())
     });
     let exit = exited.map(|()| proxy.wait_exit(Duration::from_secs(1)));
     let left_behind = proxy.socket().exists();
-    let status = (!answer.is_empty()).then(|| Head::parse(&answer).status);
+    let status = answer.as_ref().ok().map(|reply| reply.status);
     eprintln!(
         "SIGTERM with `POST /containers/…/stop?t=3` in flight: it answered {status:?} {:?} after \
          the signal; new connections refused: {:?}; proxy exit: {exit:?}; socket file left \
@@ -523,7 +520,7 @@ fn sigterm_lets_the_request_in_flight_finish_and_refuses_new_ones() {
             .as_ref()
             .map(|(at, err)| (*at - signalled, err.to_string())),
     );
-    assert_eq!(status, Some(204), "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(status, Some(204), "{answer:?}");
     let (refused_at, _) = refused.expect("new connections are refused after SIGTERM");
     assert!(
         refused_at < finished,
@@ -540,20 +537,6 @@ fn has_exited(pid: u32) -> bool {
         stat.rsplit_once(')')
             .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
     })
-}
-
-/// Bounded polling like [`eventually`], but `None` when `patience` runs out instead of a panic.
-fn poll_until<T>(patience: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + patience;
-    loop {
-        if let Some(value) = check() {
-            return Some(value);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
-use weave_tests::{Proxy, Scope, eventually, test_image};
+use weave_tests::{Proxy, Scope, eventually, skip, test_image};
 
 /// Covers a cold `docker run` on a loaded 2-core CI machine; a healthy run needs about a second.
 const START_PATIENCE: Duration = Duration::from_secs(30);
@@ -22,7 +22,9 @@ const RESIZED: (u16, u16) = (123, 51);
 
 #[test]
 fn run_it_shell_types_resizes_and_exits_with_its_code() {
-    let Some(()) = tmux_available() else { return };
+    let Some(()) = skip::require_tool("tmux", "-V", "tmux") else {
+        return;
+    };
     let image = test_image();
     let scope = Scope::new();
     let proxy = Proxy::start();
@@ -43,7 +45,9 @@ fn run_it_shell_types_resizes_and_exits_with_its_code() {
 
 #[test]
 fn exec_it_shell_types_resizes_and_exits_with_its_code() {
-    let Some(()) = tmux_available() else { return };
+    let Some(()) = skip::require_tool("tmux", "-V", "tmux") else {
+        return;
+    };
     let image = test_image();
     let scope = Scope::new();
     let proxy = Proxy::start();
@@ -125,18 +129,6 @@ fn expect_tty_size(term: &Terminal, (cols, rows): (u16, u16)) {
             (seen == want).then_some(())
         },
     );
-}
-
-/// `None` (after saying why) when the machine has no tmux to give the client a terminal.
-fn tmux_available() -> Option<()> {
-    let works = Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !works {
-        eprintln!("SKIPPED: tmux is not installed, so there is no pseudo-terminal to drive");
-    }
-    works.then_some(())
 }
 
 /// One docker CLI command running in the only pane of a private, detached tmux server.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use weave_tests::pki::Pki;
 use weave_tests::weave::WeaveShell;
-use weave_tests::{Docker, Proxy, eventually};
+use weave_tests::{Docker, Proxy, eventually, http};
 
 const SOCKET: &str = "unix:///var/run/weave/weave.sock";
 
@@ -462,18 +462,13 @@ fn reset_leaves_nothing_behind() {
     });
 }
 
-/// The answer to `GET /` at `target`, or nothing, within about a second.
+/// The body of the answer to `GET /` at `target`, or nothing, within about a second.
 fn http_get(target: std::net::SocketAddr) -> String {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&target, Duration::from_millis(500))
-    else {
-        return String::new();
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-    let _ = stream.write_all(b"GET / HTTP/1.0\r\n\r\n");
-    let mut answer = Vec::new();
-    let _ = stream.read_to_end(&mut answer);
-    String::from_utf8_lossy(&answer).into_owned()
+    http::Request::get("/")
+        .patience(Duration::from_secs(1))
+        .send(&target.to_string())
+        .map(|reply| reply.body)
+        .unwrap_or_default()
 }
 
 fn free_port() -> u16 {

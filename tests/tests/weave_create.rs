@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use weave_tests::daemon::target_socket;
-use weave_tests::raw::roundtrip;
-use weave_tests::{Docker, Output, Proxy, Scope, WeaveHost, eventually, test_image};
+use weave_tests::engine;
+use weave_tests::http::Request;
+use weave_tests::{Docker, Output, Proxy, Scope, WeaveHost, eventually, holds_for, test_image};
 
 /// How long a program that should run may take (a loaded CI machine starts containers slowly).
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -132,16 +133,6 @@ fn inspect(docker: &Docker, name: &str) -> Value {
     list[0].take()
 }
 
-/// Asserts that `check` holds at every poll for `window`: the bounded "nothing happens yet" side.
-#[track_caller]
-fn holds_for(what: &str, window: Duration, mut check: impl FnMut() -> bool) {
-    let end = Instant::now() + window;
-    while Instant::now() < end {
-        assert!(check(), "{what} stopped holding");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Watches a waiting container: it stays running and prints nothing.
 #[track_caller]
 fn keeps_waiting(container: &str) {
@@ -169,22 +160,7 @@ fn build_image(scope: &Scope, what: &str, instructions: &str) -> String {
     )
     .expect("Dockerfile written");
     let tag = scope.name(what);
-    let label = scope.label();
-    let dir = context.path().to_str().expect("temp path is UTF-8");
-    // No cache: tests building the same steps at once would share intermediate images, and one
-    // test's clean-up then removes a layer another's build is using ("failed to get digest").
-    Docker::daemon()
-        .run(&[
-            "build",
-            "-q",
-            "--no-cache",
-            "--label",
-            &label,
-            "-t",
-            &tag,
-            dir,
-        ])
-        .ok();
+    Docker::daemon().build(scope, &tag, context.path());
     tag
 }
 
@@ -403,15 +379,7 @@ fn exec_ids(container: &str) -> Vec<String> {
 
 /// `GET /exec/{id}/json` straight from the daemon.
 fn exec_inspect_direct(id: &str) -> Value {
-    let (head, body) = roundtrip(
-        &target_socket(),
-        "GET",
-        &format!("/exec/{id}/json"),
-        &[],
-        b"",
-    );
-    assert_eq!(head.status, 200, "{}", String::from_utf8_lossy(&body));
-    serde_json::from_slice(&body).expect("exec inspect is JSON")
+    engine::get_json(&target_socket(), &format!("/exec/{id}/json"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -707,15 +675,12 @@ fn bad_weave_cidr_is_refused_naming_the_token_and_creates_nothing() {
         "Env": ["WEAVE_CIDR=10.0.0.1/24 foo"],
         "Labels": scope.labels(),
     });
-    let (head, answer) = roundtrip(
+    let reply = engine::call(
         proxy.socket(),
-        "POST",
-        "/containers/create",
-        &[("Content-Type", "application/json")],
-        body.to_string().as_bytes(),
+        Request::post("/containers/create").json(&body),
     );
-    let answer: Value = serde_json::from_slice(&answer).expect("a JSON error");
-    assert_eq!(head.status, 400, "{answer}");
+    let answer = reply.json();
+    assert_eq!(reply.status, 400, "{answer}");
     let message = answer["message"].as_str().expect("a message");
     assert!(message.contains("\"foo\""), "{message}");
     assert!(
