@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::address::SocketAddr;
-use crate::attach::plan::owner_identity;
 use crate::attach::{AttachSettings, Attacher, events};
 use crate::config::{Cli, Config};
 use crate::forward::Context;
@@ -16,6 +15,7 @@ use crate::server::Server;
 use crate::tls::UpstreamTls;
 use crate::upstream::Upstream;
 use crate::weaveapi::RouterClient;
+use crate::weavecontainer::owner_identity;
 use crate::weavewait::{self, Variant};
 use anyhow::Context as _;
 use clap::Parser;

@@ -12,15 +12,14 @@ use thiserror::Error;
 use crate::attach::AttachError;
 use crate::body::ProxyBody;
 use crate::cidr::CidrError;
+use crate::upstream::UpstreamError;
 
 /// A failure of the proxy, as opposed to an error answer from the daemon.
 #[derive(Debug, Error)]
 pub enum ProxyError {
     /// The Docker daemon could not be reached, or dropped the connection before answering.
-    #[error(
-        "Cannot connect to the Docker daemon at {addr}: {reason}. Is the docker daemon running?"
-    )]
-    Upstream { addr: String, reason: String },
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
     /// Taking over the upstream connection for a raw stream failed.
     #[error("could not hijack the connection to the Docker daemon at {addr}: {reason}")]
     Hijack { addr: String, reason: String },
@@ -53,7 +52,7 @@ impl ProxyError {
     /// The status Docker would use for this kind of failure.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Upstream { .. } | Self::Hijack { .. } => StatusCode::BAD_GATEWAY,
+            Self::Upstream(_) | Self::Hijack { .. } => StatusCode::BAD_GATEWAY,
             Self::Cidr(_) | Self::Naming(_) | Self::ClientBody { .. } => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Attach { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -88,10 +87,10 @@ mod tests {
 
     #[tokio::test]
     async fn errors_have_dockers_shape() {
-        let err = ProxyError::Upstream {
+        let err = ProxyError::Upstream(UpstreamError {
             addr: "unix:///var/run/docker.sock".into(),
             reason: "No such file or directory (os error 2)".into(),
-        };
+        });
         let response = err.into_response();
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
         assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");

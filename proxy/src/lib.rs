@@ -15,6 +15,10 @@
 //! - [`cidr`]: `WEAVE_CIDR` grammar and the attach-or-leave-alone decision (pure).
 //! - [`attach`]: attaching started containers (router addresses, `ethwe`), the events watcher
 //!   and the start-up sweep.
+//! - [`weavecontainer`]: the weave container model: `/w/w`, the weavewait mount, the owner
+//!   label, and recognising such a container in Docker's answers (pure).
+//! - [`hop`]: hop-by-hop headers, stripped on every path to the daemon (pure).
+//! - [`json`]: typed reads of Docker's JSON request bodies, edited in place (pure).
 //! - [`weaveapi`]: the client of Weave Net's router HTTP API.
 //! - [`weavewait`]: installing the weavewait binaries that containers bind at `/w`.
 //! - [`body`], [`socket`]: the body and stream types that flow through all of the above.
@@ -28,7 +32,9 @@ pub mod cmd;
 pub mod config;
 pub mod error;
 pub mod forward;
+pub mod hop;
 pub mod intercept;
+pub mod json;
 pub mod listen;
 pub mod naming;
 pub mod route;
@@ -37,4 +43,5 @@ pub mod socket;
 pub mod tls;
 pub mod upstream;
 pub mod weaveapi;
+pub mod weavecontainer;
 pub mod weavewait;

@@ -17,12 +17,13 @@ use proptest::test_runner::Config;
 use serde_json::{Map, Number, Value};
 use weaveproxy::cidr::{CidrToken, Decision, LeaveAlone, decide};
 use weaveproxy::intercept::create::{
-    ImageCommand, Outcome, Plan, WEAVEWAIT, decide_with_image, docker_command, plan, rewrite,
+    ImageCommand, Outcome, Plan, decide_with_image, docker_command, plan, rewrite,
 };
 use weaveproxy::naming::{
     DEFAULT_MATCH, DEFAULT_REPLACEMENT, Dns, HostnameRule, MAX_FQDN, NamingError, apply_dns, fqdn,
     hosts_file, search_list,
 };
+use weaveproxy::weavecontainer::WEAVEWAIT;
 
 /// proptest's defaults, without the regressions file it would write beside this one.
 fn config() -> Config {

@@ -13,8 +13,8 @@ use tracing::{debug, info, warn};
 
 use super::{Attacher, Outcome, Trigger};
 use crate::body;
-use crate::intercept::create::WEAVEWAIT;
 use crate::upstream::Upstream;
+use crate::weavecontainer::WEAVEWAIT;
 
 /// `GET /events` for container starts and removals only: `{"type":["container"],"event":["start","destroy"]}`.
 const EVENTS_PATH: &str = "/events?filters=%7B%22type%22%3A%5B%22container%22%5D%2C%22event%22%3A%5B%22start%22%2C%22destroy%22%5D%7D";

@@ -5,7 +5,7 @@
 //! Three paths lead here: a start or restart through the proxy ([`Attacher::on_start_request`],
 //! which the client waits for), a start the proxy only hears about from Docker's events
 //! ([`Attacher::on_start_event`]), and the sweep over running containers when the proxy starts
-//! ([`events`]). The last two attach only this proxy's own containers (see [`plan::OWNER_LABEL`]).
+//! ([`events`]). The last two attach only this proxy's own containers (see [`crate::weavecontainer::OWNER_LABEL`]).
 
 pub mod events;
 pub mod plan;
@@ -72,7 +72,7 @@ pub struct AttachSettings {
     pub rewrite_hosts: bool,
     /// Register the container's name with weaveDNS (not with `--without-dns`).
     pub register_names: bool,
-    /// This proxy's identity, as it labels the containers it creates ([`plan::OWNER_LABEL`]).
+    /// This proxy's identity, as it labels the containers it creates ([`crate::weavecontainer::OWNER_LABEL`]).
     pub owner: String,
 }
 

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use crate::cidr::{CidrError, CidrToken, Decision, LeaveAlone, decide};
-use crate::intercept::create::{WEAVEWAIT, WEAVEWAIT_MOUNT};
-use crate::intercept::json;
+use crate::cidr::{CidrError, CidrToken, Decision, LeaveAlone};
+use crate::json;
 use crate::naming;
+use crate::weavecontainer::{mounts_weavewait_from, owner_of, weave_decision};
 
 /// What to do with a container that has (re)started.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,55 +66,6 @@ impl Names {
     }
 }
 
-/// The label the proxy puts on every container it creates for weave: its identity, the
-/// addresses it listens on (`unix:///var/run/weave/weave.sock`). Docker's events and the sweep
-/// at start-up show a proxy every container; it attaches from them only those labelled with its
-/// own identity (or not labelled: made before labels, or created on the daemon with `/w/w`).
-/// Two proxies on one daemon cannot listen on the same address, while a relaunched one (same
-/// flags) has the same identity and takes its containers back. A start through a proxy is
-/// attached by it whatever the label says: the client asked.
-pub const OWNER_LABEL: &str = "works.weave.proxy";
-
-/// The identity of a proxy listening on `listen` (as `DOCKER_HOST` URLs), for [`OWNER_LABEL`].
-pub fn owner_identity<T: fmt::Display>(listen: &[T]) -> String {
-    let mut urls: Vec<String> = listen.iter().map(ToString::to_string).collect();
-    urls.sort();
-    urls.join(",")
-}
-
-/// Labels a create body with its proxy's identity.
-///
-/// # Errors
-/// When `Labels` is there but not an object (the caller forwards the body as it came).
-pub fn label_owner(body: &mut Value, owner: &str) -> Result<(), json::WrongType> {
-    let object = body.as_object_mut().ok_or(json::WrongType {
-        field: "body",
-        expected: "an object",
-    })?;
-    let labels = object
-        .entry("Labels")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if labels.is_null() {
-        *labels = Value::Object(Map::new());
-    }
-    let labels = labels.as_object_mut().ok_or(json::WrongType {
-        field: "Labels",
-        expected: "an object",
-    })?;
-    labels.insert(OWNER_LABEL.to_owned(), Value::String(owner.to_owned()));
-    Ok(())
-}
-
-/// The identity of the proxy that created the container, when it says.
-fn owner_of(container: &Map<String, Value>) -> Option<&str> {
-    json::object(container, "Config")
-        .ok()
-        .flatten()?
-        .get("Labels")?
-        .get(OWNER_LABEL)?
-        .as_str()
-}
-
 /// Why a container is not attached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Skip {
@@ -123,7 +74,7 @@ pub enum Skip {
     /// Its `/w` comes from another proxy's weavewait (another weave on the same daemon, such
     /// as a second router and bridge): that proxy attaches it.
     NotOurs,
-    /// Another proxy on the same daemon created it (its [`OWNER_LABEL`]): that one attaches it.
+    /// Another proxy on the same daemon created it (its [`crate::weavecontainer::OWNER_LABEL`]): that one attaches it.
     OtherProxy(String),
     /// It is not running (any more), or Docker is restarting it.
     NotRunning,
@@ -141,48 +92,6 @@ impl fmt::Display for Skip {
             Self::LeftAlone(reason) => reason.fmt(f),
         }
     }
-}
-
-/// The weave decision for a container created through the proxy (entrypoint `/w/w`), from its
-/// network mode and environment (which includes the image's); `None` for any other container.
-pub fn weave_decision(
-    container: &Map<String, Value>,
-    no_default_ipalloc: bool,
-) -> Option<Result<Decision, CidrError>> {
-    let config = json::object(container, "Config").ok().flatten()?;
-    let entrypoint = json::string_list(config, "Entrypoint").ok().flatten()?;
-    if entrypoint.first().map(String::as_str) != Some(WEAVEWAIT) {
-        return None;
-    }
-    let network_mode = json::object(container, "HostConfig")
-        .ok()
-        .flatten()
-        .and_then(|hc| json::string(hc, "NetworkMode").ok().flatten())
-        .unwrap_or("");
-    let env = json::string_list(config, "Env")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    Some(decide(
-        network_mode,
-        env.iter().map(String::as_str),
-        no_default_ipalloc,
-    ))
-}
-
-/// Whether the container's `/w` mount comes from under `weavewait_root`, the directory this
-/// proxy installs weavewait into: that is what marks a container as this proxy's.
-pub fn mounts_weavewait_from(container: &Map<String, Value>, weavewait_root: &Path) -> bool {
-    let Some(Value::Array(mounts)) = container.get("Mounts") else {
-        return false;
-    };
-    mounts.iter().any(|mount| {
-        mount.get("Destination").and_then(Value::as_str) == Some(WEAVEWAIT_MOUNT)
-            && mount
-                .get("Source")
-                .and_then(Value::as_str)
-                .is_some_and(|source| Path::new(source).starts_with(weavewait_root))
-    })
 }
 
 /// Decides from `GET /containers/{id}/json`, for the proxy whose weavewait lives under
@@ -241,6 +150,7 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::weavecontainer::{label_owner, owner_identity};
     use serde_json::json;
 
     fn container(entrypoint: Value, env: &[&str], mode: &str, running: bool, pid: i64) -> Value {

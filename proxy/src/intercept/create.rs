@@ -10,12 +10,8 @@
 use serde_json::{Map, Value};
 
 use crate::cidr::{CidrError, Decision, WEAVE_CIDR, decide};
-use crate::intercept::json::{self, WrongType};
-
-/// The path of weavewait inside every rewritten container.
-pub const WEAVEWAIT: &str = "/w/w";
-/// Where the weavewait directory is mounted in rewritten containers.
-pub const WEAVEWAIT_MOUNT: &str = "/w";
+use crate::json::{self, WrongType};
+use crate::weavecontainer::{WEAVEWAIT, WEAVEWAIT_MOUNT};
 
 /// What to do with a create request, decided from its body alone.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,19 +5,8 @@
 
 use serde_json::Value;
 
-use crate::attach::plan::weave_decision;
-use crate::cidr::Decision;
-use crate::intercept::create::WEAVEWAIT;
-use crate::intercept::json::{self, WrongType};
-
-/// Whether a container (its `GET /containers/{id}/json`) was made to wait by the proxy and is
-/// meant for the weave network.
-pub fn is_weave_container(container: &Value, no_default_ipalloc: bool) -> bool {
-    container
-        .as_object()
-        .and_then(|c| weave_decision(c, no_default_ipalloc))
-        .is_some_and(|decision| matches!(decision, Ok(Decision::Attach(_))))
-}
+use crate::json::{self, WrongType};
+use crate::weavecontainer::WEAVEWAIT;
 
 /// Puts `/w/w` in front of an exec's `Cmd` (once).
 ///
@@ -42,30 +31,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-
-    #[test]
-    fn recognises_weave_containers() {
-        let weave = |mode: &str, env: Value| json!({"Config": {"Entrypoint": ["/w/w", "sh"], "Env": env}, "HostConfig": {"NetworkMode": mode}});
-        let cases = [
-            (weave("default", json!(["PATH=/bin"])), false, true),
-            (weave("none", json!(null)), false, true),
-            (weave("default", json!(["WEAVE_CIDR=none"])), false, false),
-            (weave("host", json!([])), false, false),
-            (weave("default", json!([])), true, false),
-            (weave("default", json!(["WEAVE_CIDR="])), true, true),
-            (weave("default", json!(["WEAVE_CIDR=bad"])), false, false),
-            (json!({"Config": {"Entrypoint": ["sh"]}}), false, false),
-            (json!({"Config": {"Entrypoint": null}}), false, false),
-            (json!("nonsense"), false, false),
-        ];
-        for (container, no_default, want) in cases {
-            assert_eq!(
-                is_weave_container(&container, no_default),
-                want,
-                "{container}"
-            );
-        }
-    }
 
     #[test]
     fn prefixes_the_exec_command_once() {

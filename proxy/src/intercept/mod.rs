@@ -1,4 +1,5 @@
-//! The endpoints the proxy rewrites: pure rewrites in submodules, their I/O here.
+//! The endpoints the proxy rewrites (create, start, exec, and the list and inspect it presents):
+//! pure rewrites in submodules, their I/O here and in [`start`].
 //!
 //! Only these bodies are buffered (up to [`BODY_LIMIT`]); everything else streams. A body that
 //! is not the JSON the proxy expects goes to the daemon byte for byte, so the client gets the
@@ -6,8 +7,8 @@
 
 pub mod create;
 pub mod exec;
-pub mod json;
 pub mod present;
+pub mod start;
 
 use std::path::PathBuf;
 
@@ -19,13 +20,15 @@ use hyper::body::Incoming;
 use serde_json::Value;
 use tracing::{debug, info, warn};
 
-use crate::attach::{Attacher, plan};
+use crate::attach::Attacher;
 use crate::body::{self, ProxyBody};
 use crate::cidr::Decision;
 use crate::error::ProxyError;
+use crate::hop::strip_hop_by_hop;
 use crate::naming::{self, Dns, HostnameRule};
 use crate::upstream::Upstream;
 use crate::weaveapi::RouterClient;
+use crate::weavecontainer::{WEAVEWAIT, is_weave_container, label_owner};
 
 /// The largest request or response body the proxy reads whole in order to rewrite it. Docker's
 /// create and inspect documents are a few KiB; this leaves room for huge label sets.
@@ -89,10 +92,9 @@ pub async fn create_container(
                         }) {
                         Ok(command) => command,
                         Err(reason) => {
-                            return Err(ProxyError::Upstream {
-                                addr: upstream.addr().to_string(),
-                                reason: format!("unexpected image inspect for {name:?}: {reason}"),
-                            });
+                            return Err(upstream
+                                .failed(format!("unexpected image inspect for {name:?}: {reason}"))
+                                .into());
                         }
                     }
                 }
@@ -113,7 +115,7 @@ pub async fn create_container(
         name_container(naming, &parts, &mut doc).await?;
     }
     let source = settings.weavewait.display().to_string();
-    if let Err(wrong) = plan::label_owner(&mut doc, &settings.owner) {
+    if let Err(wrong) = label_owner(&mut doc, &settings.owner) {
         debug!(%wrong, "create: forwarding unchanged");
         return send(upstream, parts, bytes).await;
     }
@@ -189,7 +191,7 @@ pub async fn create_exec(
         .await?;
     let weave = status == StatusCode::OK
         && serde_json::from_slice::<Value>(&inspect)
-            .is_ok_and(|c| exec::is_weave_container(&c, settings.no_default_ipalloc));
+            .is_ok_and(|c| is_weave_container(&c, settings.no_default_ipalloc));
     if weave
         && let Ok(mut doc) = serde_json::from_slice::<Value>(&bytes)
         && exec::rewrite(&mut doc).unwrap_or(false)
@@ -230,14 +232,11 @@ pub async fn present(
     let bytes = Limited::new(incoming, BODY_LIMIT)
         .collect()
         .await
-        .map_err(|err| ProxyError::Upstream {
-            addr: upstream.addr().to_string(),
-            reason: format!("reading the answer: {err}"),
-        })?
+        .map_err(|err| upstream.failed(format!("reading the answer: {err}")))?
         .to_bytes();
     let mentions = bytes
-        .windows(create::WEAVEWAIT.len())
-        .any(|w| w == create::WEAVEWAIT.as_bytes());
+        .windows(WEAVEWAIT.len())
+        .any(|w| w == WEAVEWAIT.as_bytes());
     let rewritten = match (kind, weave_network) {
         (Presentation::Inspect, Some(attacher)) => match serde_json::from_slice::<Value>(&bytes) {
             Ok(mut doc) => {
@@ -317,7 +316,7 @@ async fn send(
     mut parts: Parts,
     bytes: Bytes,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    crate::forward::strip_hop_by_hop(&mut parts.headers);
+    strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::TRANSFER_ENCODING);
     parts
         .headers
@@ -325,7 +324,7 @@ async fn send(
     let mut response = upstream
         .send(Request::from_parts(parts, full(bytes)))
         .await?;
-    crate::forward::strip_hop_by_hop(response.headers_mut());
+    strip_hop_by_hop(response.headers_mut());
     Ok(response.map(body::stream))
 }
 

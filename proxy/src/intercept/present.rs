@@ -12,7 +12,7 @@ use ipnet::Ipv4Net;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::intercept::create::WEAVEWAIT;
+use crate::weavecontainer::WEAVEWAIT;
 
 /// Strips `/w/w ` from each container's `Command` in a container list (the daemon's JSON
 /// bytes). Returns the new bytes, or `None` when nothing changed or the list is not the
