@@ -20,6 +20,7 @@ use tracing::debug;
 
 use crate::attach::Attacher;
 use crate::body::{self, ProxyBody};
+use crate::docker::DockerClient;
 use crate::error::ProxyError;
 use crate::hop::{strip_hop_by_hop, wants_upgrade};
 use crate::intercept::{self, Presentation, Settings};
@@ -79,8 +80,10 @@ const LEGACY_HEAD: &[u8] =
 /// Everything a request handler needs: the daemon and how to rewrite for weave.
 #[derive(Debug, Clone)]
 pub struct Context {
-    /// The Docker daemon.
+    /// The Docker daemon, for the clients' requests.
     pub upstream: Upstream,
+    /// The same daemon over the same connections, for the proxy's own calls.
+    pub docker: DockerClient,
     /// How containers are rewritten.
     pub settings: Settings,
     /// Attaches containers when they start.
@@ -120,10 +123,19 @@ async fn exchange(
     let (mut parts, body) = request.into_parts();
     let presentation = match endpoint {
         Endpoint::ContainerCreate => {
-            return intercept::create_container(upstream, settings, parts, body).await;
+            return intercept::create_container(upstream, &context.docker, settings, parts, body)
+                .await;
         }
         Endpoint::ExecCreate { ref container } => {
-            return intercept::create_exec(upstream, settings, container, parts, body).await;
+            return intercept::create_exec(
+                upstream,
+                &context.docker,
+                settings,
+                container,
+                parts,
+                body,
+            )
+            .await;
         }
         Endpoint::ContainerStart { container } => {
             return intercept::start::start_container(

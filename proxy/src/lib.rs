@@ -8,6 +8,7 @@
 //! - [`forward`]: one request to the daemon and its answer back, hop-by-hop rules, upgrades.
 //! - [`route`]: which API endpoint a request is for (pure table).
 //! - [`upstream`]: the pooled connection to the Docker daemon.
+//! - [`docker`]: the proxy's own calls to Docker (bollard over that pool), with typed errors.
 //! - [`tls`]: TLS on TCP listeners and to a TCP daemon: which files, loaded into rustls.
 //! - [`error`]: the proxy's own failures and their single mapping to Docker-shaped responses.
 //! - [`intercept`]: the rewrites of create, exec create, list and inspect (pure) and their I/O.
@@ -30,6 +31,7 @@ pub mod body;
 pub mod cidr;
 pub mod cmd;
 pub mod config;
+pub mod docker;
 pub mod error;
 pub mod forward;
 pub mod hop;

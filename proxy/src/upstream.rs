@@ -11,9 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, Uri};
-use http_body_util::BodyExt;
+use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -21,12 +19,12 @@ use thiserror::Error;
 use tokio::net::{TcpStream, UnixStream};
 
 use crate::address::SocketAddr;
-use crate::body::{self, ProxyBody};
+use crate::body::ProxyBody;
 use crate::socket::Stream;
 use crate::tls::ClientTls;
 
 /// The daemon could not be reached, or dropped the connection before its answer was complete.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 #[error("Cannot connect to the Docker daemon at {addr}: {reason}. Is the docker daemon running?")]
 pub struct UpstreamError {
     /// The daemon's address, as `unix://...` or `tcp://...`.
@@ -142,59 +140,6 @@ impl Upstream {
             .request(request)
             .await
             .map_err(|err| self.failed(root_cause(&err)))
-    }
-
-    /// `GET path` on the daemon for the proxy's own use, with the whole answer collected.
-    ///
-    /// Unversioned paths are used on purpose: the daemon answers them at its own current API
-    /// version, so the proxy never pins an old one.
-    ///
-    /// # Errors
-    /// When the daemon cannot be reached or the answer is cut off.
-    pub async fn get(&self, path: &str) -> Result<(StatusCode, Bytes), UpstreamError> {
-        self.call(Method::GET, path).await
-    }
-
-    /// `POST path` with no body, for the proxy's own use (for example a kill), collected whole.
-    ///
-    /// # Errors
-    /// When the daemon cannot be reached or the answer is cut off.
-    pub async fn post(&self, path: &str) -> Result<(StatusCode, Bytes), UpstreamError> {
-        self.call(Method::POST, path).await
-    }
-
-    async fn call(&self, method: Method, path: &str) -> Result<(StatusCode, Bytes), UpstreamError> {
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(http::header::HOST, "docker")
-            .body(body::empty())
-            .map_err(|err| self.failed(format!("bad path {path:?}: {err}")))?;
-        let response = self.send(request).await?;
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|err| self.failed(err.to_string()))?
-            .to_bytes();
-        Ok((status, bytes))
-    }
-
-    /// Asks the daemon for its API version (`GET /version`), for the start-up log line.
-    ///
-    /// # Errors
-    /// When the daemon cannot be reached or does not answer with its version.
-    pub async fn api_version(&self) -> Result<String, UpstreamError> {
-        let (status, bytes) = self.get("/version").await?;
-        let version: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|err| self.failed(format!("GET /version answered {status}: {err}")))?;
-        version["ApiVersion"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| {
-                self.failed(format!("GET /version answered {status} without ApiVersion"))
-            })
     }
 
     /// The error for this daemon with `reason`: also for an answer cut off after its head.

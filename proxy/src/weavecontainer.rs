@@ -6,6 +6,7 @@
 use std::fmt;
 use std::path::Path;
 
+use bollard::models::ContainerInspectResponse;
 use serde_json::{Map, Value};
 
 use crate::cidr::{CidrError, Decision, decide};
@@ -56,35 +57,33 @@ pub fn label_owner(body: &mut Value, owner: &str) -> Result<(), json::WrongType>
 }
 
 /// The identity of the proxy that created the container, when it says.
-pub fn owner_of(container: &Map<String, Value>) -> Option<&str> {
-    json::object(container, "Config")
-        .ok()
-        .flatten()?
-        .get("Labels")?
-        .get(OWNER_LABEL)?
-        .as_str()
+pub fn owner_of(container: &ContainerInspectResponse) -> Option<&str> {
+    container
+        .config
+        .as_ref()?
+        .labels
+        .as_ref()?
+        .get(OWNER_LABEL)
+        .map(String::as_str)
 }
 
 /// The weave decision for a container created through the proxy (entrypoint `/w/w`), from its
 /// network mode and environment (which includes the image's); `None` for any other container.
 pub fn weave_decision(
-    container: &Map<String, Value>,
+    container: &ContainerInspectResponse,
     no_default_ipalloc: bool,
 ) -> Option<Result<Decision, CidrError>> {
-    let config = json::object(container, "Config").ok().flatten()?;
-    let entrypoint = json::string_list(config, "Entrypoint").ok().flatten()?;
+    let config = container.config.as_ref()?;
+    let entrypoint = config.entrypoint.as_deref()?;
     if entrypoint.first().map(String::as_str) != Some(WEAVEWAIT) {
         return None;
     }
-    let network_mode = json::object(container, "HostConfig")
-        .ok()
-        .flatten()
-        .and_then(|hc| json::string(hc, "NetworkMode").ok().flatten())
+    let network_mode = container
+        .host_config
+        .as_ref()
+        .and_then(|hc| hc.network_mode.as_deref())
         .unwrap_or("");
-    let env = json::string_list(config, "Env")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+    let env = config.env.as_deref().unwrap_or_default();
     Some(decide(
         network_mode,
         env.iter().map(String::as_str),
@@ -94,25 +93,20 @@ pub fn weave_decision(
 
 /// Whether the container's `/w` mount comes from under `weavewait_root`, the directory this
 /// proxy installs weavewait into: that is what marks a container as this proxy's.
-pub fn mounts_weavewait_from(container: &Map<String, Value>, weavewait_root: &Path) -> bool {
-    let Some(Value::Array(mounts)) = container.get("Mounts") else {
-        return false;
-    };
-    mounts.iter().any(|mount| {
-        mount.get("Destination").and_then(Value::as_str) == Some(WEAVEWAIT_MOUNT)
+pub fn mounts_weavewait_from(container: &ContainerInspectResponse, weavewait_root: &Path) -> bool {
+    container.mounts.iter().flatten().any(|mount| {
+        mount.destination.as_deref() == Some(WEAVEWAIT_MOUNT)
             && mount
-                .get("Source")
-                .and_then(Value::as_str)
+                .source
+                .as_deref()
                 .is_some_and(|source| Path::new(source).starts_with(weavewait_root))
     })
 }
 
 /// Whether a container (its `GET /containers/{id}/json`) was made to wait by the proxy and is
 /// meant for the weave network.
-pub fn is_weave_container(container: &Value, no_default_ipalloc: bool) -> bool {
-    container
-        .as_object()
-        .and_then(|c| weave_decision(c, no_default_ipalloc))
+pub fn is_weave_container(container: &ContainerInspectResponse, no_default_ipalloc: bool) -> bool {
+    weave_decision(container, no_default_ipalloc)
         .is_some_and(|decision| matches!(decision, Ok(Decision::Attach(_))))
 }
 
@@ -138,8 +132,11 @@ mod tests {
             (json!("nonsense"), false, false),
         ];
         for (container, no_default, want) in cases {
+            // What does not read as an inspect document is not a weave container either: the
+            // exec interceptor then leaves the exec alone.
+            let typed = serde_json::from_value::<ContainerInspectResponse>(container.clone());
             assert_eq!(
-                is_weave_container(&container, no_default),
+                typed.is_ok_and(|c| is_weave_container(&c, no_default)),
                 want,
                 "{container}"
             );

@@ -4,10 +4,9 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde_json::{Map, Value};
+use bollard::models::{ContainerConfig, ContainerInspectResponse};
 
 use crate::cidr::{CidrError, CidrToken, Decision, LeaveAlone};
-use crate::json;
 use crate::naming;
 use crate::weavecontainer::{mounts_weavewait_from, owner_of, weave_decision};
 
@@ -42,26 +41,26 @@ pub struct Names {
 
 impl Names {
     /// Reads them from an inspect document; missing fields are empty.
-    pub fn from_inspect(container: &Map<String, Value>) -> Self {
-        let section = |name: &'static str| json::object(container, name).ok().flatten();
-        let text = |field: &str| {
-            section("Config")
-                .and_then(|c| c.get(field))
-                .and_then(Value::as_str)
-                .unwrap_or_default()
+    pub fn from_inspect(container: &ContainerInspectResponse) -> Self {
+        let config = container.config.as_ref();
+        let text = |field: fn(&ContainerConfig) -> Option<&String>| {
+            config.and_then(field).map_or("", String::as_str)
         };
-        let extra_hosts = section("HostConfig")
-            .and_then(|h| json::string_list(h, "ExtraHosts").ok().flatten())
-            .unwrap_or_default();
-        let hosts_path = container
-            .get("HostsPath")
-            .and_then(Value::as_str)
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from);
         Self {
-            fqdn: naming::fqdn(text("Hostname"), text("Domainname")),
-            extra_hosts,
-            hosts_path,
+            fqdn: naming::fqdn(
+                text(|c| c.hostname.as_ref()),
+                text(|c| c.domainname.as_ref()),
+            ),
+            extra_hosts: container
+                .host_config
+                .as_ref()
+                .and_then(|h| h.extra_hosts.clone())
+                .unwrap_or_default(),
+            hosts_path: container
+                .hosts_path
+                .as_deref()
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
         }
     }
 }
@@ -101,14 +100,11 @@ impl fmt::Display for Skip {
 /// A `WEAVE_CIDR` that does not parse (possible for a container created straight on the daemon
 /// with `/w/w` in its entrypoint): attaching it is an error, as the original's was.
 pub fn plan(
-    container: &Value,
+    container: &ContainerInspectResponse,
     no_default_ipalloc: bool,
     weavewait_root: &Path,
     owner: Option<&str>,
 ) -> Result<Plan, CidrError> {
-    let Some(container) = container.as_object() else {
-        return Ok(Plan::Skip(Skip::NotWeave));
-    };
     let tokens = match weave_decision(container, no_default_ipalloc) {
         None => return Ok(Plan::Skip(Skip::NotWeave)),
         Some(Err(err)) => return Err(err),
@@ -123,20 +119,14 @@ pub fn plan(
     {
         return Ok(Plan::Skip(Skip::OtherProxy(theirs.to_owned())));
     }
-    let state = json::object(container, "State").ok().flatten();
-    let flag = |name: &str| {
-        state
-            .and_then(|s| s.get(name))
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-    };
+    let state = container.state.as_ref();
+    let running = state.and_then(|s| s.running) == Some(true)
+        && state.and_then(|s| s.restarting) != Some(true);
     let pid = state
-        .and_then(|s| s.get("Pid"))
-        .and_then(Value::as_i64)
+        .and_then(|s| s.pid)
         .and_then(|pid| i32::try_from(pid).ok())
         .filter(|&pid| pid > 0);
-    let id = container.get("Id").and_then(Value::as_str);
-    match (flag("Running") && !flag("Restarting"), pid, id) {
+    match (running, pid, container.id.as_deref()) {
         (true, Some(pid), Some(id)) => Ok(Plan::Attach {
             id: id.to_owned(),
             pid,
@@ -149,9 +139,25 @@ pub fn plan(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Value, json};
+
     use super::*;
     use crate::weavecontainer::{label_owner, owner_identity};
-    use serde_json::json;
+
+    /// Docker's inspect document, as JSON (in the shape every API version from 1.41 has), read
+    /// the way the proxy reads it.
+    fn typed(doc: &Value) -> ContainerInspectResponse {
+        serde_json::from_value(doc.clone()).expect("an inspect document")
+    }
+
+    fn plan(
+        doc: &Value,
+        no_default_ipalloc: bool,
+        weavewait_root: &Path,
+        owner: Option<&str>,
+    ) -> Result<Plan, CidrError> {
+        super::plan(&typed(doc), no_default_ipalloc, weavewait_root, owner)
+    }
 
     fn container(entrypoint: Value, env: &[&str], mode: &str, running: bool, pid: i64) -> Value {
         json!({
@@ -314,6 +320,41 @@ mod tests {
         assert_eq!(
             owner_identity(&["unix:///b", "tcp://127.0.0.1:12375"]),
             "tcp://127.0.0.1:12375,unix:///b"
+        );
+    }
+
+    /// A whole inspect document from Docker 20.10 (API 1.41, the oldest the proxy serves), read
+    /// into the typed model at the version the proxy negotiates with it: mounts, labels, the
+    /// PID and the names come out as the plan needs them.
+    #[test]
+    fn reads_a_docker_20_10_inspect_document() {
+        let mut doc: Value =
+            serde_json::from_str(include_str!("testdata/inspect-docker-20.10.json")).unwrap();
+        // As the proxy would have created it: the fixture ran `sleep` itself.
+        doc["Config"]["Entrypoint"] = json!(["/w/w", "sleep"]);
+        let id = doc["Id"].as_str().unwrap().to_owned();
+        let hosts_path = doc["HostsPath"].as_str().unwrap().to_owned();
+        let me = "unix:///var/run/weave/weave.sock";
+        assert_eq!(
+            plan(&doc, false, Path::new("/tmp"), Some(me)).unwrap(),
+            Plan::Attach {
+                id,
+                pid: 14037,
+                tokens: vec![CidrToken::Subnet("10.32.2.0/24".parse().unwrap())],
+                names: Names {
+                    fqdn: "web.weave.local".into(),
+                    extra_hosts: vec!["static.name:10.9.9.9".into()],
+                    hosts_path: Some(hosts_path.into()),
+                },
+            }
+        );
+        assert_eq!(
+            plan(&doc, false, Path::new("/tmp"), Some("unix:///other.sock")).unwrap(),
+            Plan::Skip(Skip::OtherProxy(me.into()))
+        );
+        assert_eq!(
+            plan(&doc, false, Path::new(ROOT), Some(me)).unwrap(),
+            Plan::Skip(Skip::NotOurs)
         );
     }
 }

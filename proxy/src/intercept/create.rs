@@ -7,6 +7,7 @@
 //! does that merge here, the way the daemon does it. All of it is pure: the image's command is
 //! fetched by the caller and passed in.
 
+use bollard::models::ImageInspect;
 use serde_json::{Map, Value};
 
 use crate::cidr::{CidrError, Decision, WEAVE_CIDR, decide};
@@ -38,23 +39,14 @@ pub struct ImageCommand {
 }
 
 impl ImageCommand {
-    /// Reads `Config.Entrypoint` and `Config.Cmd` from `GET /images/{name}/json`.
-    ///
-    /// # Errors
-    /// When those fields have an unexpected type.
-    pub fn from_inspect(image: &Value) -> Result<Self, WrongType> {
-        let empty = Map::new();
-        let config = image
-            .as_object()
-            .map(|o| json::object(o, "Config"))
-            .transpose()?
-            .flatten()
-            .unwrap_or(&empty);
-        Ok(Self {
-            entrypoint: json::string_list(config, "Entrypoint")?,
-            cmd: json::string_list(config, "Cmd")?,
-            env: json::string_list(config, "Env")?.unwrap_or_default(),
-        })
+    /// Reads `Config.Entrypoint`, `Config.Cmd` and `Config.Env` from `GET /images/{name}/json`.
+    pub fn from_inspect(image: &ImageInspect) -> Self {
+        let config = image.config.as_ref();
+        Self {
+            entrypoint: config.and_then(|c| c.entrypoint.clone()),
+            cmd: config.and_then(|c| c.cmd.clone()),
+            env: config.and_then(|c| c.env.clone()).unwrap_or_default(),
+        }
     }
 }
 
@@ -516,5 +508,19 @@ mod tests {
             decide_with_image(&no_default, &ImageCommand::default(), true),
             Ok(Decision::LeaveAlone(_))
         ));
+    }
+
+    /// A whole image inspect document from Docker 20.10 (API 1.41) reads into the typed model.
+    #[test]
+    fn reads_a_docker_20_10_image_document() {
+        let image: ImageInspect =
+            serde_json::from_str(include_str!("testdata/image-docker-20.10.json")).unwrap();
+        let command = ImageCommand::from_inspect(&image);
+        assert_eq!(command.cmd, Some(list(&["sh"])));
+        assert_eq!(command.entrypoint, None);
+        assert!(
+            command.env.iter().any(|e| e.starts_with("PATH=")),
+            "{command:?}"
+        );
     }
 }

@@ -23,6 +23,7 @@ use tracing::{debug, info, warn};
 use crate::attach::Attacher;
 use crate::body::{self, ProxyBody};
 use crate::cidr::Decision;
+use crate::docker::{DockerClient, DockerError};
 use crate::error::ProxyError;
 use crate::hop::strip_hop_by_hop;
 use crate::naming::{self, Dns, HostnameRule};
@@ -62,9 +63,11 @@ pub struct DnsNaming {
 /// `/w/w` and bind weavewait at `/w`.
 ///
 /// # Errors
-/// A bad `WEAVE_CIDR` (400, nothing created), an oversized body, or the daemon unreachable.
+/// A bad `WEAVE_CIDR` (400, nothing created), an oversized body, the daemon unreachable, or
+/// its error for the image inspect.
 pub async fn create_container(
     upstream: &Upstream,
+    docker: &DockerClient,
     settings: &Settings,
     parts: Parts,
     body: Incoming,
@@ -80,28 +83,12 @@ pub async fn create_container(
         }
         create::Plan::Rewrite { image: None } => create::ImageCommand::default(),
         create::Plan::Rewrite { image: Some(name) } => {
-            match upstream
-                .get(&format!("/images/{}/json", encode_path(&name)))
-                .await?
-            {
-                (StatusCode::OK, image) => {
-                    match serde_json::from_slice(&image)
-                        .map_err(|e| e.to_string())
-                        .and_then(|v| {
-                            create::ImageCommand::from_inspect(&v).map_err(|e| e.to_string())
-                        }) {
-                        Ok(command) => command,
-                        Err(reason) => {
-                            return Err(upstream
-                                .failed(format!("unexpected image inspect for {name:?}: {reason}"))
-                                .into());
-                        }
-                    }
-                }
+            match docker.inspect_image(&encode_path(&name)).await {
+                Ok(image) => create::ImageCommand::from_inspect(&image),
                 // A missing image: the daemon's own 404 for the create names it in the words
                 // the docker CLI looks for before it pulls and tries again.
-                (StatusCode::NOT_FOUND, _) => return send(upstream, parts, bytes).await,
-                (status, answer) => return Ok(json_response(status, answer)),
+                Err(DockerError::NotFound { .. }) => return send(upstream, parts, bytes).await,
+                Err(err) => return Err(err.into()),
             }
         }
     };
@@ -180,18 +167,19 @@ async fn name_container(
 /// An oversized body, or the daemon unreachable.
 pub async fn create_exec(
     upstream: &Upstream,
+    docker: &DockerClient,
     settings: &Settings,
     container: &str,
     parts: Parts,
     body: Incoming,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let bytes = read_body(body).await?;
-    let (status, inspect) = upstream
-        .get(&format!("/containers/{container}/json"))
-        .await?;
-    let weave = status == StatusCode::OK
-        && serde_json::from_slice::<Value>(&inspect)
-            .is_ok_and(|c| is_weave_container(&c, settings.no_default_ipalloc));
+    let weave = match docker.inspect_container(container).await {
+        Ok(inspect) => is_weave_container(&inspect, settings.no_default_ipalloc),
+        Err(DockerError::Unreachable(err)) => return Err(err.into()),
+        // No such container, or one Docker cannot show: the daemon answers the exec itself.
+        Err(_) => false,
+    };
     if weave
         && let Ok(mut doc) = serde_json::from_slice::<Value>(&bytes)
         && exec::rewrite(&mut doc).unwrap_or(false)
@@ -348,16 +336,6 @@ fn full(bytes: Bytes) -> ProxyBody {
     Full::new(bytes)
         .map_err(|never| match never {})
         .boxed_unsync()
-}
-
-fn json_response(status: StatusCode, bytes: Bytes) -> Response<ProxyBody> {
-    let mut response = Response::new(full(bytes));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
 }
 
 /// Percent-encodes an image reference for use as one path segment run: `/` (repositories),
