@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bollard::errors::Error as BollardError;
-use bollard::models::{ContainerInspectResponse, ContainerSummary, EventMessage, ImageInspect};
+use bollard::models::{
+    ContainerInspectResponse, ContainerSummary, EventMessage, ImageInspect, SystemVersion,
+};
 use bollard::query_parameters::{EventsOptionsBuilder, KillContainerOptions};
 use bollard::{API_DEFAULT_VERSION, BollardRequest, ClientVersion, Docker};
 use futures_util::Stream;
@@ -244,28 +246,40 @@ impl DockerClient {
         )?)
     }
 
-    /// The daemon's API version from the `Api-Version` header of `GET /_ping`. The path is
-    /// unversioned on purpose: a daemon refuses any versioned path above its own version
-    /// ("client version 1.53 is too new"), `/version` included, so bollard's own
-    /// `negotiate_version`, which starts from its newest version, fails against Docker 20.10.
+    /// The daemon's API version, from `GET /version`. The path is unversioned on purpose: a
+    /// daemon refuses any versioned path above its own version ("client version 1.53 is too
+    /// new"), `/version` included, so bollard's own `negotiate_version`, which starts from its
+    /// newest version, fails against Docker 20.10. Unversioned, the daemon answers at its own.
     async fn daemon_version(&self) -> Result<ClientVersion, DockerError> {
-        let request = Request::get("/_ping")
+        let request = Request::get("/version")
             .header(header::HOST, "docker")
             .body(body::empty())
-            .expect("the ping request is valid");
-        let response = tokio::time::timeout(ANSWER_TIMEOUT, self.upstream.send(request))
+            .expect("the version request is valid");
+        let answer = async {
+            let response = self.upstream.send(request).await?;
+            let status = response.status();
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|err| self.upstream.failed(format!("reading GET /version: {err}")))?
+                .to_bytes();
+            Ok::<_, DockerError>((status, bytes))
+        };
+        let (status, bytes) = tokio::time::timeout(ANSWER_TIMEOUT, answer)
             .await
             .map_err(|_| DockerError::Timeout(ANSWER_TIMEOUT))??;
-        let header = response
-            .headers()
-            .get("api-version")
-            .and_then(|v| v.to_str().ok());
-        header.and_then(parse_api_version).ok_or_else(|| {
-            DockerError::Unexpected(format!(
-                "GET /_ping answered {} with API version {header:?}",
-                response.status()
-            ))
-        })
+        let version = serde_json::from_slice::<SystemVersion>(&bytes)
+            .ok()
+            .and_then(|v| v.api_version);
+        version
+            .as_deref()
+            .and_then(parse_api_version)
+            .ok_or_else(|| {
+                DockerError::Unexpected(format!(
+                    "GET /version answered {status} with API version {version:?}"
+                ))
+            })
     }
 }
 
