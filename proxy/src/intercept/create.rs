@@ -10,7 +10,7 @@
 use bollard::models::ImageInspect;
 use serde_json::{Map, Value};
 
-use crate::cidr::{CidrError, Decision, WEAVE_CIDR, decide};
+use crate::cidr::{CidrError, CidrToken, Decision, WEAVE_CIDR, decide};
 use crate::json::{self, WrongType};
 use crate::weavecontainer::{WEAVEWAIT, WEAVEWAIT_MOUNT};
 
@@ -20,11 +20,47 @@ pub enum Plan {
     /// Forward the original bytes: not for weave, or not a document the proxy understands
     /// (the daemon then answers with its own error).
     Forward(String),
-    /// Rewrite it; the image's command is needed first when `image` is set.
-    Rewrite {
-        /// The image to inspect, when the request leaves the entrypoint to the image.
-        image: Option<String>,
-    },
+    /// Rewrite it, with what planning read from the body.
+    Rewrite(CreateRequest),
+}
+
+/// What the proxy reads from a create body: read once, while planning, and carried to the
+/// decision and the rewrite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateRequest {
+    /// `HostConfig.NetworkMode`; empty when not set.
+    pub network_mode: String,
+    /// `Env` (`KEY=value`).
+    pub env: Vec<String>,
+    /// `Entrypoint` and `Cmd`.
+    pub command: Command,
+    /// The image to inspect first, when its command or its `ENV` may count.
+    pub image: Option<String>,
+    /// The decision the request's own `WEAVE_CIDR` made, which no image can change; `None`
+    /// while the image's `ENV` still has a say.
+    pub decided: Option<Vec<CidrToken>>,
+}
+
+/// A create body's `Entrypoint` and `Cmd`, as Docker reads them (absent differs from `[]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Command {
+    /// `Entrypoint`.
+    pub entrypoint: Option<Vec<String>>,
+    /// `Cmd`.
+    pub cmd: Option<Vec<String>>,
+}
+
+impl Command {
+    /// Reads `Entrypoint` and `Cmd` from a create body.
+    ///
+    /// # Errors
+    /// When either has a type Docker would refuse.
+    pub fn read(body: &Map<String, Value>) -> Result<Self, WrongType> {
+        Ok(Self {
+            entrypoint: json::string_list(body, "Entrypoint")?,
+            cmd: json::string_list(body, "Cmd")?,
+        })
+    }
 }
 
 /// What the container takes from its image: `Entrypoint`, `Cmd` and `Env` of the image's config.
@@ -60,7 +96,8 @@ pub enum Outcome {
     Forward(String),
 }
 
-/// Plans the rewrite of a create request body.
+/// Plans the rewrite of a create request body. The request's own `WEAVE_CIDR`, when it sets
+/// one, is decided here, once.
 ///
 /// # Errors
 /// A `WEAVE_CIDR` the user must fix; nothing is created then.
@@ -72,7 +109,7 @@ pub fn plan(body: &Value, no_default_ipalloc: bool) -> Result<Plan, CidrError> {
     let network_mode = match json::object(object, "HostConfig")
         .and_then(|hc| hc.map(|hc| json::string(hc, "NetworkMode")).transpose())
     {
-        Ok(mode) => mode.flatten().unwrap_or(""),
+        Ok(mode) => mode.flatten().unwrap_or("").to_owned(),
         Err(err) => return shape(err),
     };
     let env = match json::string_list(object, "Env") {
@@ -84,62 +121,63 @@ pub fn plan(body: &Value, no_default_ipalloc: bool) -> Result<Plan, CidrError> {
     let request_sets_cidr = env
         .iter()
         .any(|e| e.split_once('=').is_some_and(|(key, _)| key == WEAVE_CIDR));
-    if request_sets_cidr
-        && let Decision::LeaveAlone(reason) = decide(
-            network_mode,
+    let decided = if request_sets_cidr {
+        match decide(
+            &network_mode,
             env.iter().map(String::as_str),
             no_default_ipalloc,
-        )?
-    {
-        return Ok(Plan::Forward(reason.to_string()));
-    }
-    if !matches!(network_mode, "" | "default" | "bridge" | "none") {
+        )? {
+            Decision::LeaveAlone(reason) => return Ok(Plan::Forward(reason.to_string())),
+            Decision::Attach(tokens) => Some(tokens),
+        }
+    } else {
+        None
+    };
+    if !matches!(network_mode.as_str(), "" | "default" | "bridge" | "none") {
         return Ok(Plan::Forward(format!(
             "the container has --net={network_mode}"
         )));
     }
-    let entrypoint = match json::string_list(object, "Entrypoint") {
-        Ok(entrypoint) => entrypoint,
+    let command = match Command::read(object) {
+        Ok(command) => command,
         Err(err) => return shape(err),
     };
-    if let Err(err) = json::string_list(object, "Cmd") {
-        return shape(err);
-    }
     // Only an absent or empty entrypoint lets the image's command in.
-    let explicit_entrypoint = entrypoint.is_some_and(|e| !e.is_empty());
-    if explicit_entrypoint && request_sets_cidr {
-        return Ok(Plan::Rewrite { image: None });
-    }
-    match json::string(object, "Image") {
-        Ok(Some(image)) if !image.is_empty() => Ok(Plan::Rewrite {
-            image: Some(image.to_owned()),
-        }),
-        Ok(_) => Ok(Plan::Forward("no image named".into())),
-        Err(err) => shape(err),
-    }
+    let explicit_entrypoint = command.entrypoint.as_ref().is_some_and(|e| !e.is_empty());
+    let image = if explicit_entrypoint && decided.is_some() {
+        None
+    } else {
+        match json::string(object, "Image") {
+            Ok(Some(image)) if !image.is_empty() => Some(image.to_owned()),
+            Ok(_) => return Ok(Plan::Forward("no image named".into())),
+            Err(err) => return shape(err),
+        }
+    };
+    Ok(Plan::Rewrite(CreateRequest {
+        network_mode,
+        env,
+        command,
+        image,
+        decided,
+    }))
 }
 
-/// Decides for the container the daemon will create: the image's `ENV` overlaid with the
-/// request's `Env`, as the daemon merges them (the request wins for the same key).
+/// Decides for the container the daemon will create: the request's own decision when it made
+/// one, else the image's `ENV` overlaid with the request's `Env`, as the daemon merges them.
 ///
 /// # Errors
-/// A bad `WEAVE_CIDR`, wherever it came from.
+/// A bad `WEAVE_CIDR` in the image's `ENV`.
 pub fn decide_with_image(
-    body: &Value,
+    request: &CreateRequest,
     image: &ImageCommand,
     no_default_ipalloc: bool,
 ) -> Result<Decision, CidrError> {
-    let object = body.as_object();
-    let network_mode = object
-        .and_then(|o| json::object(o, "HostConfig").ok().flatten())
-        .and_then(|hc| json::string(hc, "NetworkMode").ok().flatten())
-        .unwrap_or("");
-    let request_env = object
-        .and_then(|o| json::string_list(o, "Env").ok().flatten())
-        .unwrap_or_default();
+    if let Some(tokens) = &request.decided {
+        return Ok(Decision::Attach(tokens.clone()));
+    }
     // `decide` takes the last WEAVE_CIDR, so the request's entries go after the image's.
-    let env = image.env.iter().chain(&request_env).map(String::as_str);
-    decide(network_mode, env, no_default_ipalloc)
+    let env = image.env.iter().chain(&request.env).map(String::as_str);
+    decide(&request.network_mode, env, no_default_ipalloc)
 }
 
 /// What Docker would run: the entrypoint and the command, merged as the daemon merges a
@@ -172,18 +210,23 @@ pub fn docker_command(
     }
 }
 
-/// Rewrites a create body planned for rewriting: weavewait mount at `/w` (from `source`, a host
-/// directory holding `w`), and the entrypoint `/w/w` + what Docker would have run.
+/// Rewrites a create body planned for rewriting, whose `command` planning read: weavewait mount
+/// at `/w` (from `source`, a host directory holding `w`), and the entrypoint `/w/w` + what
+/// Docker would have run.
 ///
 /// # Errors
 /// When a field has an unexpected type (the caller forwards the original bytes).
-pub fn rewrite(body: &mut Value, image: &ImageCommand, source: &str) -> Result<Outcome, WrongType> {
+pub fn rewrite(
+    body: &mut Value,
+    command: &Command,
+    image: &ImageCommand,
+    source: &str,
+) -> Result<Outcome, WrongType> {
     let object = body.as_object_mut().ok_or(WrongType {
         field: "body",
         expected: "an object",
     })?;
-    let entrypoint = json::string_list(object, "Entrypoint")?;
-    let cmd = json::string_list(object, "Cmd")?;
+    let Command { entrypoint, cmd } = command;
     let (final_entrypoint, final_cmd) =
         docker_command(entrypoint.as_deref(), cmd.as_deref(), image);
     if final_entrypoint.is_empty() && final_cmd.is_empty() {
@@ -297,9 +340,18 @@ mod tests {
         }
     }
 
+    /// What planning reads from a body it rewrites.
+    fn planned(body: &Value) -> CreateRequest {
+        match plan(body, false).unwrap() {
+            Plan::Rewrite(request) => request,
+            Plan::Forward(reason) => panic!("{body} forwarded: {reason}"),
+        }
+    }
+
     fn rewritten(body: Value, img: &ImageCommand) -> (Outcome, Value) {
         let mut body = body;
-        let outcome = rewrite(&mut body, img, SOURCE).unwrap();
+        let command = Command::read(body.as_object().unwrap()).unwrap();
+        let outcome = rewrite(&mut body, &command, img, SOURCE).unwrap();
         (outcome, body)
     }
 
@@ -461,7 +513,7 @@ mod tests {
             let got = plan(&body, false).unwrap();
             let got = match got {
                 Plan::Forward(_) => None,
-                Plan::Rewrite { image } => Some(image),
+                Plan::Rewrite(request) => Some(request.image),
             };
             assert_eq!(got, want.map(|i| i.map(str::to_owned)), "{body}");
         }
@@ -476,20 +528,24 @@ mod tests {
         let attach = |d: Result<Decision, CidrError>| matches!(d, Ok(Decision::Attach(_)));
         let none = with_env(&["PATH=/bin", "WEAVE_CIDR=none"]);
         assert!(!attach(decide_with_image(
-            &json!({"Image": "i"}),
+            &planned(&json!({"Image": "i"})),
             &none,
             false
         )));
         let overridden = json!({"Image": "i", "Env": ["WEAVE_CIDR=10.2.1.1/24"]});
-        assert!(attach(decide_with_image(&overridden, &none, false)));
+        assert!(attach(decide_with_image(
+            &planned(&overridden),
+            &none,
+            false
+        )));
         let asks = with_env(&["WEAVE_CIDR=10.2.1.1/24"]);
         assert!(attach(decide_with_image(
-            &json!({"Image": "i"}),
+            &planned(&json!({"Image": "i"})),
             &asks,
             true
         )));
         let bad = with_env(&["WEAVE_CIDR=foo"]);
-        let err = decide_with_image(&json!({"Image": "i"}), &bad, false).unwrap_err();
+        let err = decide_with_image(&planned(&json!({"Image": "i"})), &bad, false).unwrap_err();
         assert_eq!(err.token, "foo");
     }
 
@@ -502,10 +558,10 @@ mod tests {
         let no_default = json!({"Image": "b"});
         assert!(matches!(
             plan(&no_default, true),
-            Ok(Plan::Rewrite { image: Some(_) })
+            Ok(Plan::Rewrite(CreateRequest { image: Some(_), .. }))
         ));
         assert!(matches!(
-            decide_with_image(&no_default, &ImageCommand::default(), true),
+            decide_with_image(&planned(&no_default), &ImageCommand::default(), true),
             Ok(Decision::LeaveAlone(_))
         ));
     }

@@ -76,24 +76,25 @@ pub async fn create_container(
     let Ok(mut doc) = serde_json::from_slice::<Value>(&bytes) else {
         return send(upstream, parts, bytes).await;
     };
-    let image = match create::plan(&doc, settings.no_default_ipalloc)? {
+    let request = match create::plan(&doc, settings.no_default_ipalloc)? {
         create::Plan::Forward(reason) => {
             info!(%reason, "create: leaving the container alone");
             return send(upstream, parts, bytes).await;
         }
-        create::Plan::Rewrite { image: None } => create::ImageCommand::default(),
-        create::Plan::Rewrite { image: Some(name) } => {
-            match docker.inspect_image(&encode_path(&name)).await {
-                Ok(image) => create::ImageCommand::from_inspect(&image),
-                // A missing image: the daemon's own 404 for the create names it in the words
-                // the docker CLI looks for before it pulls and tries again.
-                Err(DockerError::NotFound { .. }) => return send(upstream, parts, bytes).await,
-                Err(err) => return Err(err.into()),
-            }
-        }
+        create::Plan::Rewrite(request) => request,
+    };
+    let image = match &request.image {
+        None => create::ImageCommand::default(),
+        Some(name) => match docker.inspect_image(&encode_path(name)).await {
+            Ok(image) => create::ImageCommand::from_inspect(&image),
+            // A missing image: the daemon's own 404 for the create names it in the words the
+            // docker CLI looks for before it pulls and tries again.
+            Err(DockerError::NotFound { .. }) => return send(upstream, parts, bytes).await,
+            Err(err) => return Err(err.into()),
+        },
     };
     if let Decision::LeaveAlone(reason) =
-        create::decide_with_image(&doc, &image, settings.no_default_ipalloc)?
+        create::decide_with_image(&request, &image, settings.no_default_ipalloc)?
     {
         info!(%reason, "create: leaving the container alone");
         return send(upstream, parts, bytes).await;
@@ -106,7 +107,7 @@ pub async fn create_container(
         debug!(%wrong, "create: forwarding unchanged");
         return send(upstream, parts, bytes).await;
     }
-    match create::rewrite(&mut doc, &image, &source) {
+    match create::rewrite(&mut doc, &request.command, &image, &source) {
         Ok(create::Outcome::Rewritten) => send_json(upstream, parts, &doc).await,
         Ok(create::Outcome::Forward(reason)) => {
             debug!(%reason, "create: forwarding unchanged");
