@@ -23,7 +23,8 @@ use crate::body::{self, ProxyBody};
 use crate::docker::DockerClient;
 use crate::error::ProxyError;
 use crate::hop::{strip_hop_by_hop, wants_upgrade};
-use crate::intercept::{self, Presentation, Settings};
+use crate::intercept::present::Presentation;
+use crate::intercept::{self, Settings};
 use crate::route::{Endpoint, route};
 use crate::upstream::Upstream;
 
@@ -123,11 +124,17 @@ async fn exchange(
     let (mut parts, body) = request.into_parts();
     let presentation = match endpoint {
         Endpoint::ContainerCreate => {
-            return intercept::create_container(upstream, &context.docker, settings, parts, body)
-                .await;
+            return intercept::create::create_container(
+                upstream,
+                &context.docker,
+                settings,
+                parts,
+                body,
+            )
+            .await;
         }
         Endpoint::ExecCreate { ref container } => {
-            return intercept::create_exec(
+            return intercept::exec::create_exec(
                 upstream,
                 &context.docker,
                 settings,
@@ -199,7 +206,7 @@ async fn exchange(
     match presentation {
         Some(kind) => {
             let weave_network = settings.rewrite_inspect.then_some(&context.attacher);
-            intercept::present(upstream, kind, response, weave_network).await
+            intercept::present::present(upstream, kind, response, weave_network).await
         }
         None => Ok(response.map(body::stream)),
     }

@@ -1,6 +1,10 @@
 //! `weaveproxy`: a Docker Engine API proxy that real clients cannot tell from the daemon.
 //!
 //! # Layout
+//!
+//! A request flows listener ([`listen`], [`server`]) → route ([`route`], in [`forward`]) →
+//! interceptor ([`intercept`]) or straight on → upstream ([`upstream`]).
+//!
 //! - [`config`]: flags → validated [`config::Config`] (pure).
 //! - [`address`]: Docker-style `unix://` / `tcp://` addresses (pure).
 //! - [`listen`]: binding unix and TCP listeners the way Docker's own socket behaves.
@@ -11,7 +15,8 @@
 //! - [`docker`]: the proxy's own calls to Docker (bollard over that pool), with typed errors.
 //! - [`tls`]: TLS on TCP listeners and to a TCP daemon: which files, loaded into rustls.
 //! - [`error`]: the proxy's own failures and their single mapping to Docker-shaped responses.
-//! - [`intercept`]: the rewrites of create, exec create, list and inspect (pure) and their I/O.
+//! - [`intercept`]: the interceptors, one module each: create, start (answered once attached),
+//!   exec create, and the presentation of list and inspect answers.
 //! - [`naming`]: hostnames from names or labels, weaveDNS settings, `/etc/hosts` (pure).
 //! - [`cidr`]: `WEAVE_CIDR` grammar and the attach-or-leave-alone decision (pure).
 //! - [`attach`]: attaching started containers (router addresses, `ethwe`), the events watcher

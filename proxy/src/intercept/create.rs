@@ -4,15 +4,26 @@
 //! The entrypoint becomes `/w/w` followed by exactly what Docker would have run, and the
 //! weavewait binaries are bind-mounted read-only at `/w`. Because the entrypoint is then never
 //! empty, the daemon no longer merges the image's `Entrypoint` and `Cmd` itself, so the proxy
-//! does that merge here, the way the daemon does it. All of it is pure: the image's command is
-//! fetched by the caller and passed in.
+//! does that merge here, the way the daemon does it. All of it is pure but
+//! [`create_container`], the interceptor, which reads the body once, inspects the image and asks
+//! the router for weaveDNS.
 
 use bollard::models::ImageInspect;
+use http::Response;
+use http::request::Parts;
+use hyper::body::Incoming;
 use serde_json::{Map, Value};
+use tracing::{debug, info, warn};
 
+use super::{DnsNaming, Settings, read_body, send, send_json};
+use crate::body::ProxyBody;
 use crate::cidr::{CidrError, CidrToken, Decision, WEAVE_CIDR, decide};
+use crate::docker::{DockerClient, DockerError};
+use crate::error::ProxyError;
 use crate::json::{self, WrongType};
-use crate::weavecontainer::{WEAVEWAIT, WEAVEWAIT_MOUNT};
+use crate::naming::{self, Dns};
+use crate::upstream::Upstream;
+use crate::weavecontainer::{WEAVEWAIT, WEAVEWAIT_MOUNT, label_owner};
 
 /// What to do with a create request, decided from its body alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -265,6 +276,123 @@ fn bind_weavewait(host_config: &mut Map<String, Value>, source: &str) -> Result<
         mounts.retain(|m| m.get("Target").and_then(Value::as_str) != Some(WEAVEWAIT_MOUNT));
     }
     Ok(())
+}
+
+/// `POST /containers/create`: validate `WEAVE_CIDR`, merge the image's command, wrap it in
+/// `/w/w` and bind weavewait at `/w`.
+///
+/// # Errors
+/// A bad `WEAVE_CIDR` (400, nothing created), an oversized body, the daemon unreachable, or
+/// its error for the image inspect.
+pub async fn create_container(
+    upstream: &Upstream,
+    docker: &DockerClient,
+    settings: &Settings,
+    parts: Parts,
+    body: Incoming,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let bytes = read_body(body).await?;
+    let Ok(mut doc) = serde_json::from_slice::<Value>(&bytes) else {
+        return send(upstream, parts, bytes).await;
+    };
+    let request = match plan(&doc, settings.no_default_ipalloc)? {
+        Plan::Forward(reason) => {
+            info!(%reason, "create: leaving the container alone");
+            return send(upstream, parts, bytes).await;
+        }
+        Plan::Rewrite(request) => request,
+    };
+    let image = match &request.image {
+        None => ImageCommand::default(),
+        Some(name) => match docker.inspect_image(&encode_path(name)).await {
+            Ok(image) => ImageCommand::from_inspect(&image),
+            // A missing image: the daemon's own 404 for the create names it in the words the
+            // docker CLI looks for before it pulls and tries again.
+            Err(DockerError::NotFound { .. }) => return send(upstream, parts, bytes).await,
+            Err(err) => return Err(err.into()),
+        },
+    };
+    if let Decision::LeaveAlone(reason) =
+        decide_with_image(&request, &image, settings.no_default_ipalloc)?
+    {
+        info!(%reason, "create: leaving the container alone");
+        return send(upstream, parts, bytes).await;
+    }
+    if let Some(naming) = &settings.dns {
+        name_container(naming, &parts, &mut doc).await?;
+    }
+    let source = settings.weavewait.display().to_string();
+    if let Err(wrong) = label_owner(&mut doc, &settings.owner) {
+        debug!(%wrong, "create: forwarding unchanged");
+        return send(upstream, parts, bytes).await;
+    }
+    match rewrite(&mut doc, &request.command, &image, &source) {
+        Ok(Outcome::Rewritten) => send_json(upstream, parts, &doc).await,
+        Ok(Outcome::Forward(reason)) => {
+            debug!(%reason, "create: forwarding unchanged");
+            send(upstream, parts, bytes).await
+        }
+        Err(wrong) => {
+            debug!(%wrong, "create: forwarding unchanged");
+            send(upstream, parts, bytes).await
+        }
+    }
+}
+
+/// Hostname from the container's name or label, and weaveDNS as its name server, when the
+/// router runs DNS. Without a reachable router the container is created without them: it can
+/// only start once the router runs, but its DNS settings are fixed now.
+async fn name_container(
+    naming: &DnsNaming,
+    parts: &Parts,
+    doc: &mut Value,
+) -> Result<(), ProxyError> {
+    let name = parts.uri.query().and_then(|query| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(key, _)| key == "name")
+            .map(|(_, value)| value.into_owned())
+    });
+    let derived = naming
+        .hostname
+        .derive(name.as_deref(), doc.get("Labels"))
+        .map_err(|err| ProxyError::Naming(err.to_string()))?;
+    let dns = match naming.router.dns().await {
+        Ok(Some(info)) => Dns {
+            domain: info.domain,
+            server: info.server,
+        },
+        Ok(None) => {
+            debug!("create: the router runs without DNS");
+            return Ok(());
+        }
+        Err(err) => {
+            warn!(%err, "create: weaveDNS not reachable; the container gets no DNS settings");
+            return Ok(());
+        }
+    };
+    let Some(body) = doc.as_object_mut() else {
+        return Ok(());
+    };
+    match naming::apply_dns(body, &derived, &dns) {
+        Ok(Some(warning)) => warn!("create: {warning}"),
+        Ok(None) => {}
+        Err(wrong) => debug!(%wrong, "create: DNS settings left as they are"),
+    }
+    Ok(())
+}
+
+/// Percent-encodes an image reference for use as one path segment run: `/` (repositories),
+/// `:` (tags, registry ports) and `@` (digests) stay, as Docker's own clients send them.
+fn encode_path(reference: &str) -> String {
+    let mut out = String::with_capacity(reference.len());
+    for byte in reference.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~/:@".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -578,5 +706,19 @@ mod tests {
             command.env.iter().any(|e| e.starts_with("PATH=")),
             "{command:?}"
         );
+    }
+
+    #[test]
+    fn image_references_keep_their_shape_in_paths() {
+        let cases = [
+            ("busybox", "busybox"),
+            ("busybox:1.36", "busybox:1.36"),
+            ("localhost:5000/team/app:v2", "localhost:5000/team/app:v2"),
+            ("busybox@sha256:0123abcd", "busybox@sha256:0123abcd"),
+            ("we ird?#", "we%20ird%3F%23"),
+        ];
+        for (reference, want) in cases {
+            assert_eq!(encode_path(reference), want);
+        }
     }
 }
