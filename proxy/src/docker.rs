@@ -3,6 +3,12 @@
 //!
 //! Client requests never come here: they go through [`Upstream::send`] byte for byte. These calls
 //! share its connections (unix socket, TCP or TLS alike) through a bollard custom transport.
+//!
+//! API version: bollard 0.21 builds `http://docker/v1.53` and then joins the endpoint's absolute
+//! path onto it, which drops the `/vX.Y` prefix, so its requests in fact go unversioned and the
+//! daemon answers at its own version, as the proxy's own calls always did. The client version is
+//! still set to the daemon's (read from an unversioned `GET /version`, never above it), so that a
+//! bollard that does send the prefix never asks Docker 20.10 for 1.53, which it refuses.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,7 +19,7 @@ use bollard::models::{
 };
 use bollard::query_parameters::{EventsOptionsBuilder, KillContainerOptions};
 use bollard::{API_DEFAULT_VERSION, BollardRequest, ClientVersion, Docker};
-use futures_util::Stream;
+use futures_util::{Stream, TryStreamExt};
 use http::{Request, header};
 use http_body_util::{BodyExt, Either, Full};
 use thiserror::Error;
@@ -180,7 +186,6 @@ impl DockerClient {
         ),
         DockerError,
     > {
-        use futures_util::TryStreamExt as _;
         let version = self.negotiated().await?.version;
         let (answered, signal) = oneshot::channel();
         let docker = self.connect(&version, Some(answered))?;
@@ -380,5 +385,111 @@ mod tests {
             err: std::io::Error::from(std::io::ErrorKind::UnexpectedEof),
         });
         assert!(matches!(cut, DockerError::Unexpected(_)), "{cut:?}");
+    }
+
+    const DOCKER_20_10: ClientVersion = ClientVersion {
+        major_version: 1,
+        minor_version: 41,
+    };
+
+    /// A daemon on a unix socket that answers as Docker 20.10 does (refusing any version above
+    /// its own), and notes each request's path and query.
+    async fn fake_daemon(dir: &std::path::Path) -> (Upstream, Arc<Mutex<Vec<String>>>) {
+        use hyper::service::service_fn;
+        use hyper_util::rt::TokioIo;
+
+        let path = dir.join("docker.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let noted = Arc::clone(&seen);
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let noted = Arc::clone(&noted);
+                let service = service_fn(move |request: Request<hyper::body::Incoming>| {
+                    let target = request.uri().to_string();
+                    lock(&noted).push(target);
+                    let path = request.uri().path();
+                    let too_new = path
+                        .strip_prefix("/v")
+                        .and_then(|rest| rest.split_once('/'))
+                        .and_then(|(version, _)| parse_api_version(version))
+                        .is_some_and(|version| version > DOCKER_20_10);
+                    let (status, body) = match crate::route::strip_version(path) {
+                        _ if too_new => (400, r#"{"message":"client version is too new"}"#),
+                        "/version" => (200, r#"{"Version":"20.10.24","ApiVersion":"1.41"}"#),
+                        "/containers/gone/json" => {
+                            (404, r#"{"message":"No such container: gone"}"#)
+                        }
+                        "/events" => (
+                            200,
+                            concat!(
+                                r#"{"Type":"container","Action":"start","Actor":{"ID":"abc"}}"#,
+                                "\n"
+                            ),
+                        ),
+                        _ => (404, r#"{"message":"page not found"}"#),
+                    };
+                    let response = http::Response::builder()
+                        .status(status)
+                        .header(header::CONTENT_TYPE, "application/json")
+                        .body(Full::new(bytes::Bytes::from_static(body.as_bytes())))
+                        .unwrap();
+                    async move { Ok::<_, std::convert::Infallible>(response) }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service),
+                );
+            }
+        });
+        let addr = crate::address::SocketAddr::Unix(path);
+        (Upstream::new(addr), seen)
+    }
+
+    /// The proxy's own calls speak the daemon's version (never bollard's newer default, which
+    /// Docker 20.10 refuses), a 404 is `NotFound`, and the events stream is asked for with
+    /// typed filters and read line by line.
+    #[tokio::test]
+    async fn own_calls_speak_the_daemons_version_through_the_pool() {
+        use futures_util::StreamExt;
+
+        let dir = tempfile::tempdir().unwrap();
+        let (upstream, seen) = fake_daemon(dir.path()).await;
+        let docker = DockerClient::new(upstream);
+        assert_eq!(docker.api_version().await.unwrap(), "1.41");
+        let gone = docker.inspect_container("gone").await.unwrap_err();
+        assert!(
+            matches!(gone, DockerError::NotFound { ref message } if message == "No such container: gone"),
+            "{gone:?}"
+        );
+        let (events, answered) = docker.container_events().await.unwrap();
+        let events: Vec<_> = events.collect().await;
+        assert!(answered.await.is_ok(), "the answer is signalled");
+        assert_eq!(events.len(), 1);
+        let event = events.into_iter().next().unwrap().unwrap();
+        assert_eq!(event.actor.and_then(|a| a.id).as_deref(), Some("abc"));
+
+        let seen = lock(&seen).clone();
+        let paths: Vec<&str> = seen
+            .iter()
+            .map(|line| line.split_once('?').map_or(line.as_str(), |(path, _)| path))
+            .map(crate::route::strip_version)
+            .collect();
+        assert_eq!(
+            paths,
+            ["/version", "/containers/gone/json", "/events"],
+            "{seen:?}"
+        );
+        let (_, query) = seen[2].split_once('?').unwrap();
+        let filters: std::collections::HashMap<String, String> =
+            form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect();
+        let filters: serde_json::Value = serde_json::from_str(&filters["filters"]).unwrap();
+        assert_eq!(
+            filters,
+            serde_json::json!({"type": ["container"], "event": ["start", "destroy"]})
+        );
     }
 }
