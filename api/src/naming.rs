@@ -1,7 +1,48 @@
-//! A container's names as weave writes them: its fully qualified name from Docker's hostname and
-//! domain, and the `/etc/hosts` weave gives a container on the weave network. Pure.
+//! A container's names as weave writes them: what they are in Docker's inspect answer, its fully
+//! qualified name from Docker's hostname and domain, and the `/etc/hosts` weave gives a container
+//! on the weave network. Pure.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+use bollard::models::{ContainerConfig, ContainerInspectResponse};
+
+/// A container's names: what weaveDNS and its `/etc/hosts` are told.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Names {
+    /// `Config.Hostname`, dotted with `Config.Domainname` when that is set.
+    pub fqdn: String,
+    /// `HostConfig.ExtraHosts` (`--add-host`), as Docker keeps them.
+    pub extra_hosts: Vec<String>,
+    /// `HostsPath`: where Docker keeps the file it mounts at `/etc/hosts`.
+    pub hosts_path: Option<PathBuf>,
+}
+
+impl Names {
+    /// Reads them from Docker's inspect answer; missing fields are empty.
+    pub fn from_inspect(container: &ContainerInspectResponse) -> Self {
+        let config = container.config.as_ref();
+        let text = |field: fn(&ContainerConfig) -> Option<&String>| {
+            config.and_then(field).map_or("", String::as_str)
+        };
+        Self {
+            fqdn: fqdn(
+                text(|c| c.hostname.as_ref()),
+                text(|c| c.domainname.as_ref()),
+            ),
+            extra_hosts: container
+                .host_config
+                .as_ref()
+                .and_then(|h| h.extra_hosts.clone())
+                .unwrap_or_default(),
+            hosts_path: container
+                .hosts_path
+                .as_deref()
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
+        }
+    }
+}
 
 /// A container's fully qualified name from its inspect's `Config.Hostname` and
 /// `Config.Domainname`: what weaveDNS and `/etc/hosts` are told. Empty when it has no hostname.

@@ -3,17 +3,17 @@
 //! (so it runs on the host as root, or inside the router's container, which has what it needs).
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use api::naming::{self, Names};
 use api::route::{EXPOSE_ID, EXTERN_ID};
-use api::{CidrToken, RouterError, naming};
+use api::{CidrToken, RouterError};
 use bollard::models::ContainerInspectResponse;
 use bollard::query_parameters::ListContainersOptionsBuilder;
 use ipnet::Ipv4Net;
 use weavenet::Process;
-use weavenet::sequence::{self, Names};
+use weavenet::sequence;
 
 use crate::args::AttachFlags;
 use crate::docker;
@@ -134,7 +134,7 @@ pub async fn attach(ctx: &Context, flags: &AttachFlags, args: &[String]) -> Resu
         tokens.push(CidrToken::DefaultSubnet);
     }
     let (id, process, container) = running(ctx, name).await?;
-    let names = names_for_hosts(&container);
+    let names = Names::from_inspect(&container);
     let target = sequence::Target {
         id: &id,
         process: &process,
@@ -149,28 +149,6 @@ pub async fn attach(ctx: &Context, flags: &AttachFlags, args: &[String]) -> Resu
     };
     let done = sequence::attach(&ctx.router, target, &options, ATTACH_LIMIT).await?;
     Ok(ips(&done.addrs))
-}
-
-/// The container's names as the proxy reads them: its FQDN, `--add-host` entries and Docker's
-/// own hosts file.
-fn names_for_hosts(container: &ContainerInspectResponse) -> Names {
-    let config = container.config.as_ref();
-    Names {
-        fqdn: naming::fqdn(
-            config.and_then(|c| c.hostname.as_deref()).unwrap_or(""),
-            config.and_then(|c| c.domainname.as_deref()).unwrap_or(""),
-        ),
-        extra_hosts: container
-            .host_config
-            .as_ref()
-            .and_then(|h| h.extra_hosts.clone())
-            .unwrap_or_default(),
-        hosts_path: container
-            .hosts_path
-            .as_deref()
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from),
-    }
 }
 
 /// Gives `id`'s address `ip` and its names back to the router. A refusal is no failure: what

@@ -8,7 +8,8 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use api::{CidrToken, RouterClient, RouterError, Transport, naming};
+use api::naming::{self, Names};
+use api::{CidrToken, RouterClient, RouterError, Transport};
 use ipnet::Ipv4Net;
 use thiserror::Error;
 use tracing::{debug, warn};
@@ -34,17 +35,6 @@ pub enum AttachError {
         "attaching took longer than {0:?} (--attach-timeout); is the weave router overloaded or stuck?"
     )]
     Timeout(Duration),
-}
-
-/// A container's names: what weaveDNS and its `/etc/hosts` are told.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Names {
-    /// `Config.Hostname`, dotted with `Config.Domainname` when that is set.
-    pub fqdn: String,
-    /// `HostConfig.ExtraHosts` (`--add-host`), as Docker keeps them.
-    pub extra_hosts: Vec<String>,
-    /// `HostsPath`: where Docker keeps the file it mounts at `/etc/hosts`.
-    pub hosts_path: Option<PathBuf>,
 }
 
 /// The container to attach.

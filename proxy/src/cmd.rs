@@ -5,15 +5,16 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::attach::plan::owner_identity;
 use crate::attach::{AttachSettings, Attacher, events};
 use crate::config::{Cli, Config};
+use crate::docker::DockerClient;
 use crate::forward::Context;
 use crate::intercept::{DnsNaming, Settings};
 use crate::listen::Listener;
 use crate::server::Server;
 use crate::tls::UpstreamTls;
 use crate::upstream::Upstream;
+use crate::weavecontainer::owner_identity;
 use crate::weavewait::{self, Variant};
 use anyhow::Context as _;
 use api::DockerAddr;
@@ -80,7 +81,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // One client, so the create path and the attacher share one pool of router connections.
     let router = RouterClient::new(&config.router_addr);
     let settings = weave_settings(&config, &router)?;
-    match upstream.api_version().await {
+    let docker = DockerClient::new(upstream.clone());
+    match docker.api_version().await {
         Ok(version) => info!(docker = %upstream.addr(), api_version = %version, "upstream docker"),
         Err(err) => {
             warn!(%err, "docker daemon not answering yet; requests will get 502 until it does")
@@ -112,7 +114,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
     };
     let attacher = Attacher::new(
-        upstream.clone(),
+        docker.clone(),
         router,
         AttachSettings {
             bridge: config.weave_bridge.clone(),
@@ -126,9 +128,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         },
     );
     info!(router = %attacher.router_addr(), bridge = %config.weave_bridge, "containers will be attached");
-    tokio::spawn(events::watch(attacher.clone(), upstream.clone()));
+    tokio::spawn(events::watch(attacher.clone(), docker.clone()));
     let context = Context {
         upstream,
+        docker,
         settings,
         attacher,
     };

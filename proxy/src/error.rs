@@ -11,16 +11,19 @@ use thiserror::Error;
 
 use crate::attach::AttachError;
 use crate::body::ProxyBody;
+use crate::docker::DockerError;
+use crate::upstream::UpstreamError;
 use api::CidrError;
 
 /// A failure of the proxy, as opposed to an error answer from the daemon.
 #[derive(Debug, Error)]
 pub enum ProxyError {
     /// The Docker daemon could not be reached, or dropped the connection before answering.
-    #[error(
-        "Cannot connect to the Docker daemon at {addr}: {reason}. Is the docker daemon running?"
-    )]
-    Upstream { addr: String, reason: String },
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// One of the proxy's own calls to Docker failed (the image inspect before a create).
+    #[error(transparent)]
+    Docker(#[from] DockerError),
     /// Taking over the upstream connection for a raw stream failed.
     #[error("could not hijack the connection to the Docker daemon at {addr}: {reason}")]
     Hijack { addr: String, reason: String },
@@ -53,16 +56,31 @@ impl ProxyError {
     /// The status Docker would use for this kind of failure.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Upstream { .. } | Self::Hijack { .. } => StatusCode::BAD_GATEWAY,
+            Self::Upstream(_) | Self::Hijack { .. } => StatusCode::BAD_GATEWAY,
             Self::Cidr(_) | Self::Naming(_) | Self::ClientBody { .. } => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Attach { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Docker(err) => match err {
+                DockerError::NotFound { .. } => StatusCode::NOT_FOUND,
+                DockerError::Daemon { status, .. } => {
+                    StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
+                }
+                DockerError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+                DockerError::Unreachable(_) | DockerError::Unexpected(_) => StatusCode::BAD_GATEWAY,
+            },
         }
     }
 
     /// The Docker-shaped response for this error.
     pub fn into_response(self) -> Response<ProxyBody> {
-        docker_error(self.status(), &self.to_string())
+        match &self {
+            // The daemon's own error for one of the proxy's calls reaches the client as the
+            // daemon said it.
+            Self::Docker(
+                DockerError::NotFound { message } | DockerError::Daemon { message, .. },
+            ) => docker_error(self.status(), message),
+            _ => docker_error(self.status(), &self.to_string()),
+        }
     }
 }
 
@@ -88,10 +106,10 @@ mod tests {
 
     #[tokio::test]
     async fn errors_have_dockers_shape() {
-        let err = ProxyError::Upstream {
+        let err = ProxyError::Upstream(UpstreamError {
             addr: "unix:///var/run/docker.sock".into(),
             reason: "No such file or directory (os error 2)".into(),
-        };
+        });
         let response = err.into_response();
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
         assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");

@@ -1,9 +1,10 @@
 //! Forwarding one request to the daemon and its answer back, including hijacked streams.
 //!
-//! Headers, status, reason phrase and body pass through untouched. The only changes are the
-//! hop-by-hop headers of RFC 9110 §7.6.1, which belong to each connection and not to the message,
-//! and, on attach and exec start, the upgrade request that lets a hyper client take over the
-//! connection.
+//! The pipeline's front: each request is routed ([`crate::route`]), handed to its interceptor
+//! ([`crate::intercept`]) when the proxy rewrites that endpoint, and otherwise sent on to the
+//! daemon ([`crate::upstream`]) as it came. Headers, status, reason phrase and body pass through
+//! untouched. The only changes are the hop-by-hop headers ([`crate::hop`]) and, on attach and
+//! exec start, the upgrade request that lets a hyper client take over the connection.
 
 use std::sync::{Arc, Mutex};
 
@@ -11,7 +12,7 @@ use bytes::Bytes;
 use std::time::Instant;
 use tokio::sync::Notify;
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::upgrade::Upgraded;
@@ -19,8 +20,11 @@ use tracing::debug;
 
 use crate::attach::Attacher;
 use crate::body::{self, ProxyBody};
+use crate::docker::DockerClient;
 use crate::error::ProxyError;
-use crate::intercept::{self, Presentation, Settings};
+use crate::hop::{strip_hop_by_hop, wants_upgrade};
+use crate::intercept::present::Presentation;
+use crate::intercept::{self, Settings};
 use crate::route::{Endpoint, route};
 use crate::upstream::Upstream;
 
@@ -74,53 +78,13 @@ impl HijackSlot {
 const LEGACY_HEAD: &[u8] =
     b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\n";
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection and must not be forwarded.
-/// `Transfer-Encoding` is left to hyper, which frames each side's body itself.
-const HOP_BY_HOP: [&str; 6] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-];
-
-/// Whether the client asked to upgrade the connection (`Connection: Upgrade` and `Upgrade: ...`).
-pub fn wants_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE) && connection_has(headers, "upgrade")
-}
-
-fn connection_has(headers: &HeaderMap, token: &str) -> bool {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
-/// Removes the hop-by-hop headers and any header the `Connection` header names.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
-}
-
 /// Everything a request handler needs: the daemon and how to rewrite for weave.
 #[derive(Debug, Clone)]
 pub struct Context {
-    /// The Docker daemon.
+    /// The Docker daemon, for the clients' requests.
     pub upstream: Upstream,
+    /// The same daemon over the same connections, for the proxy's own calls.
+    pub docker: DockerClient,
     /// How containers are rewritten.
     pub settings: Settings,
     /// Attaches containers when they start.
@@ -160,13 +124,35 @@ async fn exchange(
     let (mut parts, body) = request.into_parts();
     let presentation = match endpoint {
         Endpoint::ContainerCreate => {
-            return intercept::create_container(upstream, settings, parts, body).await;
+            return intercept::create::create_container(
+                upstream,
+                &context.docker,
+                settings,
+                parts,
+                body,
+            )
+            .await;
         }
         Endpoint::ExecCreate { ref container } => {
-            return intercept::create_exec(upstream, settings, container, parts, body).await;
+            return intercept::exec::create_exec(
+                upstream,
+                &context.docker,
+                settings,
+                container,
+                parts,
+                body,
+            )
+            .await;
         }
         Endpoint::ContainerStart { container } => {
-            return start_container(context, &container, parts, body).await;
+            return intercept::start::start_container(
+                upstream,
+                &context.attacher,
+                &container,
+                parts,
+                body,
+            )
+            .await;
         }
         Endpoint::ContainerList => Some(Presentation::List),
         Endpoint::ContainerInspect => Some(Presentation::Inspect),
@@ -220,98 +206,8 @@ async fn exchange(
     match presentation {
         Some(kind) => {
             let weave_network = settings.rewrite_inspect.then_some(&context.attacher);
-            intercept::present(upstream, kind, response, weave_network).await
+            intercept::present::present(upstream, kind, response, weave_network).await
         }
         None => Ok(response.map(body::stream)),
-    }
-}
-
-/// `POST /containers/{id}/start` and `/restart`: forwarded, and a success is answered only once
-/// the container is attached. `304 Not Modified` (already running) and errors come back at once.
-async fn start_container(
-    context: &Context,
-    container: &str,
-    mut parts: http::request::Parts,
-    body: Incoming,
-) -> Result<Response<ProxyBody>, ProxyError> {
-    strip_hop_by_hop(&mut parts.headers);
-    let _starting = context.attacher.begin_start(container).await;
-    let mut response = context
-        .upstream
-        .send(Request::from_parts(parts, body::stream(body)))
-        .await?;
-    strip_hop_by_hop(response.headers_mut());
-    if response.status().is_success() {
-        context
-            .attacher
-            .on_start_request(container)
-            .await
-            .map_err(|source| ProxyError::Attach {
-                container: container.to_owned(),
-                source,
-            })?;
-    }
-    Ok(response.map(body::stream))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (k, v) in pairs {
-            map.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        map
-    }
-
-    #[test]
-    fn detects_upgrade_requests() {
-        let cases = [
-            (vec![("Connection", "Upgrade"), ("Upgrade", "tcp")], true),
-            (
-                vec![
-                    ("Connection", "keep-alive, upgrade"),
-                    ("Upgrade", "websocket"),
-                ],
-                true,
-            ),
-            (vec![("Upgrade", "tcp")], false),
-            (vec![("Connection", "Upgrade")], false),
-            (vec![("Connection", "close")], false),
-            (vec![], false),
-        ];
-        for (pairs, want) in cases {
-            assert_eq!(wants_upgrade(&headers(&pairs)), want, "{pairs:?}");
-        }
-    }
-
-    #[test]
-    fn strips_hop_by_hop_and_connection_named_headers() {
-        let mut map = headers(&[
-            ("Connection", "close, X-Trace"),
-            ("X-Trace", "1"),
-            ("Keep-Alive", "timeout=5"),
-            ("Content-Type", "application/json"),
-            ("Content-Length", "2"),
-            ("Transfer-Encoding", "chunked"),
-            ("X-Registry-Auth", "e30="),
-        ]);
-        strip_hop_by_hop(&mut map);
-        let mut left: Vec<&str> = map.keys().map(HeaderName::as_str).collect();
-        left.sort_unstable();
-        assert_eq!(
-            left,
-            [
-                "content-length",
-                "content-type",
-                "transfer-encoding",
-                "x-registry-auth"
-            ]
-        );
     }
 }

@@ -9,7 +9,7 @@ use regex_lite::Regex;
 use serde_json::{Map, Value};
 use thiserror::Error;
 
-use crate::intercept::json::{self, WrongType};
+use crate::json::{self, WrongType};
 
 /// `--hostname-match` when not given: the whole name.
 pub const DEFAULT_MATCH: &str = "(.*)";

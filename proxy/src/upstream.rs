@@ -11,19 +11,27 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, Uri};
-use http_body_util::BodyExt;
+use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use thiserror::Error;
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::body::{self, ProxyBody};
-use crate::error::ProxyError;
+use crate::body::ProxyBody;
 use crate::socket::Stream;
 use crate::tls::ClientTls;
 use api::DockerAddr;
+
+/// The daemon could not be reached, or dropped the connection before its answer was complete.
+#[derive(Debug, Clone, Error)]
+#[error("Cannot connect to the Docker daemon at {addr}: {reason}. Is the docker daemon running?")]
+pub struct UpstreamError {
+    /// The daemon's address, as `unix://...` or `tcp://...`.
+    pub addr: String,
+    /// What happened, innermost cause first (`Connection refused`).
+    pub reason: String,
+}
 
 /// Connects to the daemon's socket, whatever host the request URI names.
 #[derive(Debug, Clone)]
@@ -110,12 +118,12 @@ impl Upstream {
     /// Sends a request whose URI is origin-form (`/v1.41/_ping`) to the daemon.
     ///
     /// # Errors
-    /// [`ProxyError::Upstream`] when the daemon cannot be reached or drops the connection before
+    /// [`UpstreamError`] when the daemon cannot be reached or drops the connection before
     /// it answers. An answer with any status, error or not, is `Ok`.
     pub async fn send(
         &self,
         mut request: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<Incoming>, UpstreamError> {
         let path_and_query = request
             .uri()
             .path_and_query()
@@ -131,67 +139,12 @@ impl Upstream {
         self.client
             .request(request)
             .await
-            .map_err(|err| ProxyError::Upstream {
-                addr: self.addr.to_string(),
-                reason: root_cause(&err),
-            })
+            .map_err(|err| self.failed(root_cause(&err)))
     }
 
-    /// `GET path` on the daemon for the proxy's own use, with the whole answer collected.
-    ///
-    /// Unversioned paths are used on purpose: the daemon answers them at its own current API
-    /// version, so the proxy never pins an old one.
-    ///
-    /// # Errors
-    /// When the daemon cannot be reached or the answer is cut off.
-    pub async fn get(&self, path: &str) -> Result<(StatusCode, Bytes), ProxyError> {
-        self.call(Method::GET, path).await
-    }
-
-    /// `POST path` with no body, for the proxy's own use (for example a kill), collected whole.
-    ///
-    /// # Errors
-    /// When the daemon cannot be reached or the answer is cut off.
-    pub async fn post(&self, path: &str) -> Result<(StatusCode, Bytes), ProxyError> {
-        self.call(Method::POST, path).await
-    }
-
-    async fn call(&self, method: Method, path: &str) -> Result<(StatusCode, Bytes), ProxyError> {
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(http::header::HOST, "docker")
-            .body(body::empty())
-            .map_err(|err| self.failed(format!("bad path {path:?}: {err}")))?;
-        let response = self.send(request).await?;
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|err| self.failed(err.to_string()))?
-            .to_bytes();
-        Ok((status, bytes))
-    }
-
-    /// Asks the daemon for its API version (`GET /version`), for the start-up log line.
-    ///
-    /// # Errors
-    /// When the daemon cannot be reached or does not answer with its version.
-    pub async fn api_version(&self) -> Result<String, ProxyError> {
-        let (status, bytes) = self.get("/version").await?;
-        let version: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|err| self.failed(format!("GET /version answered {status}: {err}")))?;
-        version["ApiVersion"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| {
-                self.failed(format!("GET /version answered {status} without ApiVersion"))
-            })
-    }
-
-    fn failed(&self, reason: String) -> ProxyError {
-        ProxyError::Upstream {
+    /// The error for this daemon with `reason`: also for an answer cut off after its head.
+    pub fn failed(&self, reason: String) -> UpstreamError {
+        UpstreamError {
             addr: self.addr.to_string(),
             reason,
         }

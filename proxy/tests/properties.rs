@@ -19,12 +19,13 @@ use proptest::test_runner::Config;
 use serde_json::{Map, Number, Value};
 use weaveproxy::cidr::{Decision, LeaveAlone, decide};
 use weaveproxy::intercept::create::{
-    ImageCommand, Outcome, Plan, WEAVEWAIT, decide_with_image, docker_command, plan, rewrite,
+    Command, ImageCommand, Outcome, Plan, decide_with_image, docker_command, plan, rewrite,
 };
 use weaveproxy::naming::{
     DEFAULT_MATCH, DEFAULT_REPLACEMENT, Dns, HostnameRule, MAX_FQDN, NamingError, apply_dns,
     search_list,
 };
+use weaveproxy::weavecontainer::WEAVEWAIT;
 
 /// proptest's defaults, without the regressions file it would write beside this one.
 fn config() -> Config {
@@ -459,7 +460,8 @@ proptest! {
         source in "/[a-z/]{1,12}",
     ) {
         let mut value = Value::Object(body.clone());
-        let result = rewrite(&mut value, &image, &source);
+        let result =
+            Command::read(&body).and_then(|command| rewrite(&mut value, &command, &image, &source));
         let after = value.as_object().unwrap();
         let commands_ok = is_string_list(body.get("Entrypoint")) && is_string_list(body.get("Cmd"));
         let host_config_ok = match body.get("HostConfig") {
@@ -517,7 +519,7 @@ proptest! {
         image in image_command(),
     ) {
         let mut value = body.clone();
-        prop_assert!(rewrite(&mut value, &image, "/s").is_err());
+        prop_assert!(rewrite(&mut value, &Command::default(), &image, "/s").is_err());
         prop_assert_eq!(value, body);
     }
 
@@ -530,7 +532,9 @@ proptest! {
         no_default in any::<bool>(),
     ) {
         let planned = plan(&body, no_default);
-        let _ = decide_with_image(&body, &image, no_default);
+        if let Ok(Plan::Rewrite(request)) = &planned {
+            let _ = decide_with_image(request, &image, no_default);
+        }
         let Some(object) = body.as_object() else {
             prop_assert!(matches!(planned, Ok(Plan::Forward(_))));
             return Ok(());

@@ -5,19 +5,13 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
-use http::Request;
-use http_body_util::BodyExt;
-use serde_json::Value;
+use bollard::models::{EventMessage, EventMessageTypeEnum};
+use futures_util::StreamExt;
 use tracing::{debug, info, warn};
 
 use super::{Attacher, Outcome, Trigger};
-use crate::body;
-use crate::intercept::create::WEAVEWAIT;
-use crate::upstream::Upstream;
-
-/// `GET /events` for container starts and removals only: `{"type":["container"],"event":["start","destroy"]}`.
-const EVENTS_PATH: &str = "/events?filters=%7B%22type%22%3A%5B%22container%22%5D%2C%22event%22%3A%5B%22start%22%2C%22destroy%22%5D%7D";
+use crate::docker::{DockerClient, DockerError};
+use crate::weavecontainer::WEAVEWAIT;
 
 /// Reconnecting to the events stream: from 1 s, ×1.5, up to 20 s, as the original.
 const EVENTS_BACKOFF: Backoff = Backoff {
@@ -39,29 +33,23 @@ pub enum Event {
     Destroy(String),
 }
 
-/// Parses one line of the events stream; other events and other shapes are `None`.
-pub fn parse_event(line: &[u8]) -> Option<Event> {
-    let event: Value = serde_json::from_slice(line).ok()?;
+/// Reads one of Docker's events; other types and other actions are `None`.
+pub fn parse_event(event: &EventMessage) -> Option<Event> {
+    // The filter asks for containers only; a missing type is read as one, as before API 1.22.
     if event
-        .get("Type")
-        .and_then(Value::as_str)
-        .unwrap_or("container")
-        != "container"
+        .typ
+        .is_some_and(|typ| typ != EventMessageTypeEnum::CONTAINER)
     {
         return None;
     }
-    // `Action` and `Actor.ID` since API 1.22; `status` and `id` before (and still, alongside).
-    let action = event
-        .get("Action")
-        .or_else(|| event.get("status"))
-        .and_then(Value::as_str)?;
     let id = event
-        .pointer("/Actor/ID")
-        .or_else(|| event.get("id"))
-        .and_then(Value::as_str)
+        .actor
+        .as_ref()?
+        .id
+        .as_deref()
         .filter(|id| !id.is_empty())?
         .to_owned();
-    match action {
+    match event.action.as_deref()? {
         "start" => Some(Event::Start(id)),
         "destroy" => Some(Event::Destroy(id)),
         _ => None,
@@ -83,12 +71,12 @@ impl Backoff {
 
 /// Follows Docker's events for as long as the proxy runs, reconnecting with backoff. Every
 /// (re)connection is followed by a sweep, so starts missed while disconnected are caught.
-pub async fn watch(attacher: Attacher, upstream: Upstream) {
+pub async fn watch(attacher: Attacher, docker: DockerClient) {
     let sweeper = Sweeper::default();
     let mut delay = EVENTS_BACKOFF.first;
     loop {
         let connected = tokio::time::Instant::now();
-        match follow(&attacher, &upstream, &sweeper).await {
+        match follow(&attacher, &docker, &sweeper).await {
             // A stream that ran for a while ended (the daemon restarted): reconnect at once.
             Ok(()) if connected.elapsed() >= EVENTS_BACKOFF.max => {
                 info!("Docker events stream ended; reconnecting");
@@ -110,39 +98,43 @@ pub async fn watch(attacher: Attacher, upstream: Upstream) {
     }
 }
 
-async fn follow(attacher: &Attacher, upstream: &Upstream, sweeper: &Sweeper) -> Result<(), String> {
-    let request = Request::get(EVENTS_PATH)
-        .header(http::header::HOST, "docker")
-        .body(body::empty())
-        .expect("the events request is valid");
-    let response = upstream.send(request).await.map_err(|e| e.to_string())?;
-    if !response.status().is_success() {
-        return Err(format!("GET /events answered {}", response.status()));
-    }
+async fn follow(
+    attacher: &Attacher,
+    docker: &DockerClient,
+    sweeper: &Sweeper,
+) -> Result<(), DockerError> {
+    // A stream that ended may mean a daemon that restarted, perhaps at another version.
+    docker.renegotiate();
+    let (events, answered) = docker.container_events().await?;
+    let mut events = std::pin::pin!(events);
+    // bollard sends the request when the stream is first polled, and the stream yields nothing
+    // until an event: the daemon's answer to the request is signalled on its own.
+    let first = tokio::select! {
+        next = events.next() => Some(next),
+        Ok(()) = answered => None,
+    };
+    let mut early = match first {
+        Some(Some(Err(err))) => return Err(err),
+        other => other,
+    };
     debug!("following Docker events");
     // Subscribed first, swept second: a start between the two is seen twice, never missed.
-    tokio::spawn(sweeper.clone().sweep(attacher.clone(), upstream.clone()));
-    let mut body = response.into_body();
-    let mut pending = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| e.to_string())?;
-        let Ok(data) = frame.into_data() else {
-            continue;
+    tokio::spawn(sweeper.clone().sweep(attacher.clone(), docker.clone()));
+    loop {
+        let next = match early.take() {
+            Some(next) => next,
+            None => events.next().await,
         };
-        pending.extend_from_slice(&data);
-        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-            let line = pending.split_to(end + 1);
-            match parse_event(&line[..end]) {
-                Some(Event::Start(id)) => {
-                    let attacher = attacher.clone();
-                    tokio::spawn(async move { attacher.on_start_event(&id).await });
-                }
-                Some(Event::Destroy(id)) => attacher.forget(&id),
-                None => {}
+        let Some(event) = next else {
+            break;
+        };
+        match parse_event(&event?) {
+            Some(Event::Start(id)) => {
+                let attacher = attacher.clone();
+                tokio::spawn(async move { attacher.on_start_event(&id).await });
             }
-        }
-        if pending.len() > crate::intercept::BODY_LIMIT {
-            pending.advance(pending.len());
+            Some(Event::Destroy(id)) => attacher.forget(&id),
+            None => {}
         }
     }
     Ok(())
@@ -156,8 +148,8 @@ struct Sweeper {
 }
 
 impl Sweeper {
-    async fn sweep(self, attacher: Attacher, upstream: Upstream) {
-        let ids = match running_weave_containers(&upstream).await {
+    async fn sweep(self, attacher: Attacher, docker: DockerClient) {
+        let ids = match running_weave_containers(&docker).await {
             Ok(ids) => ids,
             Err(reason) => {
                 warn!(%reason, "could not list running containers to attach them");
@@ -219,23 +211,17 @@ impl Sweeper {
 }
 
 /// Ids of running containers whose command starts with `/w/w`.
-async fn running_weave_containers(upstream: &Upstream) -> Result<Vec<String>, String> {
-    let (status, body) = upstream
-        .get("/containers/json")
-        .await
-        .map_err(|e| e.to_string())?;
-    if !status.is_success() {
-        return Err(format!("GET /containers/json answered {status}"));
-    }
-    let list: Vec<Value> = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-    Ok(list
-        .iter()
+async fn running_weave_containers(docker: &DockerClient) -> Result<Vec<String>, DockerError> {
+    Ok(docker
+        .running_containers()
+        .await?
+        .into_iter()
         .filter(|c| {
-            c.get("Command")
-                .and_then(Value::as_str)
+            c.command
+                .as_deref()
                 .is_some_and(|cmd| cmd == WEAVEWAIT || cmd.starts_with("/w/w "))
         })
-        .filter_map(|c| c.get("Id")?.as_str().map(str::to_owned))
+        .filter_map(|c| c.id)
         .collect())
 }
 
@@ -245,7 +231,7 @@ mod tests {
 
     #[test]
     fn parses_the_events_the_proxy_acts_on() {
-        let cases: [(&str, Option<Event>); 6] = [
+        let cases: [(&str, Option<Event>); 7] = [
             (
                 r#"{"status":"start","id":"abc","Type":"container","Action":"start","Actor":{"ID":"abc","Attributes":{}}}"#,
                 Some(Event::Start("abc".into())),
@@ -255,8 +241,8 @@ mod tests {
                 Some(Event::Destroy("abc".into())),
             ),
             (
-                r#"{"status":"start","id":"old"}"#,
-                Some(Event::Start("old".into())),
+                r#"{"Action":"start","Actor":{"ID":"untyped"}}"#,
+                Some(Event::Start("untyped".into())),
             ),
             (
                 r#"{"Type":"container","Action":"die","Actor":{"ID":"abc"}}"#,
@@ -266,10 +252,15 @@ mod tests {
                 r#"{"Type":"network","Action":"start","Actor":{"ID":"n"}}"#,
                 None,
             ),
-            ("not json", None),
+            (
+                r#"{"Type":"container","Action":"start","Actor":{"ID":""}}"#,
+                None,
+            ),
+            (r#"{"Type":"container","Action":"start"}"#, None),
         ];
         for (line, want) in cases {
-            assert_eq!(parse_event(line.as_bytes()), want, "{line}");
+            let event: EventMessage = serde_json::from_str(line).unwrap();
+            assert_eq!(parse_event(&event), want, "{line}");
         }
     }
 

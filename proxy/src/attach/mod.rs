@@ -5,7 +5,7 @@
 //! Three paths lead here: a start or restart through the proxy ([`Attacher::on_start_request`],
 //! which the client waits for), a start the proxy only hears about from Docker's events
 //! ([`Attacher::on_start_event`]), and the sweep over running containers when the proxy starts
-//! ([`events`]). The last two attach only this proxy's own containers (see [`plan::OWNER_LABEL`]).
+//! ([`events`]). The last two attach only this proxy's own containers (see [`crate::weavecontainer::OWNER_LABEL`]).
 
 pub mod events;
 pub mod plan;
@@ -16,14 +16,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use api::RouterClient;
+use bollard::models::ContainerInspectResponse;
 use ipnet::Ipv4Net;
-use serde_json::Value;
 use thiserror::Error;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use weavenet::Process;
 
-use crate::upstream::Upstream;
+use crate::docker::{DockerClient, DockerError};
 use api::CidrError;
 use plan::{Plan, Skip};
 use weavenet::sequence::{self, short};
@@ -47,7 +47,10 @@ pub enum AttachError {
     Cidr(#[from] CidrError),
     /// Docker could not be asked about the container.
     #[error("inspecting the container: {0}")]
-    Docker(String),
+    Docker(#[from] DockerError),
+    /// The container's first process ended between the inspect and the pin.
+    #[error("the container's process {0} ended while it was being attached")]
+    ProcessEnded(i32),
     /// The whole attach took longer than `--attach-timeout`.
     #[error(
         "attaching took longer than {0:?} (--attach-timeout); is the weave router overloaded or stuck?"
@@ -72,7 +75,7 @@ pub struct AttachSettings {
     pub rewrite_hosts: bool,
     /// Register the container's name with weaveDNS (not with `--without-dns`).
     pub register_names: bool,
-    /// This proxy's identity, as it labels the containers it creates ([`plan::OWNER_LABEL`]).
+    /// This proxy's identity, as it labels the containers it creates ([`crate::weavecontainer::OWNER_LABEL`]).
     pub owner: String,
 }
 
@@ -116,7 +119,7 @@ pub struct Attacher {
 
 #[derive(Debug)]
 struct Inner {
-    upstream: Upstream,
+    docker: DockerClient,
     router: RouterClient,
     settings: AttachSettings,
     /// One lock per container being attached, so the start request and the events watcher never
@@ -134,11 +137,11 @@ struct Inner {
 }
 
 impl Attacher {
-    /// An attacher asking `router` for addresses and Docker at `upstream` about containers.
-    pub fn new(upstream: Upstream, router: RouterClient, settings: AttachSettings) -> Self {
+    /// An attacher asking `router` for addresses and `docker` about containers.
+    pub fn new(docker: DockerClient, router: RouterClient, settings: AttachSettings) -> Self {
         Self {
             inner: Arc::new(Inner {
-                upstream,
+                docker,
                 router,
                 settings,
                 locks: Mutex::new(HashMap::new()),
@@ -164,8 +167,7 @@ impl Attacher {
     /// the request's own attach. `None` when Docker does not know the container (the daemon
     /// then answers the start with its own error).
     pub async fn begin_start(&self, container: &str) -> Option<Starting> {
-        let doc = self.inspect(container).await.ok()?;
-        let id = doc.get("Id")?.as_str()?.to_owned();
+        let id = self.inspect(container).await.ok()?.id?;
         *lock(&self.inner.starting).entry(id.clone()).or_default() += 1;
         Some(Starting {
             attacher: self.clone(),
@@ -336,15 +338,11 @@ impl Attacher {
     /// after.
     async fn pin(&self, id: &str, pid: i32) -> Result<Process, AttachError> {
         let process = Process::pin(pid)?;
-        let doc = self.inspect(id).await?;
-        let running = doc.pointer("/State/Running").and_then(Value::as_bool) == Some(true);
-        let same = doc.pointer("/State/Pid").and_then(Value::as_i64) == Some(i64::from(pid));
-        if running && same {
+        let state = self.inspect(id).await?.state.unwrap_or_default();
+        if state.running == Some(true) && state.pid == Some(i64::from(pid)) {
             Ok(process)
         } else {
-            Err(AttachError::Docker(format!(
-                "the container's process {pid} ended while it was being attached"
-            )))
+            Err(AttachError::ProcessEnded(pid))
         }
     }
 
@@ -353,7 +351,7 @@ impl Attacher {
         // A container that ran to its end and was removed (`docker run --rm` of a short
         // command) before this look is simply not running: nothing to attach, no failure.
         let doc = match self.inspect(container).await {
-            Err(AttachError::Docker(reason)) if reason.starts_with("404") => {
+            Err(AttachError::Docker(DockerError::NotFound { .. })) => {
                 return Ok(Plan::Skip(Skip::NotRunning));
             }
             other => other?,
@@ -367,36 +365,14 @@ impl Attacher {
         )?)
     }
 
-    async fn inspect(&self, container: &str) -> Result<serde_json::Value, AttachError> {
-        let (status, body) = self
-            .inner
-            .upstream
-            .get(&format!("/containers/{container}/json"))
-            .await
-            .map_err(|err| AttachError::Docker(err.to_string()))?;
-        if !status.is_success() {
-            return Err(AttachError::Docker(format!(
-                "{status}: {}",
-                String::from_utf8_lossy(&body).trim_end()
-            )));
-        }
-        serde_json::from_slice(&body).map_err(|err| AttachError::Docker(err.to_string()))
+    async fn inspect(&self, container: &str) -> Result<ContainerInspectResponse, AttachError> {
+        Ok(self.inner.docker.inspect_container(container).await?)
     }
 
     async fn kill_via_docker(&self, container: &str) {
-        match self
-            .inner
-            .upstream
-            .post(&format!("/containers/{container}/kill"))
-            .await
-        {
-            Ok((status, _)) if status.is_success() || status.as_u16() == 409 => {}
-            Ok((status, body)) => warn!(
-                container,
-                %status,
-                body = %String::from_utf8_lossy(&body).trim_end(),
-                "could not stop a container whose attach failed"
-            ),
+        match self.inner.docker.kill_container(container).await {
+            // 409: it is not running (any more), which is what the kill is for.
+            Ok(()) | Err(DockerError::Daemon { status: 409, .. }) => {}
             Err(err) => warn!(container, %err, "could not stop a container whose attach failed"),
         }
     }

@@ -2,17 +2,14 @@
 //! Pure: the same decision serves the start interceptor, the events watcher and the start-up sweep.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use api::naming;
-use serde_json::{Map, Value};
-use weavenet::sequence::Names;
-
+use api::naming::Names;
 use api::{CidrError, CidrToken};
+use bollard::models::ContainerInspectResponse;
 
-use crate::cidr::{Decision, LeaveAlone, decide};
-use crate::intercept::create::{WEAVEWAIT, WEAVEWAIT_MOUNT};
-use crate::intercept::json;
+use crate::cidr::{Decision, LeaveAlone};
+use crate::weavecontainer::{mounts_weavewait_from, owner_of, weave_decision};
 
 /// What to do with a container that has (re)started.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,79 +29,6 @@ pub enum Plan {
     Skip(Skip),
 }
 
-/// A container's names, read from an inspect document; missing fields are empty.
-pub fn names_from_inspect(container: &Map<String, Value>) -> Names {
-    let section = |name: &'static str| json::object(container, name).ok().flatten();
-    let text = |field: &str| {
-        section("Config")
-            .and_then(|c| c.get(field))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-    };
-    let extra_hosts = section("HostConfig")
-        .and_then(|h| json::string_list(h, "ExtraHosts").ok().flatten())
-        .unwrap_or_default();
-    let hosts_path = container
-        .get("HostsPath")
-        .and_then(Value::as_str)
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from);
-    Names {
-        fqdn: naming::fqdn(text("Hostname"), text("Domainname")),
-        extra_hosts,
-        hosts_path,
-    }
-}
-
-/// The label the proxy puts on every container it creates for weave: its identity, the
-/// addresses it listens on (`unix:///var/run/weave/weave.sock`). Docker's events and the sweep
-/// at start-up show a proxy every container; it attaches from them only those labelled with its
-/// own identity (or not labelled: made before labels, or created on the daemon with `/w/w`).
-/// Two proxies on one daemon cannot listen on the same address, while a relaunched one (same
-/// flags) has the same identity and takes its containers back. A start through a proxy is
-/// attached by it whatever the label says: the client asked.
-pub const OWNER_LABEL: &str = "works.weave.proxy";
-
-/// The identity of a proxy listening on `listen` (as `DOCKER_HOST` URLs), for [`OWNER_LABEL`].
-pub fn owner_identity<T: fmt::Display>(listen: &[T]) -> String {
-    let mut urls: Vec<String> = listen.iter().map(ToString::to_string).collect();
-    urls.sort();
-    urls.join(",")
-}
-
-/// Labels a create body with its proxy's identity.
-///
-/// # Errors
-/// When `Labels` is there but not an object (the caller forwards the body as it came).
-pub fn label_owner(body: &mut Value, owner: &str) -> Result<(), json::WrongType> {
-    let object = body.as_object_mut().ok_or(json::WrongType {
-        field: "body",
-        expected: "an object",
-    })?;
-    let labels = object
-        .entry("Labels")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if labels.is_null() {
-        *labels = Value::Object(Map::new());
-    }
-    let labels = labels.as_object_mut().ok_or(json::WrongType {
-        field: "Labels",
-        expected: "an object",
-    })?;
-    labels.insert(OWNER_LABEL.to_owned(), Value::String(owner.to_owned()));
-    Ok(())
-}
-
-/// The identity of the proxy that created the container, when it says.
-fn owner_of(container: &Map<String, Value>) -> Option<&str> {
-    json::object(container, "Config")
-        .ok()
-        .flatten()?
-        .get("Labels")?
-        .get(OWNER_LABEL)?
-        .as_str()
-}
-
 /// Why a container is not attached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Skip {
@@ -113,7 +37,7 @@ pub enum Skip {
     /// Its `/w` comes from another proxy's weavewait (another weave on the same daemon, such
     /// as a second router and bridge): that proxy attaches it.
     NotOurs,
-    /// Another proxy on the same daemon created it (its [`OWNER_LABEL`]): that one attaches it.
+    /// Another proxy on the same daemon created it (its [`crate::weavecontainer::OWNER_LABEL`]): that one attaches it.
     OtherProxy(String),
     /// It is not running (any more), or Docker is restarting it.
     NotRunning,
@@ -133,48 +57,6 @@ impl fmt::Display for Skip {
     }
 }
 
-/// The weave decision for a container created through the proxy (entrypoint `/w/w`), from its
-/// network mode and environment (which includes the image's); `None` for any other container.
-pub fn weave_decision(
-    container: &Map<String, Value>,
-    no_default_ipalloc: bool,
-) -> Option<Result<Decision, CidrError>> {
-    let config = json::object(container, "Config").ok().flatten()?;
-    let entrypoint = json::string_list(config, "Entrypoint").ok().flatten()?;
-    if entrypoint.first().map(String::as_str) != Some(WEAVEWAIT) {
-        return None;
-    }
-    let network_mode = json::object(container, "HostConfig")
-        .ok()
-        .flatten()
-        .and_then(|hc| json::string(hc, "NetworkMode").ok().flatten())
-        .unwrap_or("");
-    let env = json::string_list(config, "Env")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    Some(decide(
-        network_mode,
-        env.iter().map(String::as_str),
-        no_default_ipalloc,
-    ))
-}
-
-/// Whether the container's `/w` mount comes from under `weavewait_root`, the directory this
-/// proxy installs weavewait into: that is what marks a container as this proxy's.
-pub fn mounts_weavewait_from(container: &Map<String, Value>, weavewait_root: &Path) -> bool {
-    let Some(Value::Array(mounts)) = container.get("Mounts") else {
-        return false;
-    };
-    mounts.iter().any(|mount| {
-        mount.get("Destination").and_then(Value::as_str) == Some(WEAVEWAIT_MOUNT)
-            && mount
-                .get("Source")
-                .and_then(Value::as_str)
-                .is_some_and(|source| Path::new(source).starts_with(weavewait_root))
-    })
-}
-
 /// Decides from `GET /containers/{id}/json`, for the proxy whose weavewait lives under
 /// `weavewait_root`; with `owner`, a container labelled as another proxy's is left to it.
 ///
@@ -182,14 +64,11 @@ pub fn mounts_weavewait_from(container: &Map<String, Value>, weavewait_root: &Pa
 /// A `WEAVE_CIDR` that does not parse (possible for a container created straight on the daemon
 /// with `/w/w` in its entrypoint): attaching it is an error, as the original's was.
 pub fn plan(
-    container: &Value,
+    container: &ContainerInspectResponse,
     no_default_ipalloc: bool,
     weavewait_root: &Path,
     owner: Option<&str>,
 ) -> Result<Plan, CidrError> {
-    let Some(container) = container.as_object() else {
-        return Ok(Plan::Skip(Skip::NotWeave));
-    };
     let tokens = match weave_decision(container, no_default_ipalloc) {
         None => return Ok(Plan::Skip(Skip::NotWeave)),
         Some(Err(err)) => return Err(err),
@@ -204,25 +83,19 @@ pub fn plan(
     {
         return Ok(Plan::Skip(Skip::OtherProxy(theirs.to_owned())));
     }
-    let state = json::object(container, "State").ok().flatten();
-    let flag = |name: &str| {
-        state
-            .and_then(|s| s.get(name))
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-    };
+    let state = container.state.as_ref();
+    let running = state.and_then(|s| s.running) == Some(true)
+        && state.and_then(|s| s.restarting) != Some(true);
     let pid = state
-        .and_then(|s| s.get("Pid"))
-        .and_then(Value::as_i64)
+        .and_then(|s| s.pid)
         .and_then(|pid| i32::try_from(pid).ok())
         .filter(|&pid| pid > 0);
-    let id = container.get("Id").and_then(Value::as_str);
-    match (flag("Running") && !flag("Restarting"), pid, id) {
+    match (running, pid, container.id.as_deref()) {
         (true, Some(pid), Some(id)) => Ok(Plan::Attach {
             id: id.to_owned(),
             pid,
             tokens,
-            names: names_from_inspect(container),
+            names: Names::from_inspect(container),
         }),
         _ => Ok(Plan::Skip(Skip::NotRunning)),
     }
@@ -230,8 +103,25 @@ pub fn plan(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Value, json};
+
     use super::*;
-    use serde_json::json;
+    use crate::weavecontainer::{label_owner, owner_identity};
+
+    /// Docker's inspect document, as JSON (in the shape every API version from 1.41 has), read
+    /// the way the proxy reads it.
+    fn typed(doc: &Value) -> ContainerInspectResponse {
+        serde_json::from_value(doc.clone()).expect("an inspect document")
+    }
+
+    fn plan(
+        doc: &Value,
+        no_default_ipalloc: bool,
+        weavewait_root: &Path,
+        owner: Option<&str>,
+    ) -> Result<Plan, CidrError> {
+        super::plan(&typed(doc), no_default_ipalloc, weavewait_root, owner)
+    }
 
     fn container(entrypoint: Value, env: &[&str], mode: &str, running: bool, pid: i64) -> Value {
         json!({
@@ -394,6 +284,41 @@ mod tests {
         assert_eq!(
             owner_identity(&["unix:///b", "tcp://127.0.0.1:12375"]),
             "tcp://127.0.0.1:12375,unix:///b"
+        );
+    }
+
+    /// A whole inspect document from Docker 20.10 (API 1.41, the oldest the proxy serves), read
+    /// into the typed model at the version the proxy negotiates with it: mounts, labels, the
+    /// PID and the names come out as the plan needs them.
+    #[test]
+    fn reads_a_docker_20_10_inspect_document() {
+        let mut doc: Value =
+            serde_json::from_str(include_str!("testdata/inspect-docker-20.10.json")).unwrap();
+        // As the proxy would have created it: the fixture ran `sleep` itself.
+        doc["Config"]["Entrypoint"] = json!(["/w/w", "sleep"]);
+        let id = doc["Id"].as_str().unwrap().to_owned();
+        let hosts_path = doc["HostsPath"].as_str().unwrap().to_owned();
+        let me = "unix:///var/run/weave/weave.sock";
+        assert_eq!(
+            plan(&doc, false, Path::new("/tmp"), Some(me)).unwrap(),
+            Plan::Attach {
+                id,
+                pid: 14037,
+                tokens: vec![CidrToken::Subnet("10.32.2.0/24".parse().unwrap())],
+                names: Names {
+                    fqdn: "web.weave.local".into(),
+                    extra_hosts: vec!["static.name:10.9.9.9".into()],
+                    hosts_path: Some(hosts_path.into()),
+                },
+            }
+        );
+        assert_eq!(
+            plan(&doc, false, Path::new("/tmp"), Some("unix:///other.sock")).unwrap(),
+            Plan::Skip(Skip::OtherProxy(me.into()))
+        );
+        assert_eq!(
+            plan(&doc, false, Path::new(ROOT), Some(me)).unwrap(),
+            Plan::Skip(Skip::NotOurs)
         );
     }
 }

@@ -4,20 +4,28 @@
 //! The entrypoint becomes `/w/w` followed by exactly what Docker would have run, and the
 //! weavewait binaries are bind-mounted read-only at `/w`. Because the entrypoint is then never
 //! empty, the daemon no longer merges the image's `Entrypoint` and `Cmd` itself, so the proxy
-//! does that merge here, the way the daemon does it. All of it is pure: the image's command is
-//! fetched by the caller and passed in.
+//! does that merge here, the way the daemon does it. All of it is pure but
+//! [`create_container`], the interceptor, which reads the body once, inspects the image and asks
+//! the router for weaveDNS.
 
+use bollard::models::ImageInspect;
+use http::Response;
+use http::request::Parts;
+use hyper::body::Incoming;
 use serde_json::{Map, Value};
+use tracing::{debug, info, warn};
 
-use api::cidr::{CidrError, WEAVE_CIDR};
+use api::cidr::{CidrError, CidrToken, WEAVE_CIDR};
 
+use super::{DnsNaming, Settings, read_body, send, send_json};
+use crate::body::ProxyBody;
 use crate::cidr::{Decision, decide};
-use crate::intercept::json::{self, WrongType};
-
-/// The path of weavewait inside every rewritten container.
-pub const WEAVEWAIT: &str = "/w/w";
-/// Where the weavewait directory is mounted in rewritten containers.
-pub const WEAVEWAIT_MOUNT: &str = "/w";
+use crate::docker::{DockerClient, DockerError};
+use crate::error::ProxyError;
+use crate::json::{self, WrongType};
+use crate::naming::{self, Dns};
+use crate::upstream::Upstream;
+use crate::weavecontainer::{WEAVEWAIT, WEAVEWAIT_MOUNT, label_owner};
 
 /// What to do with a create request, decided from its body alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,11 +33,47 @@ pub enum Plan {
     /// Forward the original bytes: not for weave, or not a document the proxy understands
     /// (the daemon then answers with its own error).
     Forward(String),
-    /// Rewrite it; the image's command is needed first when `image` is set.
-    Rewrite {
-        /// The image to inspect, when the request leaves the entrypoint to the image.
-        image: Option<String>,
-    },
+    /// Rewrite it, with what planning read from the body.
+    Rewrite(CreateRequest),
+}
+
+/// What the proxy reads from a create body: read once, while planning, and carried to the
+/// decision and the rewrite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateRequest {
+    /// `HostConfig.NetworkMode`; empty when not set.
+    pub network_mode: String,
+    /// `Env` (`KEY=value`).
+    pub env: Vec<String>,
+    /// `Entrypoint` and `Cmd`.
+    pub command: Command,
+    /// The image to inspect first, when its command or its `ENV` may count.
+    pub image: Option<String>,
+    /// The decision the request's own `WEAVE_CIDR` made, which no image can change; `None`
+    /// while the image's `ENV` still has a say.
+    pub decided: Option<Vec<CidrToken>>,
+}
+
+/// A create body's `Entrypoint` and `Cmd`, as Docker reads them (absent differs from `[]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Command {
+    /// `Entrypoint`.
+    pub entrypoint: Option<Vec<String>>,
+    /// `Cmd`.
+    pub cmd: Option<Vec<String>>,
+}
+
+impl Command {
+    /// Reads `Entrypoint` and `Cmd` from a create body.
+    ///
+    /// # Errors
+    /// When either has a type Docker would refuse.
+    pub fn read(body: &Map<String, Value>) -> Result<Self, WrongType> {
+        Ok(Self {
+            entrypoint: json::string_list(body, "Entrypoint")?,
+            cmd: json::string_list(body, "Cmd")?,
+        })
+    }
 }
 
 /// What the container takes from its image: `Entrypoint`, `Cmd` and `Env` of the image's config.
@@ -44,23 +88,14 @@ pub struct ImageCommand {
 }
 
 impl ImageCommand {
-    /// Reads `Config.Entrypoint` and `Config.Cmd` from `GET /images/{name}/json`.
-    ///
-    /// # Errors
-    /// When those fields have an unexpected type.
-    pub fn from_inspect(image: &Value) -> Result<Self, WrongType> {
-        let empty = Map::new();
-        let config = image
-            .as_object()
-            .map(|o| json::object(o, "Config"))
-            .transpose()?
-            .flatten()
-            .unwrap_or(&empty);
-        Ok(Self {
-            entrypoint: json::string_list(config, "Entrypoint")?,
-            cmd: json::string_list(config, "Cmd")?,
-            env: json::string_list(config, "Env")?.unwrap_or_default(),
-        })
+    /// Reads `Config.Entrypoint`, `Config.Cmd` and `Config.Env` from `GET /images/{name}/json`.
+    pub fn from_inspect(image: &ImageInspect) -> Self {
+        let config = image.config.as_ref();
+        Self {
+            entrypoint: config.and_then(|c| c.entrypoint.clone()),
+            cmd: config.and_then(|c| c.cmd.clone()),
+            env: config.and_then(|c| c.env.clone()).unwrap_or_default(),
+        }
     }
 }
 
@@ -74,7 +109,8 @@ pub enum Outcome {
     Forward(String),
 }
 
-/// Plans the rewrite of a create request body.
+/// Plans the rewrite of a create request body. The request's own `WEAVE_CIDR`, when it sets
+/// one, is decided here, once.
 ///
 /// # Errors
 /// A `WEAVE_CIDR` the user must fix; nothing is created then.
@@ -86,7 +122,7 @@ pub fn plan(body: &Value, no_default_ipalloc: bool) -> Result<Plan, CidrError> {
     let network_mode = match json::object(object, "HostConfig")
         .and_then(|hc| hc.map(|hc| json::string(hc, "NetworkMode")).transpose())
     {
-        Ok(mode) => mode.flatten().unwrap_or(""),
+        Ok(mode) => mode.flatten().unwrap_or("").to_owned(),
         Err(err) => return shape(err),
     };
     let env = match json::string_list(object, "Env") {
@@ -98,62 +134,63 @@ pub fn plan(body: &Value, no_default_ipalloc: bool) -> Result<Plan, CidrError> {
     let request_sets_cidr = env
         .iter()
         .any(|e| e.split_once('=').is_some_and(|(key, _)| key == WEAVE_CIDR));
-    if request_sets_cidr
-        && let Decision::LeaveAlone(reason) = decide(
-            network_mode,
+    let decided = if request_sets_cidr {
+        match decide(
+            &network_mode,
             env.iter().map(String::as_str),
             no_default_ipalloc,
-        )?
-    {
-        return Ok(Plan::Forward(reason.to_string()));
-    }
-    if !matches!(network_mode, "" | "default" | "bridge" | "none") {
+        )? {
+            Decision::LeaveAlone(reason) => return Ok(Plan::Forward(reason.to_string())),
+            Decision::Attach(tokens) => Some(tokens),
+        }
+    } else {
+        None
+    };
+    if !matches!(network_mode.as_str(), "" | "default" | "bridge" | "none") {
         return Ok(Plan::Forward(format!(
             "the container has --net={network_mode}"
         )));
     }
-    let entrypoint = match json::string_list(object, "Entrypoint") {
-        Ok(entrypoint) => entrypoint,
+    let command = match Command::read(object) {
+        Ok(command) => command,
         Err(err) => return shape(err),
     };
-    if let Err(err) = json::string_list(object, "Cmd") {
-        return shape(err);
-    }
     // Only an absent or empty entrypoint lets the image's command in.
-    let explicit_entrypoint = entrypoint.is_some_and(|e| !e.is_empty());
-    if explicit_entrypoint && request_sets_cidr {
-        return Ok(Plan::Rewrite { image: None });
-    }
-    match json::string(object, "Image") {
-        Ok(Some(image)) if !image.is_empty() => Ok(Plan::Rewrite {
-            image: Some(image.to_owned()),
-        }),
-        Ok(_) => Ok(Plan::Forward("no image named".into())),
-        Err(err) => shape(err),
-    }
+    let explicit_entrypoint = command.entrypoint.as_ref().is_some_and(|e| !e.is_empty());
+    let image = if explicit_entrypoint && decided.is_some() {
+        None
+    } else {
+        match json::string(object, "Image") {
+            Ok(Some(image)) if !image.is_empty() => Some(image.to_owned()),
+            Ok(_) => return Ok(Plan::Forward("no image named".into())),
+            Err(err) => return shape(err),
+        }
+    };
+    Ok(Plan::Rewrite(CreateRequest {
+        network_mode,
+        env,
+        command,
+        image,
+        decided,
+    }))
 }
 
-/// Decides for the container the daemon will create: the image's `ENV` overlaid with the
-/// request's `Env`, as the daemon merges them (the request wins for the same key).
+/// Decides for the container the daemon will create: the request's own decision when it made
+/// one, else the image's `ENV` overlaid with the request's `Env`, as the daemon merges them.
 ///
 /// # Errors
-/// A bad `WEAVE_CIDR`, wherever it came from.
+/// A bad `WEAVE_CIDR` in the image's `ENV`.
 pub fn decide_with_image(
-    body: &Value,
+    request: &CreateRequest,
     image: &ImageCommand,
     no_default_ipalloc: bool,
 ) -> Result<Decision, CidrError> {
-    let object = body.as_object();
-    let network_mode = object
-        .and_then(|o| json::object(o, "HostConfig").ok().flatten())
-        .and_then(|hc| json::string(hc, "NetworkMode").ok().flatten())
-        .unwrap_or("");
-    let request_env = object
-        .and_then(|o| json::string_list(o, "Env").ok().flatten())
-        .unwrap_or_default();
+    if let Some(tokens) = &request.decided {
+        return Ok(Decision::Attach(tokens.clone()));
+    }
     // `decide` takes the last WEAVE_CIDR, so the request's entries go after the image's.
-    let env = image.env.iter().chain(&request_env).map(String::as_str);
-    decide(network_mode, env, no_default_ipalloc)
+    let env = image.env.iter().chain(&request.env).map(String::as_str);
+    decide(&request.network_mode, env, no_default_ipalloc)
 }
 
 /// What Docker would run: the entrypoint and the command, merged as the daemon merges a
@@ -186,18 +223,23 @@ pub fn docker_command(
     }
 }
 
-/// Rewrites a create body planned for rewriting: weavewait mount at `/w` (from `source`, a host
-/// directory holding `w`), and the entrypoint `/w/w` + what Docker would have run.
+/// Rewrites a create body planned for rewriting, whose `command` planning read: weavewait mount
+/// at `/w` (from `source`, a host directory holding `w`), and the entrypoint `/w/w` + what
+/// Docker would have run.
 ///
 /// # Errors
 /// When a field has an unexpected type (the caller forwards the original bytes).
-pub fn rewrite(body: &mut Value, image: &ImageCommand, source: &str) -> Result<Outcome, WrongType> {
+pub fn rewrite(
+    body: &mut Value,
+    command: &Command,
+    image: &ImageCommand,
+    source: &str,
+) -> Result<Outcome, WrongType> {
     let object = body.as_object_mut().ok_or(WrongType {
         field: "body",
         expected: "an object",
     })?;
-    let entrypoint = json::string_list(object, "Entrypoint")?;
-    let cmd = json::string_list(object, "Cmd")?;
+    let Command { entrypoint, cmd } = command;
     let (final_entrypoint, final_cmd) =
         docker_command(entrypoint.as_deref(), cmd.as_deref(), image);
     if final_entrypoint.is_empty() && final_cmd.is_empty() {
@@ -236,6 +278,123 @@ fn bind_weavewait(host_config: &mut Map<String, Value>, source: &str) -> Result<
         mounts.retain(|m| m.get("Target").and_then(Value::as_str) != Some(WEAVEWAIT_MOUNT));
     }
     Ok(())
+}
+
+/// `POST /containers/create`: validate `WEAVE_CIDR`, merge the image's command, wrap it in
+/// `/w/w` and bind weavewait at `/w`.
+///
+/// # Errors
+/// A bad `WEAVE_CIDR` (400, nothing created), an oversized body, the daemon unreachable, or
+/// its error for the image inspect.
+pub async fn create_container(
+    upstream: &Upstream,
+    docker: &DockerClient,
+    settings: &Settings,
+    parts: Parts,
+    body: Incoming,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let bytes = read_body(body).await?;
+    let Ok(mut doc) = serde_json::from_slice::<Value>(&bytes) else {
+        return send(upstream, parts, bytes).await;
+    };
+    let request = match plan(&doc, settings.no_default_ipalloc)? {
+        Plan::Forward(reason) => {
+            info!(%reason, "create: leaving the container alone");
+            return send(upstream, parts, bytes).await;
+        }
+        Plan::Rewrite(request) => request,
+    };
+    let image = match &request.image {
+        None => ImageCommand::default(),
+        Some(name) => match docker.inspect_image(&encode_path(name)).await {
+            Ok(image) => ImageCommand::from_inspect(&image),
+            // A missing image: the daemon's own 404 for the create names it in the words the
+            // docker CLI looks for before it pulls and tries again.
+            Err(DockerError::NotFound { .. }) => return send(upstream, parts, bytes).await,
+            Err(err) => return Err(err.into()),
+        },
+    };
+    if let Decision::LeaveAlone(reason) =
+        decide_with_image(&request, &image, settings.no_default_ipalloc)?
+    {
+        info!(%reason, "create: leaving the container alone");
+        return send(upstream, parts, bytes).await;
+    }
+    if let Some(naming) = &settings.dns {
+        name_container(naming, &parts, &mut doc).await?;
+    }
+    let source = settings.weavewait.display().to_string();
+    if let Err(wrong) = label_owner(&mut doc, &settings.owner) {
+        debug!(%wrong, "create: forwarding unchanged");
+        return send(upstream, parts, bytes).await;
+    }
+    match rewrite(&mut doc, &request.command, &image, &source) {
+        Ok(Outcome::Rewritten) => send_json(upstream, parts, &doc).await,
+        Ok(Outcome::Forward(reason)) => {
+            debug!(%reason, "create: forwarding unchanged");
+            send(upstream, parts, bytes).await
+        }
+        Err(wrong) => {
+            debug!(%wrong, "create: forwarding unchanged");
+            send(upstream, parts, bytes).await
+        }
+    }
+}
+
+/// Hostname from the container's name or label, and weaveDNS as its name server, when the
+/// router runs DNS. Without a reachable router the container is created without them: it can
+/// only start once the router runs, but its DNS settings are fixed now.
+async fn name_container(
+    naming: &DnsNaming,
+    parts: &Parts,
+    doc: &mut Value,
+) -> Result<(), ProxyError> {
+    let name = parts.uri.query().and_then(|query| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(key, _)| key == "name")
+            .map(|(_, value)| value.into_owned())
+    });
+    let derived = naming
+        .hostname
+        .derive(name.as_deref(), doc.get("Labels"))
+        .map_err(|err| ProxyError::Naming(err.to_string()))?;
+    let dns = match naming.router.dns().await {
+        Ok(Some(info)) => Dns {
+            domain: info.domain,
+            server: info.server,
+        },
+        Ok(None) => {
+            debug!("create: the router runs without DNS");
+            return Ok(());
+        }
+        Err(err) => {
+            warn!(%err, "create: weaveDNS not reachable; the container gets no DNS settings");
+            return Ok(());
+        }
+    };
+    let Some(body) = doc.as_object_mut() else {
+        return Ok(());
+    };
+    match naming::apply_dns(body, &derived, &dns) {
+        Ok(Some(warning)) => warn!("create: {warning}"),
+        Ok(None) => {}
+        Err(wrong) => debug!(%wrong, "create: DNS settings left as they are"),
+    }
+    Ok(())
+}
+
+/// Percent-encodes an image reference for use as one path segment run: `/` (repositories),
+/// `:` (tags, registry ports) and `@` (digests) stay, as Docker's own clients send them.
+fn encode_path(reference: &str) -> String {
+    let mut out = String::with_capacity(reference.len());
+    for byte in reference.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~/:@".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -311,9 +470,18 @@ mod tests {
         }
     }
 
+    /// What planning reads from a body it rewrites.
+    fn planned(body: &Value) -> CreateRequest {
+        match plan(body, false).unwrap() {
+            Plan::Rewrite(request) => request,
+            Plan::Forward(reason) => panic!("{body} forwarded: {reason}"),
+        }
+    }
+
     fn rewritten(body: Value, img: &ImageCommand) -> (Outcome, Value) {
         let mut body = body;
-        let outcome = rewrite(&mut body, img, SOURCE).unwrap();
+        let command = Command::read(body.as_object().unwrap()).unwrap();
+        let outcome = rewrite(&mut body, &command, img, SOURCE).unwrap();
         (outcome, body)
     }
 
@@ -475,7 +643,7 @@ mod tests {
             let got = plan(&body, false).unwrap();
             let got = match got {
                 Plan::Forward(_) => None,
-                Plan::Rewrite { image } => Some(image),
+                Plan::Rewrite(request) => Some(request.image),
             };
             assert_eq!(got, want.map(|i| i.map(str::to_owned)), "{body}");
         }
@@ -490,20 +658,24 @@ mod tests {
         let attach = |d: Result<Decision, CidrError>| matches!(d, Ok(Decision::Attach(_)));
         let none = with_env(&["PATH=/bin", "WEAVE_CIDR=none"]);
         assert!(!attach(decide_with_image(
-            &json!({"Image": "i"}),
+            &planned(&json!({"Image": "i"})),
             &none,
             false
         )));
         let overridden = json!({"Image": "i", "Env": ["WEAVE_CIDR=10.2.1.1/24"]});
-        assert!(attach(decide_with_image(&overridden, &none, false)));
+        assert!(attach(decide_with_image(
+            &planned(&overridden),
+            &none,
+            false
+        )));
         let asks = with_env(&["WEAVE_CIDR=10.2.1.1/24"]);
         assert!(attach(decide_with_image(
-            &json!({"Image": "i"}),
+            &planned(&json!({"Image": "i"})),
             &asks,
             true
         )));
         let bad = with_env(&["WEAVE_CIDR=foo"]);
-        let err = decide_with_image(&json!({"Image": "i"}), &bad, false).unwrap_err();
+        let err = decide_with_image(&planned(&json!({"Image": "i"})), &bad, false).unwrap_err();
         assert_eq!(err.token, "foo");
     }
 
@@ -516,11 +688,39 @@ mod tests {
         let no_default = json!({"Image": "b"});
         assert!(matches!(
             plan(&no_default, true),
-            Ok(Plan::Rewrite { image: Some(_) })
+            Ok(Plan::Rewrite(CreateRequest { image: Some(_), .. }))
         ));
         assert!(matches!(
-            decide_with_image(&no_default, &ImageCommand::default(), true),
+            decide_with_image(&planned(&no_default), &ImageCommand::default(), true),
             Ok(Decision::LeaveAlone(_))
         ));
+    }
+
+    /// A whole image inspect document from Docker 20.10 (API 1.41) reads into the typed model.
+    #[test]
+    fn reads_a_docker_20_10_image_document() {
+        let image: ImageInspect =
+            serde_json::from_str(include_str!("testdata/image-docker-20.10.json")).unwrap();
+        let command = ImageCommand::from_inspect(&image);
+        assert_eq!(command.cmd, Some(list(&["sh"])));
+        assert_eq!(command.entrypoint, None);
+        assert!(
+            command.env.iter().any(|e| e.starts_with("PATH=")),
+            "{command:?}"
+        );
+    }
+
+    #[test]
+    fn image_references_keep_their_shape_in_paths() {
+        let cases = [
+            ("busybox", "busybox"),
+            ("busybox:1.36", "busybox:1.36"),
+            ("localhost:5000/team/app:v2", "localhost:5000/team/app:v2"),
+            ("busybox@sha256:0123abcd", "busybox@sha256:0123abcd"),
+            ("we ird?#", "we%20ird%3F%23"),
+        ];
+        for (reference, want) in cases {
+            assert_eq!(encode_path(reference), want);
+        }
     }
 }

@@ -3,21 +3,19 @@
 //! Right after a start, or while a restarted container is being attached again, a program
 //! exec'd into it would otherwise run before `ethwe` exists.
 
+use http::Response;
+use http::request::Parts;
+use hyper::body::Incoming;
 use serde_json::Value;
 
-use crate::attach::plan::weave_decision;
-use crate::cidr::Decision;
-use crate::intercept::create::WEAVEWAIT;
-use crate::intercept::json::{self, WrongType};
+use super::{Settings, read_body, send, send_json};
+use crate::body::ProxyBody;
+use crate::docker::{DockerClient, DockerError};
+use crate::error::ProxyError;
+use crate::upstream::Upstream;
 
-/// Whether a container (its `GET /containers/{id}/json`) was made to wait by the proxy and is
-/// meant for the weave network.
-pub fn is_weave_container(container: &Value, no_default_ipalloc: bool) -> bool {
-    container
-        .as_object()
-        .and_then(|c| weave_decision(c, no_default_ipalloc))
-        .is_some_and(|decision| matches!(decision, Ok(Decision::Attach(_))))
-}
+use crate::json::{self, WrongType};
+use crate::weavecontainer::{WEAVEWAIT, is_weave_container};
 
 /// Puts `/w/w` in front of an exec's `Cmd` (once).
 ///
@@ -37,35 +35,39 @@ pub fn rewrite(body: &mut Value) -> Result<bool, WrongType> {
     Ok(true)
 }
 
+/// `POST /containers/{id}/exec`: prefix the command with `/w/w` in weave containers.
+///
+/// # Errors
+/// An oversized body, or the daemon unreachable.
+pub async fn create_exec(
+    upstream: &Upstream,
+    docker: &DockerClient,
+    settings: &Settings,
+    container: &str,
+    parts: Parts,
+    body: Incoming,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let bytes = read_body(body).await?;
+    let weave = match docker.inspect_container(container).await {
+        Ok(inspect) => is_weave_container(&inspect, settings.no_default_ipalloc),
+        Err(DockerError::Unreachable(err)) => return Err(err.into()),
+        // No such container, or one Docker cannot show: the daemon answers the exec itself.
+        Err(_) => false,
+    };
+    if weave
+        && let Ok(mut doc) = serde_json::from_slice::<Value>(&bytes)
+        && rewrite(&mut doc).unwrap_or(false)
+    {
+        return send_json(upstream, parts, &doc).await;
+    }
+    send(upstream, parts, bytes).await
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
-
-    #[test]
-    fn recognises_weave_containers() {
-        let weave = |mode: &str, env: Value| json!({"Config": {"Entrypoint": ["/w/w", "sh"], "Env": env}, "HostConfig": {"NetworkMode": mode}});
-        let cases = [
-            (weave("default", json!(["PATH=/bin"])), false, true),
-            (weave("none", json!(null)), false, true),
-            (weave("default", json!(["WEAVE_CIDR=none"])), false, false),
-            (weave("host", json!([])), false, false),
-            (weave("default", json!([])), true, false),
-            (weave("default", json!(["WEAVE_CIDR="])), true, true),
-            (weave("default", json!(["WEAVE_CIDR=bad"])), false, false),
-            (json!({"Config": {"Entrypoint": ["sh"]}}), false, false),
-            (json!({"Config": {"Entrypoint": null}}), false, false),
-            (json!("nonsense"), false, false),
-        ];
-        for (container, no_default, want) in cases {
-            assert_eq!(
-                is_weave_container(&container, no_default),
-                want,
-                "{container}"
-            );
-        }
-    }
 
     #[test]
     fn prefixes_the_exec_command_once() {

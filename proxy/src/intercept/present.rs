@@ -5,14 +5,25 @@
 //! without the proxy. The original proxy showed `/w/w true`, which broke docker-py's own
 //! container-listing test. The daemon itself, and `docker ps` straight to it, still show the
 //! truth. Only called for bodies that mention `/w/w`, and for inspects with `--rewrite-inspect`,
-//! which also show the weave interface's address ([`show_weave_network`]).
+//! which also show the weave interface's address ([`show_weave_network`]). The rewrites are pure;
+//! [`present`] reads the daemon's answer and, for `--rewrite-inspect`, the container's `ethwe`.
 
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
 use indexmap::IndexMap;
 use ipnet::Ipv4Net;
 use serde_json::Value;
 use serde_json::value::RawValue;
+use tracing::debug;
 
-use crate::intercept::create::WEAVEWAIT;
+use super::{BODY_LIMIT, full, to_json_bytes};
+use crate::attach::Attacher;
+use crate::body::{self, ProxyBody};
+use crate::error::ProxyError;
+use crate::upstream::Upstream;
+use crate::weavecontainer::WEAVEWAIT;
 
 /// Strips `/w/w ` from each container's `Command` in a container list (the daemon's JSON
 /// bytes). Returns the new bytes, or `None` when nothing changed or the list is not the
@@ -92,6 +103,102 @@ pub fn show_weave_network(container: &mut Value, mac: &str, addr: Ipv4Net) -> bo
     settings.insert("IPPrefixLen".into(), Value::from(addr.prefix_len()));
     settings.insert("MacAddress".into(), Value::from(mac));
     true
+}
+
+/// Which presentation rewrite a forwarded response gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presentation {
+    /// `GET /containers/json`.
+    List,
+    /// `GET /containers/{id}/json`.
+    Inspect,
+}
+
+/// Shows the daemon's answer without the `/w/w` prefix; answers that do not mention it, errors
+/// and oversized bodies pass through as they came.
+///
+/// # Errors
+/// When the daemon's answer is cut off.
+pub async fn present(
+    upstream: &Upstream,
+    kind: Presentation,
+    response: Response<Incoming>,
+    weave_network: Option<&Attacher>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let declared = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if response.status() != StatusCode::OK || declared.is_some_and(|len| len > BODY_LIMIT) {
+        return Ok(response.map(body::stream));
+    }
+    let (mut parts, incoming) = response.into_parts();
+    let bytes = Limited::new(incoming, BODY_LIMIT)
+        .collect()
+        .await
+        .map_err(|err| upstream.failed(format!("reading the answer: {err}")))?
+        .to_bytes();
+    let mentions = bytes
+        .windows(WEAVEWAIT.len())
+        .any(|w| w == WEAVEWAIT.as_bytes());
+    let rewritten = match (kind, weave_network) {
+        (Presentation::Inspect, Some(attacher)) => match serde_json::from_slice::<Value>(&bytes) {
+            Ok(mut doc) => {
+                let hidden = mentions && hide_in_inspect(&mut doc);
+                let shown = show_weave_interface(attacher, &mut doc).await;
+                (hidden || shown).then(|| to_json_bytes(&doc, bytes.ends_with(b"\n")))
+            }
+            Err(_) => None,
+        },
+        _ if !mentions => None,
+        (Presentation::List, _) => hide_in_list(&bytes).map(Bytes::from),
+        (Presentation::Inspect, _) => {
+            serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|mut doc| {
+                    hide_in_inspect(&mut doc).then(|| to_json_bytes(&doc, bytes.ends_with(b"\n")))
+                })
+        }
+    };
+    let out = rewritten.unwrap_or(bytes);
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+    Ok(Response::from_parts(parts, full(out)))
+}
+
+/// `--rewrite-inspect` for a weave container: waits for a start still attaching it, then shows
+/// its `ethwe`. A container without one (not attached, not running) is shown as Docker has it.
+async fn show_weave_interface(attacher: &Attacher, doc: &mut Value) -> bool {
+    let Some(id) = doc.get("Id").and_then(Value::as_str).map(str::to_owned) else {
+        return false;
+    };
+    attacher.wait_for_start(&id).await;
+    let Some(pid) = doc
+        .pointer("/State/Pid")
+        .and_then(Value::as_i64)
+        .and_then(|pid| i32::try_from(pid).ok())
+        .filter(|&pid| pid > 0)
+    else {
+        return false;
+    };
+    // Pinned, so that a PID reused since the inspect shows nothing rather than another's.
+    let interface = match weavenet::Process::pin(pid) {
+        Ok(process) => weavenet::container_interface(&process).await,
+        Err(err) => Err(err),
+    };
+    match interface {
+        Ok(Some(iface)) => match iface.addrs.first() {
+            Some(&addr) => show_weave_network(doc, &iface.mac, addr),
+            None => false,
+        },
+        Ok(None) => false,
+        Err(err) => {
+            debug!(container = %id, %err, "rewrite-inspect: cannot read ethwe");
+            false
+        }
+    }
 }
 
 #[cfg(test)]
