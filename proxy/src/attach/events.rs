@@ -9,20 +9,21 @@ use bollard::models::{EventMessage, EventMessageTypeEnum};
 use futures_util::StreamExt;
 use tracing::{debug, info, warn};
 
+use daemon::Backoff;
+
 use super::{Attacher, Outcome, Trigger};
 use crate::docker::{DockerClient, DockerError};
 use crate::weavecontainer::WEAVEWAIT;
 
 /// Reconnecting to the events stream: from 1 s, ×1.5, up to 20 s, as the original.
-const EVENTS_BACKOFF: Backoff = Backoff {
-    first: Duration::from_secs(1),
-    max: Duration::from_secs(20),
-};
+fn events_backoff() -> Backoff {
+    Backoff::new(Duration::from_secs(1), Duration::from_secs(20))
+}
+
 /// Retrying a container the sweep could not attach (usually: the router is not up yet).
-const SWEEP_BACKOFF: Backoff = Backoff {
-    first: Duration::from_secs(2),
-    max: Duration::from_secs(60),
-};
+fn sweep_backoff() -> Backoff {
+    Backoff::new(Duration::from_secs(2), Duration::from_secs(60))
+}
 
 /// A container event the proxy acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,43 +57,30 @@ pub fn parse_event(event: &EventMessage) -> Option<Event> {
     }
 }
 
-/// A growing delay.
-#[derive(Debug, Clone, Copy)]
-struct Backoff {
-    first: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    fn next(self, current: Duration) -> Duration {
-        current.mul_f64(1.5).min(self.max)
-    }
-}
-
 /// Follows Docker's events for as long as the proxy runs, reconnecting with backoff. Every
 /// (re)connection is followed by a sweep, so starts missed while disconnected are caught.
 pub async fn watch(attacher: Attacher, docker: DockerClient) {
     let sweeper = Sweeper::default();
-    let mut delay = EVENTS_BACKOFF.first;
+    let mut backoff = events_backoff();
     loop {
         let connected = tokio::time::Instant::now();
         match follow(&attacher, &docker, &sweeper).await {
             // A stream that ran for a while ended (the daemon restarted): reconnect at once.
-            Ok(()) if connected.elapsed() >= EVENTS_BACKOFF.max => {
+            Ok(()) if connected.elapsed() >= backoff.max() => {
                 info!("Docker events stream ended; reconnecting");
-                delay = EVENTS_BACKOFF.first;
+                backoff.reset();
             }
             // One that ends as soon as it opens (something that is not quite Docker answers
             // 200 and closes) would otherwise be a busy loop of reconnects and sweeps.
             Ok(()) => {
+                let delay = backoff.next_delay();
                 info!(retry_in = ?delay, "Docker events stream ended at once");
                 tokio::time::sleep(delay).await;
-                delay = EVENTS_BACKOFF.next(delay);
             }
             Err(reason) => {
+                let delay = backoff.next_delay();
                 warn!(%reason, retry_in = ?delay, "Docker events stream unavailable");
                 tokio::time::sleep(delay).await;
-                delay = EVENTS_BACKOFF.next(delay);
             }
         }
     }
@@ -180,7 +168,7 @@ impl Sweeper {
     }
 
     async fn retry(&self, attacher: &Attacher, id: &str) {
-        let mut delay = SWEEP_BACKOFF.first;
+        let mut backoff = sweep_backoff();
         loop {
             let deadline = tokio::time::Instant::now() + attacher.timeout();
             match attacher.attach(id, Trigger::Observed, deadline).await {
@@ -196,6 +184,7 @@ impl Sweeper {
                 // The router is down, or slow: the container keeps what it has (an attach undoes
                 // only what it did itself) and the sweep tries again.
                 Err(failure) => {
+                    let delay = backoff.next_delay();
                     warn!(
                         container = %super::short(id),
                         error = %failure.error,
@@ -203,7 +192,6 @@ impl Sweeper {
                         "could not attach a running container"
                     );
                     tokio::time::sleep(delay).await;
-                    delay = SWEEP_BACKOFF.next(delay);
                 }
             }
         }
@@ -262,17 +250,5 @@ mod tests {
             let event: EventMessage = serde_json::from_str(line).unwrap();
             assert_eq!(parse_event(&event), want, "{line}");
         }
-    }
-
-    #[test]
-    fn backoff_grows_to_its_cap() {
-        let mut delay = EVENTS_BACKOFF.first;
-        let mut seen = vec![delay];
-        for _ in 0..10 {
-            delay = EVENTS_BACKOFF.next(delay);
-            seen.push(delay);
-        }
-        assert_eq!(seen[1], Duration::from_millis(1500));
-        assert_eq!(*seen.last().unwrap(), Duration::from_secs(20));
     }
 }
