@@ -58,78 +58,59 @@ async fn call(app: &Router, method: Method, uri: &str, form: Option<&str>) -> Re
     }
 }
 
-async fn expect(
-    app: &Router,
-    method: Method,
-    uri: &str,
-    form: Option<&str>,
-    status: u16,
-    body: &str,
-) {
-    let reply = call(app, method.clone(), uri, form).await;
-    assert_eq!(
-        (reply.status.as_u16(), reply.body.as_str()),
-        (status, body),
-        "{method} {uri} {form:?}"
-    );
+/// One row of a request table: method, path, form body (`None`: no body at all), then the status
+/// and exact body the client expects back.
+type Step<'a> = (Method, &'a str, Option<&'a str>, u16, &'a str);
+
+// Short names so each table row fits on one line.
+const GET: Method = Method::GET;
+const POST: Method = Method::POST;
+const PUT: Method = Method::PUT;
+const DELETE: Method = Method::DELETE;
+/// The form body `weave` (curl `-d check-alive=true`) and the Go client send for container ids.
+const ALIVE: Option<&str> = Some("check-alive=true");
+
+/// Runs the steps in order against the same router; a failing row names its request.
+async fn expect_all(app: &Router, steps: &[Step<'_>]) {
+    for (i, (method, uri, form, status, body)) in steps.iter().enumerate() {
+        let reply = call(app, method.clone(), uri, *form).await;
+        assert_eq!(
+            (reply.status.as_u16(), reply.body.as_str()),
+            (*status, *body),
+            "step {i}: {method} {uri} {form:?}"
+        );
+    }
 }
 
 #[tokio::test]
 async fn allocate_in_the_default_subnet_is_lowest_first_and_idempotent() {
     let (app, _dir) = app();
-    // curl -X POST -d check-alive=true http://127.0.0.1:6784/ip/<id>
-    expect(
+    expect_all(
         &app,
-        Method::POST,
-        "/ip/c1",
-        Some("check-alive=true"),
-        200,
-        "10.32.0.1/12",
+        &[
+            // curl -X POST -d check-alive=true http://127.0.0.1:6784/ip/<id>
+            (POST, "/ip/c1", ALIVE, 200, "10.32.0.1/12"),
+            (POST, "/ip/c2", ALIVE, 200, "10.32.0.2/12"),
+            (POST, "/ip/c1", ALIVE, 200, "10.32.0.1/12"),
+            // Without a body and with the flag in the query, as older clients send it.
+            (POST, "/ip/c3", None, 200, "10.32.0.3/12"),
+            (POST, "/ip/c4?check-alive=true", None, 200, "10.32.0.4/12"),
+        ],
     )
     .await;
-    expect(
-        &app,
-        Method::POST,
-        "/ip/c2",
-        Some("check-alive=true"),
-        200,
-        "10.32.0.2/12",
-    )
-    .await;
-    expect(
-        &app,
-        Method::POST,
-        "/ip/c1",
-        Some("check-alive=true"),
-        200,
-        "10.32.0.1/12",
-    )
-    .await;
-    // Without a body and with the flag in the query, as older clients send it.
-    expect(&app, Method::POST, "/ip/c3", None, 200, "10.32.0.3/12").await;
-    expect(
-        &app,
-        Method::POST,
-        "/ip/c4?check-alive=true",
-        None,
-        200,
-        "10.32.0.4/12",
-    )
-    .await;
-    let reply = call(&app, Method::POST, "/ip/c5", Some("check-alive=true")).await;
+    let reply = call(&app, POST, "/ip/c5", ALIVE).await;
     assert_eq!(
         reply.content_type.as_deref(),
         Some("text/plain; charset=utf-8")
     );
 
-    expect(&app, Method::DELETE, "/ip/c2", None, 204, "").await;
-    expect(
+    // A freed address is the lowest free one again, so it is handed out next.
+    expect_all(
         &app,
-        Method::POST,
-        "/ip/c6",
-        Some("check-alive=true"),
-        200,
-        "10.32.0.2/12",
+        &[
+            (DELETE, "/ip/c2", None, 204, ""),
+            (POST, "/ip/c6", ALIVE, 200, "10.32.0.2/12"),
+        ],
     )
     .await;
 }
@@ -137,88 +118,27 @@ async fn allocate_in_the_default_subnet_is_lowest_first_and_idempotent() {
 #[tokio::test]
 async fn allocate_in_a_named_subnet() {
     let (app, _dir) = app();
-    expect(
+    let not_zero = "invalid subnet - bits after network prefix are not all zero: 10.40.0.1/24\n";
+    let too_small = "invalid subnet - smaller than minimum size 4: 10.40.0.0/31\n";
+    let out_of_bounds = "range 10.2.0.0/24 out of bounds: 10.32.0.0/12\n";
+    let not_cidr = "invalid CIDR address: banana/24\n";
+    expect_all(
         &app,
-        Method::POST,
-        "/ip/c1/10.40.0.0/24",
-        Some("check-alive=true"),
-        200,
-        "10.40.0.1/24",
-    )
-    .await;
-    expect(
-        &app,
-        Method::POST,
-        "/ip/c1/10.40.0.0/24",
-        Some("check-alive=true"),
-        200,
-        "10.40.0.1/24",
-    )
-    .await;
-    expect(
-        &app,
-        Method::GET,
-        "/ip/c1/10.40.0.0/24",
-        None,
-        200,
-        "10.40.0.1/24",
-    )
-    .await;
-    // The default subnet (the whole range) contains that address, so the id keeps it, reported
-    // with the default subnet's prefix, as the original's range lookup does.
-    expect(
-        &app,
-        Method::POST,
-        "/ip/c1",
-        Some("check-alive=true"),
-        200,
-        "10.40.0.1/12",
-    )
-    .await;
-    expect(&app, Method::GET, "/ip/c1", None, 200, "10.40.0.1/24").await;
-    expect(
-        &app,
-        Method::POST,
-        "/ip/c1/10.40.0.1/24",
-        None,
-        400,
-        "invalid subnet - bits after network prefix are not all zero: 10.40.0.1/24\n",
-    )
-    .await;
-    expect(
-        &app,
-        Method::POST,
-        "/ip/c1/10.40.0.0/31",
-        None,
-        400,
-        "invalid subnet - smaller than minimum size 4: 10.40.0.0/31\n",
-    )
-    .await;
-    expect(
-        &app,
-        Method::POST,
-        "/ip/c1/10.2.0.0/24",
-        None,
-        400,
-        "range 10.2.0.0/24 out of bounds: 10.32.0.0/12\n",
-    )
-    .await;
-    expect(
-        &app,
-        Method::POST,
-        "/ip/c1/banana/24",
-        None,
-        400,
-        "invalid CIDR address: banana/24\n",
-    )
-    .await;
-    expect(
-        &app,
-        Method::GET,
-        "/ip/c1/10.40.0.1/24",
-        None,
-        400,
-        "invalid subnet - bits after network prefix are not all zero: 10.40.0.1/24\n",
+        &[
+            (POST, "/ip/c1/10.40.0.0/24", ALIVE, 200, "10.40.0.1/24"),
+            (POST, "/ip/c1/10.40.0.0/24", ALIVE, 200, "10.40.0.1/24"),
+            (GET, "/ip/c1/10.40.0.0/24", None, 200, "10.40.0.1/24"),
+            // The default subnet (the whole range) contains that address, so the id keeps it,
+            // reported with the default subnet's prefix, as the original's range lookup does.
+            (POST, "/ip/c1", ALIVE, 200, "10.40.0.1/12"),
+            (GET, "/ip/c1", None, 200, "10.40.0.1/24"),
+            // Malformed, too small and out-of-range subnets: 400, the reason as the body.
+            (POST, "/ip/c1/10.40.0.1/24", None, 400, not_zero),
+            (POST, "/ip/c1/10.40.0.0/31", None, 400, too_small),
+            (POST, "/ip/c1/10.2.0.0/24", None, 400, out_of_bounds),
+            (POST, "/ip/c1/banana/24", None, 400, not_cidr),
+            (GET, "/ip/c1/10.40.0.1/24", None, 400, not_zero),
+        ],
     )
     .await;
 }
@@ -227,45 +147,24 @@ async fn allocate_in_a_named_subnet() {
 async fn exhausted_subnet_is_a_400_naming_the_subnet() {
     let (app, _dir) = app();
     for id in ["a", "b"] {
-        let reply = call(
-            &app,
-            Method::POST,
-            &format!("/ip/{id}/10.44.0.0/30"),
-            Some("check-alive=true"),
-        )
-        .await;
+        let reply = call(&app, POST, &format!("/ip/{id}/10.44.0.0/30"), ALIVE).await;
         assert_eq!(reply.status, StatusCode::OK, "{id}: {}", reply.body);
     }
-    let reply = call(
-        &app,
-        Method::POST,
-        "/ip/c/10.44.0.0/30",
-        Some("check-alive=true"),
-    )
-    .await;
+    let reply = call(&app, POST, "/ip/c/10.44.0.0/30", ALIVE).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert_eq!(
         reply.body,
         "no free address in 10.44.0.0/30: all 2 host addresses are allocated\n"
     );
-    // The same id asking again still gets its address even though the subnet is full.
-    expect(
+    expect_all(
         &app,
-        Method::POST,
-        "/ip/a/10.44.0.0/30",
-        None,
-        200,
-        "10.44.0.1/30",
-    )
-    .await;
-    expect(&app, Method::DELETE, "/ip/b/10.44.0.2", None, 204, "").await;
-    expect(
-        &app,
-        Method::POST,
-        "/ip/c/10.44.0.0/30",
-        None,
-        200,
-        "10.44.0.2/30",
+        &[
+            // The same id asking again still gets its address even though the subnet is full.
+            (POST, "/ip/a/10.44.0.0/30", None, 200, "10.44.0.1/30"),
+            // Freeing one makes room for the id that was refused.
+            (DELETE, "/ip/b/10.44.0.2", None, 204, ""),
+            (POST, "/ip/c/10.44.0.0/30", None, 200, "10.44.0.2/30"),
+        ],
     )
     .await;
 }
@@ -273,140 +172,67 @@ async fn exhausted_subnet_is_a_400_naming_the_subnet() {
 #[tokio::test]
 async fn claims_answer_204_and_conflicts_name_the_owner() {
     let (app, _dir) = app();
-    // The Go client sends PUT parameters in a form body too.
-    expect(
+    let owned_by_c1 = "Unable to claim: address 10.32.0.7/12 is already owned by c1\n";
+    let unknown_ok = Some("check-alive=true&noErrorOnUnknown=true");
+    let used_by_c2 = "Unable to claim: address 10.2.1.1/24 already in use by c2\n";
+    let bad_prefix = "invalid CIDR address: 10.2.1.1/33\n";
+    expect_all(
         &app,
-        Method::PUT,
-        "/ip/c1/10.32.0.7/12",
-        Some("check-alive=true"),
-        204,
-        "",
-    )
-    .await;
-    expect(
-        &app,
-        Method::PUT,
-        "/ip/c1/10.32.0.7/12",
-        Some("check-alive=true"),
-        204,
-        "",
-    )
-    .await;
-    expect(
-        &app,
-        Method::PUT,
-        "/ip/c2/10.32.0.7/12",
-        Some("check-alive=true"),
-        400,
-        "Unable to claim: address 10.32.0.7/12 is already owned by c1\n",
-    )
-    .await;
-    // Outside the range: recorded and reported under its own mask.
-    expect(
-        &app,
-        Method::PUT,
-        "/ip/c2/10.2.1.1/24?check-alive=true",
-        None,
-        204,
-        "",
-    )
-    .await;
-    expect(
-        &app,
-        Method::GET,
-        "/ip/c2/10.2.1.0/24",
-        None,
-        200,
-        "10.2.1.1/24",
-    )
-    .await;
-    expect(
-        &app,
-        Method::PUT,
-        "/ip/c3/10.2.1.1/24",
-        Some("check-alive=true&noErrorOnUnknown=true"),
-        400,
-        "Unable to claim: address 10.2.1.1/24 already in use by c2\n",
-    )
-    .await;
-    expect(
-        &app,
-        Method::PUT,
-        "/ip/c3/10.2.1.1/33",
-        None,
-        400,
-        "invalid CIDR address: 10.2.1.1/33\n",
+        &[
+            // The Go client sends PUT parameters in a form body too.
+            (PUT, "/ip/c1/10.32.0.7/12", ALIVE, 204, ""),
+            (PUT, "/ip/c1/10.32.0.7/12", ALIVE, 204, ""),
+            (PUT, "/ip/c2/10.32.0.7/12", ALIVE, 400, owned_by_c1),
+            // Outside the range: recorded and reported under its own mask.
+            (PUT, "/ip/c2/10.2.1.1/24?check-alive=true", None, 204, ""),
+            (GET, "/ip/c2/10.2.1.0/24", None, 200, "10.2.1.1/24"),
+            (PUT, "/ip/c3/10.2.1.1/24", unknown_ok, 400, used_by_c2),
+            (PUT, "/ip/c3/10.2.1.1/33", None, 400, bad_prefix),
+        ],
     )
     .await;
     // Allocation skips the claimed address.
     for n in 1..=6 {
-        let reply = call(&app, Method::POST, &format!("/ip/x{n}"), None).await;
+        let reply = call(&app, POST, &format!("/ip/x{n}"), None).await;
         assert_eq!(reply.body, format!("10.32.0.{n}/12"));
     }
-    expect(&app, Method::POST, "/ip/x7", None, 200, "10.32.0.8/12").await;
-    // `_`: stored under the address itself, so `DELETE /ip/<ip>` frees it.
-    expect(&app, Method::PUT, "/ip/_/10.32.0.20/12", None, 204, "").await;
-    expect(
+    let in_use = "Unable to claim: address 10.32.0.20/12 already in use\n";
+    expect_all(
         &app,
-        Method::GET,
-        "/ip/10.32.0.20",
-        None,
-        200,
-        "10.32.0.20/12",
+        &[
+            (POST, "/ip/x7", None, 200, "10.32.0.8/12"),
+            // `_`: stored under the address itself, so `DELETE /ip/<ip>` frees it.
+            (PUT, "/ip/_/10.32.0.20/12", None, 204, ""),
+            (GET, "/ip/10.32.0.20", None, 200, "10.32.0.20/12"),
+            (PUT, "/ip/c4/10.32.0.20/12", None, 400, in_use),
+            (DELETE, "/ip/10.32.0.20", None, 204, ""),
+            (PUT, "/ip/c4/10.32.0.20/12", None, 204, ""),
+        ],
     )
     .await;
-    expect(
-        &app,
-        Method::PUT,
-        "/ip/c4/10.32.0.20/12",
-        None,
-        400,
-        "Unable to claim: address 10.32.0.20/12 already in use\n",
-    )
-    .await;
-    expect(&app, Method::DELETE, "/ip/10.32.0.20", None, 204, "").await;
-    expect(&app, Method::PUT, "/ip/c4/10.32.0.20/12", None, 204, "").await;
 }
 
 #[tokio::test]
 async fn lookups_list_and_deletes() {
     let (app, _dir) = app();
-    expect(&app, Method::GET, "/ip", None, 200, "{\"owned\":null}\n").await;
-    // Unknown id: 200 with an empty body, never 404.
-    expect(&app, Method::GET, "/ip/nobody", None, 200, "").await;
-
-    expect(
+    expect_all(
         &app,
-        Method::POST,
-        "/ip/c1",
-        Some("check-alive=true"),
-        200,
-        "10.32.0.1/12",
-    )
-    .await;
-    expect(&app, Method::PUT, "/ip/c1/10.32.0.9/12", None, 204, "").await;
-    expect(&app, Method::PUT, "/ip/c1/10.2.1.1/24", None, 204, "").await;
-    expect(
-        &app,
-        Method::POST,
-        "/ip/weave:expose",
-        None,
-        200,
-        "10.32.0.2/12",
-    )
-    .await;
-    // Only addresses inside the default subnet, space-separated, in the order given.
-    expect(
-        &app,
-        Method::GET,
-        "/ip/c1",
-        None,
-        200,
-        "10.32.0.1/12 10.32.0.9/12",
+        &[
+            (GET, "/ip", None, 200, "{\"owned\":null}\n"),
+            // Unknown id: 200 with an empty body, never 404.
+            (GET, "/ip/nobody", None, 200, ""),
+            (POST, "/ip/c1", ALIVE, 200, "10.32.0.1/12"),
+            (PUT, "/ip/c1/10.32.0.9/12", None, 204, ""),
+            (PUT, "/ip/c1/10.2.1.1/24", None, 204, ""),
+            (POST, "/ip/weave:expose", None, 200, "10.32.0.2/12"),
+            // Only addresses inside the default subnet, space-separated, in the order given.
+            (GET, "/ip/c1", None, 200, "10.32.0.1/12 10.32.0.9/12"),
+        ],
     )
     .await;
 
-    let reply = call(&app, Method::GET, "/ip", None).await;
+    // The listing is JSON and, unlike the single lookup, includes addresses outside the range.
+    let reply = call(&app, GET, "/ip", None).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.content_type.as_deref(), Some("application/json"));
     let json: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
@@ -418,52 +244,35 @@ async fn lookups_list_and_deletes() {
         ]})
     );
 
-    expect(&app, Method::DELETE, "/ip/c1/10.32.0.9", None, 204, "").await;
-    expect(
+    let not_found = "Unable to free: Free: address 10.32.0.9 not found for c1\n";
+    let not_an_ip = "invalid IP address: nonsense\n";
+    // Freeing what is not there is a 400, for one address and for the whole id alike.
+    expect_all(
         &app,
-        Method::DELETE,
-        "/ip/c1/10.32.0.9",
-        None,
-        400,
-        "Unable to free: Free: address 10.32.0.9 not found for c1\n",
+        &[
+            (DELETE, "/ip/c1/10.32.0.9", None, 204, ""),
+            (DELETE, "/ip/c1/10.32.0.9", None, 400, not_found),
+            (DELETE, "/ip/c1/nonsense", None, 400, not_an_ip),
+            (DELETE, "/ip/c1", None, 204, ""),
+            (DELETE, "/ip/c1", None, 400, "Delete: no addresses for c1\n"),
+            (GET, "/ip/c1", None, 200, ""),
+        ],
     )
     .await;
-    expect(
-        &app,
-        Method::DELETE,
-        "/ip/c1/nonsense",
-        None,
-        400,
-        "invalid IP address: nonsense\n",
-    )
-    .await;
-    expect(&app, Method::DELETE, "/ip/c1", None, 204, "").await;
-    expect(
-        &app,
-        Method::DELETE,
-        "/ip/c1",
-        None,
-        400,
-        "Delete: no addresses for c1\n",
-    )
-    .await;
-    expect(&app, Method::GET, "/ip/c1", None, 200, "").await;
 }
 
 #[tokio::test]
 async fn default_subnet_status_and_routing_errors() {
     let (app, _dir) = app_with("10.32.0.0/12", "10.32.4.0/24", Arc::new(AssumeAlive));
-    expect(
+    expect_all(
         &app,
-        Method::GET,
-        "/ipinfo/defaultsubnet",
-        None,
-        200,
-        "10.32.4.0/24",
+        &[
+            (GET, "/ipinfo/defaultsubnet", None, 200, "10.32.4.0/24"),
+            (POST, "/ip/c1", None, 200, "10.32.4.1/24"),
+        ],
     )
     .await;
-    expect(&app, Method::POST, "/ip/c1", None, 200, "10.32.4.1/24").await;
-    let status = call(&app, Method::GET, "/status", None).await;
+    let status = call(&app, GET, "/status", None).await;
     assert_eq!(status.status, StatusCode::OK);
     assert!(
         status
@@ -481,15 +290,15 @@ async fn default_subnet_status_and_routing_errors() {
     );
 
     assert_eq!(
-        call(&app, Method::POST, "/ip", None).await.status,
+        call(&app, POST, "/ip", None).await.status,
         StatusCode::METHOD_NOT_ALLOWED
     );
     assert_eq!(
-        call(&app, Method::PUT, "/ip/c1", None).await.status,
+        call(&app, PUT, "/ip/c1", None).await.status,
         StatusCode::METHOD_NOT_ALLOWED
     );
     assert_eq!(
-        call(&app, Method::GET, "/nothing/here", None).await.status,
+        call(&app, GET, "/nothing/here", None).await.status,
         StatusCode::NOT_FOUND
     );
 }
@@ -501,30 +310,20 @@ async fn status_is_503_until_ipam_is_initialised() {
     let state = ApiState::new(range, range, Arc::new(AssumeAlive));
     let app = http_api::router(state.clone());
 
-    let status = call(&app, Method::GET, "/status", None).await;
+    let status = call(&app, GET, "/status", None).await;
     assert_eq!(status.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
         status.body.contains("Status: initialising"),
         "{}",
         status.body
     );
-    // Configuration is known already; allocation is not.
-    expect(
+    expect_all(
         &app,
-        Method::GET,
-        "/ipinfo/defaultsubnet",
-        None,
-        200,
-        "10.32.0.0/12",
-    )
-    .await;
-    expect(
-        &app,
-        Method::POST,
-        "/ip/c1",
-        None,
-        503,
-        "IPAM is not initialised yet\n",
+        &[
+            // Configuration is known already; allocation is not.
+            (GET, "/ipinfo/defaultsubnet", None, 200, "10.32.0.0/12"),
+            (POST, "/ip/c1", None, 503, "IPAM is not initialised yet\n"),
+        ],
     )
     .await;
 
@@ -533,10 +332,10 @@ async fn status_is_503_until_ipam_is_initialised() {
         Store::new(dir.path()),
     );
     assert_eq!(
-        call(&app, Method::GET, "/status", None).await.status,
+        call(&app, GET, "/status", None).await.status,
         StatusCode::OK
     );
-    expect(&app, Method::POST, "/ip/c1", None, 200, "10.32.0.1/12").await;
+    expect_all(&app, &[(POST, "/ip/c1", None, 200, "10.32.0.1/12")]).await;
 }
 
 /// Containers in `dead` are not running; every other id is.
@@ -553,54 +352,21 @@ impl Liveness for DeadSet {
 async fn check_alive_for_a_stopped_container_is_200_cancelled() {
     let liveness = Arc::new(DeadSet(["dead"].into()));
     let (app, _dir) = app_with("10.32.0.0/12", "10.32.0.0/12", liveness);
-    expect(
+    let alive_1 = Some("check-alive=1");
+    expect_all(
         &app,
-        Method::POST,
-        "/ip/dead",
-        Some("check-alive=true"),
-        200,
-        "cancelled",
-    )
-    .await;
-    expect(
-        &app,
-        Method::POST,
-        "/ip/dead/10.40.0.0/24",
-        Some("check-alive=true"),
-        200,
-        "cancelled",
-    )
-    .await;
-    expect(
-        &app,
-        Method::PUT,
-        "/ip/dead/10.32.0.9/12",
-        Some("check-alive=true"),
-        200,
-        "cancelled",
-    )
-    .await;
-    // Nothing was recorded for the cancelled requests.
-    expect(&app, Method::GET, "/ip", None, 200, "{\"owned\":null}\n").await;
-    // Without check-alive nobody asks whether it runs (weave:expose, weave:extern, `_`).
-    expect(&app, Method::POST, "/ip/dead", None, 200, "10.32.0.1/12").await;
-    expect(
-        &app,
-        Method::POST,
-        "/ip/alive",
-        Some("check-alive=true"),
-        200,
-        "10.32.0.2/12",
-    )
-    .await;
-    // Only the literal `true` turns the check on, as Go's FormValue comparison does.
-    expect(
-        &app,
-        Method::POST,
-        "/ip/dead/10.40.0.0/24",
-        Some("check-alive=1"),
-        200,
-        "10.40.0.1/24",
+        &[
+            (POST, "/ip/dead", ALIVE, 200, "cancelled"),
+            (POST, "/ip/dead/10.40.0.0/24", ALIVE, 200, "cancelled"),
+            (PUT, "/ip/dead/10.32.0.9/12", ALIVE, 200, "cancelled"),
+            // Nothing was recorded for the cancelled requests.
+            (GET, "/ip", None, 200, "{\"owned\":null}\n"),
+            // Without check-alive nobody asks whether it runs (weave:expose, weave:extern, `_`).
+            (POST, "/ip/dead", None, 200, "10.32.0.1/12"),
+            (POST, "/ip/alive", ALIVE, 200, "10.32.0.2/12"),
+            // Only the literal `true` turns the check on, as Go's FormValue comparison does.
+            (POST, "/ip/dead/10.40.0.0/24", alive_1, 200, "10.40.0.1/24"),
+        ],
     )
     .await;
 }
@@ -616,57 +382,29 @@ async fn allocations_survive_a_restart() {
     };
 
     let first = start();
-    expect(
+    expect_all(
         &first,
-        Method::POST,
-        "/ip/c1",
-        Some("check-alive=true"),
-        200,
-        "10.32.0.1/12",
+        &[
+            (POST, "/ip/c1", ALIVE, 200, "10.32.0.1/12"),
+            (POST, "/ip/c2", ALIVE, 200, "10.32.0.2/12"),
+            (PUT, "/ip/c3/10.2.1.1/24", None, 204, ""),
+            (DELETE, "/ip/c1", None, 204, ""),
+        ],
     )
     .await;
-    expect(
-        &first,
-        Method::POST,
-        "/ip/c2",
-        Some("check-alive=true"),
-        200,
-        "10.32.0.2/12",
-    )
-    .await;
-    expect(&first, Method::PUT, "/ip/c3/10.2.1.1/24", None, 204, "").await;
-    expect(&first, Method::DELETE, "/ip/c1", None, 204, "").await;
-    let before = call(&first, Method::GET, "/ip", None).await.body;
+    let before = call(&first, GET, "/ip", None).await.body;
     drop(first);
 
     let second = start();
-    assert_eq!(call(&second, Method::GET, "/ip", None).await.body, before);
-    // The same container gets its old address back, and the freed one is reused first.
-    expect(
+    assert_eq!(call(&second, GET, "/ip", None).await.body, before);
+    expect_all(
         &second,
-        Method::POST,
-        "/ip/c2",
-        Some("check-alive=true"),
-        200,
-        "10.32.0.2/12",
-    )
-    .await;
-    expect(
-        &second,
-        Method::POST,
-        "/ip/c4",
-        Some("check-alive=true"),
-        200,
-        "10.32.0.1/12",
-    )
-    .await;
-    expect(
-        &second,
-        Method::GET,
-        "/ip/c3/10.2.1.0/24",
-        None,
-        200,
-        "10.2.1.1/24",
+        &[
+            // The same container gets its old address back, and the freed one is reused first.
+            (POST, "/ip/c2", ALIVE, 200, "10.32.0.2/12"),
+            (POST, "/ip/c4", ALIVE, 200, "10.32.0.1/12"),
+            (GET, "/ip/c3/10.2.1.0/24", None, 200, "10.2.1.1/24"),
+        ],
     )
     .await;
 }
