@@ -1,12 +1,16 @@
 //! A container's process pinned by a pidfd, so that a PID read from `docker inspect` reaches that
 //! process or nothing: never another one that was given the same number after it exited.
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::fs::readlinkat;
 use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
 
 use crate::NetError;
@@ -67,6 +71,20 @@ impl Process {
         Ok(pidfd_send_signal(&*self.pidfd, Signal::KILL)?)
     }
 
+    /// The program the process runs (`/proc/<pid>/exe`), named as the process's own mount
+    /// namespace names it: a container's `/w/w`, not where that file is on the host.
+    ///
+    /// # Errors
+    /// When the process has exited.
+    pub fn exe(&self) -> Result<PathBuf, NetError> {
+        let dir = self.open_proc("")?;
+        let target = readlinkat(&dir, "exe", Vec::new()).map_err(|source| NetError::Namespace {
+            pid: self.pid,
+            source: source.into(),
+        })?;
+        Ok(PathBuf::from(OsStr::from_bytes(target.as_bytes())))
+    }
+
     /// A second descriptor of the pidfd, for a worker thread to own (`setns` with a pidfd enters
     /// the namespaces of the process it names).
     pub(crate) fn pidfd_owned(&self) -> io::Result<OwnedFd> {
@@ -105,6 +123,10 @@ mod tests {
         let pinned = Process::pin(pid).unwrap();
         assert!(pinned.is_alive());
         assert!(pinned.open_proc("ns/net").is_ok());
+        assert_eq!(
+            pinned.exe().unwrap().file_name().and_then(OsStr::to_str),
+            Some("sleep")
+        );
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(
@@ -112,6 +134,7 @@ mod tests {
             "an exited (and reaped) child is not alive"
         );
         assert!(pinned.open_proc("ns/net").is_err());
+        assert!(pinned.exe().is_err());
     }
 
     #[test]

@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 use weavenet::Process;
 
 use crate::docker::{DockerClient, DockerError};
+use crate::weavecontainer::WEAVEWAIT;
 use api::CidrError;
 use plan::{Plan, Skip};
 use weavenet::sequence::{self, short};
@@ -31,6 +32,41 @@ use weavenet::sequence::{self, short};
 /// What a start request waits beyond `--attach-timeout` for the undo of an attach that ran out
 /// of time (the undo has a bound of its own).
 const UNDO_GRACE: Duration = Duration::from_secs(6);
+
+/// How long a start request waits, once the container is attached, for weavewait to `exec` the
+/// container's program (it does so as soon as it sees `ethwe` up: microseconds to milliseconds),
+/// and for the daemon to have seen a program that already ended.
+const EXEC_WAIT: Duration = Duration::from_secs(1);
+
+/// Where the container's first process stands once it is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handover {
+    /// It runs the container's program.
+    Running,
+    /// It has ended: the program ran (or weavewait gave up).
+    Ended,
+    /// It still runs weavewait.
+    Waiting,
+}
+
+/// Waits until `process` no longer runs `waiting` (weavewait, as the container names it), at
+/// most `limit`.
+async fn handover(process: &Process, waiting: &std::path::Path, limit: Duration) -> Handover {
+    let deadline = Instant::now() + limit;
+    let mut pause = Duration::from_micros(100);
+    loop {
+        match process.exe() {
+            Ok(exe) if exe == waiting => {}
+            Ok(_) => return Handover::Running,
+            Err(_) => return Handover::Ended,
+        }
+        if Instant::now() >= deadline {
+            return Handover::Waiting;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(5));
+    }
+}
 
 /// Why a container could not be attached.
 #[derive(Debug, Error)]
@@ -266,12 +302,12 @@ impl Attacher {
         let id = id.clone();
         let guard = self.container_lock(&id);
         let plan = match guard.try_lock() {
-            Ok(held) => self.attach_locked(first, held, deadline).await,
+            Ok(held) => self.attach_locked(first, held, trigger, deadline).await,
             Err(_) => {
                 // Someone else was attaching it: what we read before may be stale by now.
                 let held = guard.lock().await;
                 match self.inspect_plan(&id, trigger).await {
-                    Ok(plan) => self.attach_locked(plan, held, deadline).await,
+                    Ok(plan) => self.attach_locked(plan, held, trigger, deadline).await,
                     Err(error) => Err(Failure::from(error)),
                 }
             }
@@ -285,6 +321,7 @@ impl Attacher {
         &self,
         plan: Plan,
         _held: tokio::sync::MutexGuard<'_, ()>,
+        trigger: Trigger,
         deadline: Instant,
     ) -> Result<Outcome, Failure> {
         let Plan::Attach {
@@ -321,6 +358,9 @@ impl Attacher {
                     micros = started.elapsed().as_micros() as u64,
                     "attached"
                 );
+                if trigger == Trigger::Request {
+                    self.settle(&id, &process).await;
+                }
                 Ok(Outcome::Attached(done.addrs))
             }
             Err(error) => {
@@ -363,6 +403,32 @@ impl Attacher {
             &settings.weavewait_root,
             owner,
         )?)
+    }
+
+    /// Makes the answer to a start request mean what the daemon's does: the container's program
+    /// runs, not weavewait about to hand over to it. A program that has already ended is waited
+    /// for until the daemon has seen it end, which it marks only once it has copied the
+    /// program's output: a client that starts a short container and reads its logs at once
+    /// finds them.
+    async fn settle(&self, id: &str, process: &Process) {
+        let deadline = Instant::now() + EXEC_WAIT;
+        match handover(process, std::path::Path::new(WEAVEWAIT), EXEC_WAIT).await {
+            Handover::Running => {}
+            Handover::Waiting => {
+                debug!(container = %short(id), "weavewait has not handed over yet; answering");
+            }
+            Handover::Ended => {
+                let mut pause = Duration::from_millis(1);
+                while Instant::now() < deadline {
+                    match self.inspect(id).await {
+                        Ok(c) if c.state.as_ref().and_then(|s| s.running) == Some(true) => {}
+                        _ => return,
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                }
+            }
+        }
     }
 
     async fn inspect(&self, container: &str) -> Result<ContainerInspectResponse, AttachError> {
@@ -443,4 +509,49 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::{Child, Command, Stdio};
+
+    use super::*;
+
+    /// `sh -c SCRIPT`, pinned, and the program it runs until it `exec`s. (A script of more than
+    /// one command, so that the shell does not `exec` its last one on its own.)
+    fn shell(script: &str) -> (Child, Process, PathBuf) {
+        let child = Command::new("sh")
+            .args(["-c", script])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let process = Process::pin(i32::try_from(child.id()).unwrap()).unwrap();
+        let shell = process.exe().unwrap();
+        (child, process, shell)
+    }
+
+    fn end(mut child: Child) {
+        let _ = child.wait();
+    }
+
+    #[tokio::test]
+    async fn the_handover_is_the_exec_of_the_program_or_the_end() {
+        let (child, process, waiting) = shell("sleep 0.3; exec sleep 0.2");
+        let started = std::time::Instant::now();
+        let limit = Duration::from_secs(10);
+        assert_eq!(handover(&process, &waiting, limit).await, Handover::Running);
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert_ne!(process.exe().unwrap(), waiting);
+        end(child);
+
+        let (child, process, waiting) = shell("sleep 0.2; true");
+        assert_eq!(handover(&process, &waiting, limit).await, Handover::Ended);
+        end(child);
+
+        let (child, process, waiting) = shell("sleep 0.5; true");
+        let short = Duration::from_millis(50);
+        assert_eq!(handover(&process, &waiting, short).await, Handover::Waiting);
+        end(child);
+    }
 }
