@@ -143,7 +143,12 @@ impl Cluster {
             .expect("log file");
         let client_url = format!("http://127.0.0.1:{}", m.client_port);
         let peer_url = format!("http://127.0.0.1:{}", m.peer_port);
-        let child = Command::new(&self.bin)
+        // Drop kills the members, but a test killed outright (nextest's time limit) drops
+        // nothing: setpriv has the kernel kill etcd when the thread that started it ends (the
+        // test's own thread under #[tokio::test]), so no member outlives its test.
+        let child = Command::new("setpriv")
+            .args(["--pdeathsig", "KILL", "--"])
+            .arg(&self.bin)
             .arg("--name")
             .arg(&m.name)
             .arg("--data-dir")
@@ -165,7 +170,7 @@ impl Cluster {
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|err| panic!("start {}: {err}", self.bin.display()));
+            .unwrap_or_else(|err| panic!("start setpriv -- {}: {err}", self.bin.display()));
         self.members[i].child = Some(child);
     }
 
