@@ -191,3 +191,43 @@ async fn status_and_members_of_three() {
     leaders.dedup();
     assert_eq!(leaders.len(), 1, "one leader for all: {leaders:?}");
 }
+
+/// The watch's member loses its quorum: etcd ends the stream (the watch asks it to require a
+/// leader), no other member can take the watch, and `next` says so in bounded time rather than
+/// waiting on a member that will never deliver. Called again once quorum is back, it resumes
+/// from where it was.
+#[tokio::test]
+async fn a_watch_without_quorum_anywhere_fails_then_resumes() {
+    let mut cluster = Cluster::start(3).await;
+    let c = cluster.client();
+    let mut watch = c.watch(Keys::prefix("/w/"), 0).await.unwrap();
+    let on = cluster.index_of(watch.endpoint().unwrap());
+    let r1 = c.put("/w/a", "1", None).await.unwrap();
+    assert_eq!(
+        next(&mut watch, Duration::from_secs(5)).await[0]
+            .kv
+            .mod_revision,
+        r1
+    );
+
+    let others: Vec<usize> = (0..3).filter(|&i| i != on).collect();
+    for &i in &others {
+        cluster.kill(i);
+    }
+    let started = Instant::now();
+    let result = tokio::time::timeout(Duration::from_secs(30), watch.next())
+        .await
+        .expect("next() returned within 30 s");
+    assert!(
+        matches!(result, Err(Error::Unavailable { .. })),
+        "{result:?}"
+    );
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+
+    cluster.restart(others[0]).await;
+    let r2 = c.put("/w/b", "2", None).await.unwrap();
+    let got = next(&mut watch, Duration::from_secs(15)).await;
+    assert_eq!(got[0].kv.mod_revision, r2);
+    assert_eq!(watch.next_revision(), r2 + 1);
+}
