@@ -107,6 +107,31 @@ impl Stream {
     }
 }
 
+/// What a message on an open stream means for the watch.
+#[derive(Debug, PartialEq, Eq)]
+enum Read {
+    /// Changes to deliver.
+    Events(Vec<Event>),
+    /// No change (a progress notification, a stray `created`).
+    Nothing,
+    /// etcd cancelled the watch because its revision is gone: only a re-list helps.
+    Compacted(i64),
+    /// etcd cancelled the watch for another reason: another member may take it.
+    Cancelled(String),
+}
+
+fn read(r: wire::WatchResponse) -> Read {
+    if r.canceled && r.compact_revision > 0 {
+        Read::Compacted(r.compact_revision)
+    } else if r.canceled {
+        Read::Cancelled(format!("cancelled: {}", r.cancel_reason))
+    } else if r.events.is_empty() {
+        Read::Nothing
+    } else {
+        Read::Events(r.events.into_iter().map(Event::from).collect())
+    }
+}
+
 impl Client {
     /// Watches `keys` from `start_revision` on (a list's revision + 1 misses nothing after the
     /// list; 0 is "from now"). The stream is open when this returns.
@@ -163,21 +188,22 @@ impl Watch {
             };
             let idle = self.client.timeouts().watch_idle;
             let broken = match stream.message(Instant::now() + idle).await {
-                Ok(Some(r)) if r.canceled && r.compact_revision > 0 => {
-                    self.stream = None;
-                    return Err(Error::Compacted {
-                        requested: self.next_revision,
-                        compacted: Some(r.compact_revision),
-                    });
-                }
-                Ok(Some(r)) if r.canceled => format!("cancelled: {}", r.cancel_reason),
-                Ok(Some(r)) if r.events.is_empty() => continue,
-                Ok(Some(r)) => {
-                    let events: Vec<Event> = r.events.into_iter().map(Event::from).collect();
-                    let last = events.last().map_or(0, |e| e.kv.mod_revision);
-                    self.next_revision = self.next_revision.max(last + 1);
-                    return Ok(events);
-                }
+                Ok(Some(r)) => match read(r) {
+                    Read::Events(events) => {
+                        let last = events.last().map_or(0, |e| e.kv.mod_revision);
+                        self.next_revision = self.next_revision.max(last + 1);
+                        return Ok(events);
+                    }
+                    Read::Nothing => continue,
+                    Read::Compacted(compacted) => {
+                        self.stream = None;
+                        return Err(Error::Compacted {
+                            requested: self.next_revision,
+                            compacted: Some(compacted),
+                        });
+                    }
+                    Read::Cancelled(reason) => reason,
+                },
                 // Quiet: nothing changed, or the member is gone without closing the connection
                 // (stopped, or cut off). Only asking it tells which.
                 Ok(None) => match self.client.member_status(&stream.endpoint).await {
@@ -292,6 +318,67 @@ impl Watch {
             Ok(Some(r)) => Err(OpenError::Failed(format!("expected `created`, got {r:?}"))),
             Ok(None) => Err(OpenError::Failed("no `created` in time".to_owned())),
             Err(reason) => Err(OpenError::Failed(reason)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(json: &str) -> wire::WatchResponse {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn what_a_message_means() {
+        let put = KeyValue {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            create_revision: 3,
+            mod_revision: 3,
+            version: 1,
+            lease: None,
+        };
+        let deleted = KeyValue {
+            key: b"k".to_vec(),
+            value: Vec::new(),
+            create_revision: 0,
+            mod_revision: 4,
+            version: 0,
+            lease: None,
+        };
+        let cases = [
+            (
+                r#"{"events":[{"kv":{"key":"aw==","value":"dg==","create_revision":"3","mod_revision":"3","version":"1"}},
+                   {"type":"DELETE","kv":{"key":"aw==","mod_revision":"4"}}]}"#,
+                Read::Events(vec![
+                    Event {
+                        kind: EventKind::Put,
+                        kv: put,
+                    },
+                    Event {
+                        kind: EventKind::Delete,
+                        kv: deleted,
+                    },
+                ]),
+            ),
+            (r#"{"header":{"revision":"9"}}"#, Read::Nothing),
+            (
+                r#"{"created":true,"header":{"revision":"9"}}"#,
+                Read::Nothing,
+            ),
+            (
+                r#"{"canceled":true,"compact_revision":"7"}"#,
+                Read::Compacted(7),
+            ),
+            (
+                r#"{"canceled":true,"cancel_reason":"etcdserver: no leader"}"#,
+                Read::Cancelled("cancelled: etcdserver: no leader".to_owned()),
+            ),
+        ];
+        for (json, want) in cases {
+            assert_eq!(read(response(json)), want, "{json}");
         }
     }
 }
