@@ -5,6 +5,8 @@
 use std::time::Duration;
 
 use serde::Serialize;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use crate::kv::lease_error;
 use crate::{Client, Error, wire};
@@ -106,5 +108,69 @@ impl Client {
             .await
             .map_err(|err| lease_error(err, Some(lease)))?;
         Ok(())
+    }
+}
+
+/// A task that keeps a lease alive until it is dropped or the lease is lost.
+#[derive(Debug)]
+pub struct KeepAlive {
+    lease: LeaseId,
+    task: JoinHandle<()>,
+    lost: Option<oneshot::Receiver<Error>>,
+}
+
+impl KeepAlive {
+    /// The lease kept.
+    pub fn lease(&self) -> LeaseId {
+        self.lease
+    }
+
+    /// Resolves when the lease is gone ([`Error::LeaseNotFound`]): the keys bound to it are
+    /// gone with it, and the caller registers anew. Resolves once; later calls wait for ever.
+    pub async fn lost(&mut self) -> Error {
+        match self.lost.take() {
+            Some(rx) => rx
+                .await
+                .unwrap_or(Error::LeaseNotFound { id: self.lease.0 }),
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl Drop for KeepAlive {
+    /// Stops renewing: the lease then expires after its TTL (revoke it to end it at once).
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Client {
+    /// Renews `lease` every `every` (a third of its TTL is etcd's own habit) in a task, until
+    /// the [`KeepAlive`] is dropped or etcd says the lease is gone. While no member answers,
+    /// it keeps trying: etcd extends leases when a new leader takes over, so an outage shorter
+    /// than the election does not by itself end a lease, and only etcd can say it has.
+    pub fn keep_alive_every(&self, lease: LeaseId, every: Duration) -> KeepAlive {
+        let (tx, rx) = oneshot::channel();
+        let client = self.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match client.keep_alive(lease).await {
+                    Ok(_) => {}
+                    Err(err @ Error::LeaseNotFound { .. }) => {
+                        let _ = tx.send(err);
+                        return;
+                    }
+                    Err(err) => {
+                        tracing::warn!(%lease, error = %err, "etcd lease keepalive failed; retrying")
+                    }
+                }
+            }
+        });
+        KeepAlive {
+            lease,
+            task,
+            lost: Some(rx),
+        }
     }
 }

@@ -7,7 +7,7 @@
 //!   on a refused connection, a timeout or a member without quorum;
 //! - KV reads with their revision, puts bound to leases, deletes, and transactions, among them
 //!   create-if-absent ([`kv`]);
-//! - leases: grant, keepalive, revoke ([`lease`]);
+//! - leases: grant, keepalive (once, or in a task: [`KeepAlive`]), revoke ([`lease`]);
 //! - [`Watch`]: events from a revision on, resumed on another member from the last revision + 1
 //!   when its stream breaks, and [`Error::Compacted`] when that revision is gone ([`watch`]);
 //! - member list and status for `weave status` ([`cluster`]).
@@ -29,5 +29,5 @@ pub use error::Error;
 pub use kv::{
     CmpOp, Compare, Created, Deleted, KeyValue, Keys, Op, OpResult, Range, Txn, TxnResult,
 };
-pub use lease::{Lease, LeaseId};
+pub use lease::{KeepAlive, Lease, LeaseId};
 pub use watch::{Event, EventKind, Watch};

@@ -335,3 +335,41 @@ async fn status_and_members_of_one_member() {
     assert_eq!(members[0].client_urls, [cluster.endpoint(0)]);
     assert!(members[0].name.ends_with("-m0"));
 }
+
+#[tokio::test]
+async fn a_keepalive_task_holds_a_lease_until_dropped_and_reports_its_loss() {
+    let cluster = Cluster::start(1).await;
+    let c = cluster.client();
+    let lease = c.grant(Duration::from_secs(2)).await.unwrap();
+    c.put("/w/alive/c", "since", Some(lease.id)).await.unwrap();
+    let mut keeper = c.keep_alive_every(lease.id, Duration::from_millis(500));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        c.get(&Keys::key("/w/alive/c")).await.unwrap().kvs.len(),
+        1,
+        "kept for 4 s"
+    );
+
+    // Revoked behind its back (as `weave rmpeer --force` might): the task says so.
+    c.revoke(lease.id).await.unwrap();
+    let lost = tokio::time::timeout(Duration::from_secs(3), keeper.lost())
+        .await
+        .unwrap();
+    assert!(
+        matches!(lost, Error::LeaseNotFound { id } if id == lease.id.0),
+        "{lost}"
+    );
+
+    // Dropped: the lease is left to expire.
+    let lease = c.grant(Duration::from_secs(2)).await.unwrap();
+    c.put("/w/alive/d", "since", Some(lease.id)).await.unwrap();
+    drop(c.keep_alive_every(lease.id, Duration::from_millis(500)));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        c.get(&Keys::key("/w/alive/d"))
+            .await
+            .unwrap()
+            .kvs
+            .is_empty()
+    );
+}
