@@ -13,6 +13,30 @@
 //! - member list and status for `weave status` ([`cluster`]).
 //!
 //! Every request is bounded by [`Timeouts`]; nothing here waits for ever.
+//!
+//! The router's pattern for state it mirrors (weaveDNS records, the peer list: MULTIHOST.md
+//! §4.3): list, then watch from the list's revision + 1; on [`Error::Compacted`], list again.
+//!
+//! ```no_run
+//! # async fn mirror() -> Result<(), etcd::Error> {
+//! use etcd::{Client, Error, Keys};
+//!
+//! let store = Client::new(["10.0.0.1:2379", "10.0.0.2:2379", "10.0.0.3:2379"])?;
+//! let dns = Keys::prefix("/weave/v1/dns/");
+//! loop {
+//!     let listed = store.get(&dns).await?;
+//!     // ... replace the local records with listed.kvs ...
+//!     let mut watch = store.watch(dns.clone(), listed.revision + 1).await?;
+//!     loop {
+//!         match watch.next().await {
+//!             Ok(events) => { /* ... apply them ... */ }
+//!             Err(Error::Compacted { .. }) => break, // list again
+//!             Err(err) => return Err(err), // or wait and call next() again
+//!         }
+//!     }
+//! }
+//! # }
+//! ```
 
 pub mod client;
 pub mod cluster;
