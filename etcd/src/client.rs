@@ -50,6 +50,13 @@ type Http = hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>;
 
 /// An etcd v3 client over the JSON gateway. Cheap to clone: clones share the pool and the
 /// endpoint in use.
+///
+/// A request that a member refuses to connect, does not answer in time, or cannot serve
+/// (no leader, `request timed out`) is sent to the next member. A write that timed out may
+/// still have been applied by the member that did not answer, so a retried write can land
+/// twice: harmless for puts and deletes (same end state, one more revision), told apart by
+/// [`Client::create`] (the owner it reports is the caller itself), and to be kept in mind for a
+/// general [`Txn`](crate::Txn) whose compares its own first application would change.
 #[derive(Debug, Clone)]
 pub struct Client {
     inner: Arc<Inner>,

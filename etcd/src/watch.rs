@@ -167,8 +167,11 @@ impl Watch {
 
     /// The next events: one or more, in revision order, those of one transaction together.
     /// Waits for as long as nothing changes; a broken stream is resumed on another member
-    /// without the caller seeing it. Cancel-safe only between calls: dropping the future
-    /// mid-way may lose a batch, so drop the watch with it.
+    /// without the caller seeing it.
+    ///
+    /// Cancel-safe, so it can be one branch of a `tokio::select!`: a batch is either returned
+    /// or still in the watch, and a stream half-opened when the future is dropped is opened
+    /// again from the same revision by the next call.
     ///
     /// # Errors
     /// [`Error::Compacted`]: list again, then watch from the list's revision + 1.

@@ -373,3 +373,37 @@ async fn a_keepalive_task_holds_a_lease_until_dropped_and_reports_its_loss() {
             .is_empty()
     );
 }
+
+/// `next` dropped again and again while it waits (as a `select!` branch that loses would be)
+/// loses and repeats nothing.
+#[tokio::test]
+async fn a_watch_loses_nothing_when_next_is_cancelled() {
+    let cluster = Cluster::start(1).await;
+    let c = cluster.client();
+    let mut watch = c.watch(Keys::prefix("/w/n/"), 0).await.unwrap();
+    let writer = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            let mut revisions = Vec::new();
+            for i in 0..40 {
+                revisions.push(c.put(format!("/w/n/{i}"), "v", None).await.unwrap());
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            revisions
+        })
+    };
+    let mut seen = Vec::new();
+    let started = std::time::Instant::now();
+    while seen.len() < 40 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "only {} events",
+            seen.len()
+        );
+        // Shorter than the gap between writes, so that most calls are cancelled mid-wait.
+        if let Ok(batch) = tokio::time::timeout(Duration::from_millis(2), watch.next()).await {
+            seen.extend(batch.unwrap().into_iter().map(|e| e.kv.mod_revision));
+        }
+    }
+    assert_eq!(seen, writer.await.unwrap());
+}
