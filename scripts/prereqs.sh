@@ -46,6 +46,9 @@ fi
 # The second engine (Docker 26) and Compose v2 the suite also runs against.
 scripts/docker26.sh install >&2
 
+# etcd 3.5 (from trixie) for the etcd crate's tests: real members on loopback.
+scripts/etcd.sh install >/dev/null
+
 # The test runner: nextest gives each test a time limit and runs the tests that share the host's
 # weave (one bridge, one socket, port 6784) one at a time; `cargo test` would do neither.
 if ! cargo nextest --version >/dev/null 2>&1; then

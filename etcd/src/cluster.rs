@@ -1,0 +1,108 @@
+//! The cluster as `weave status` will show it (MULTIHOST.md §4.6): its members, and each
+//! member's view (leader, raft term and index, revision).
+
+use serde::Serialize;
+
+use crate::{Client, Error, wire};
+
+/// A member of the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: u64,
+    /// Empty for a member added but not started yet.
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+    pub is_learner: bool,
+}
+
+/// One member's status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// The endpoint that answered.
+    pub endpoint: String,
+    /// The etcd version, `3.5.16`.
+    pub version: String,
+    pub cluster_id: u64,
+    /// The member that answered.
+    pub member_id: u64,
+    /// The leader it follows; 0 when it has none (no quorum).
+    pub leader: u64,
+    pub raft_term: u64,
+    pub raft_index: u64,
+    pub raft_applied_index: u64,
+    /// The store's revision as this member has it.
+    pub revision: i64,
+    pub db_size: i64,
+    pub is_learner: bool,
+    /// Alarms and other complaints (`NOSPACE`...).
+    pub errors: Vec<String>,
+}
+
+impl Status {
+    /// The member answered and follows a leader: it can serve writes.
+    pub fn has_leader(&self) -> bool {
+        self.leader != 0
+    }
+
+    fn from_wire(endpoint: &str, s: wire::StatusResponse) -> Self {
+        Self {
+            endpoint: endpoint.to_owned(),
+            version: s.version,
+            cluster_id: s.header.cluster_id,
+            member_id: s.header.member_id,
+            leader: s.leader,
+            raft_term: s.raft_term,
+            raft_index: s.raft_index,
+            raft_applied_index: s.raft_applied_index,
+            revision: s.header.revision,
+            db_size: s.db_size,
+            is_learner: s.is_learner,
+            errors: s.errors,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Empty {}
+
+impl Client {
+    /// The cluster's members.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    pub async fn members(&self) -> Result<Vec<Member>, Error> {
+        let r: wire::MemberListResponse = self.call("/v3/cluster/member/list", &Empty {}).await?;
+        Ok(r.members
+            .into_iter()
+            .map(|m| Member {
+                id: m.id,
+                name: m.name,
+                peer_urls: m.peer_urls,
+                client_urls: m.client_urls,
+                is_learner: m.is_learner,
+            })
+            .collect())
+    }
+
+    /// The status of the member that answers (the current endpoint, else the next...).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    pub async fn status(&self) -> Result<Status, Error> {
+        let r: wire::StatusResponse = self.call("/v3/maintenance/status", &Empty {}).await?;
+        Ok(Status::from_wire(self.current_endpoint(), r))
+    }
+
+    /// The status of the member at `endpoint` (`http://host:port`, as [`Client::endpoints`] has them),
+    /// without failing over: for a per-member view.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when it does not answer.
+    pub async fn member_status(&self, endpoint: &str) -> Result<Status, Error> {
+        let r: wire::StatusResponse = self
+            .call_one(endpoint, "/v3/maintenance/status", &Empty {})
+            .await?;
+        Ok(Status::from_wire(endpoint, r))
+    }
+}
