@@ -53,7 +53,7 @@ pub enum DockerError {
     /// The daemon could not be reached, or dropped the connection.
     #[error(transparent)]
     Unreachable(#[from] UpstreamError),
-    /// The daemon did not answer within [`ANSWER_TIMEOUT`].
+    /// The daemon did not answer within the time a call is given (two minutes).
     #[error("Docker did not answer within {0:?}")]
     Timeout(Duration),
     /// An answer the proxy could not read (not the documented JSON, cut off, a bad version).
