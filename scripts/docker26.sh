@@ -62,6 +62,8 @@ CLI="$ROOT/usr/bin/docker"
 STAMP="$ROOT/.docker26-complete"
 
 log() { printf 'docker26: %s\n' "$*" >&2; }
+# fetch_debs: packages from another suite, unpacked beside the machine's.
+. "$(dirname "${BASH_SOURCE[0]}")/debian-fetch.sh"
 die() { log "error: $*"; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "must run as root (bridges, mounts, daemons)"
@@ -118,40 +120,9 @@ do_install() {
   if [ -f "$STAMP" ] && [ -x "$ROOT/usr/sbin/dockerd" ] && [ -x "$COMPOSE" ]; then
     log "already installed in $ROOT"
   else
-    local t0 apt a
+    local t0
     t0=$(date +%s)
-    apt="$DIR/apt"
-    rm -rf "$apt" "$DIR/debs" "$ROOT"
-    mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$DIR/debs"
-    # Signed-By the installed debian-archive-keyring (bookworm's already holds
-    # the trixie keys), so no insecure-repository override is needed.
-    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $MIRROR $SUITE main" \
-      >"$apt/sources.list"
-    # Everything private: source list, parts dir, lists, cache; status=/dev/null
-    # so the machine's installed packages do not influence the download, and
-    # the sandbox user is root because _apt cannot write into $DIR.
-    a=(-o "Dir::Etc::SourceList=$apt/sources.list"
-       -o "Dir::Etc::SourceParts=/dev/null"
-       -o "Dir::State::Lists=$apt/lists"
-       -o "Dir::Cache=$apt/cache"
-       -o "Dir::State::status=/dev/null"
-       -o "APT::Sandbox::User=root"
-       -o "Acquire::Languages=none"
-       -o "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false"
-       -o "Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false"
-       -o "Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false"
-       -o "Acquire::IndexTargets::deb::CNF::DefaultEnabled=false")
-    log "apt-get update ($SUITE, private lists in $apt)"
-    apt-get "${a[@]}" -q update >&2
-    log "downloading ${PACKAGES[*]}"
-    (cd "$DIR/debs" && apt-get "${a[@]}" -q download "${PACKAGES[@]}" >&2)
-    mkdir -p "$ROOT"
-    for deb in "$DIR/debs"/*.deb; do
-      log "extracting $(basename "$deb")"
-      dpkg-deb -x "$deb" "$ROOT"
-    done
-    # The lists are ~10 MB and only needed for the download.
-    rm -rf "$apt"
+    fetch_debs "$DIR" "$SUITE" "$MIRROR" "${PACKAGES[@]}"
     # Never let a runc from the tree shadow the machine's own runc.
     find "$ROOT" -name runc -type f -delete
     "$ROOT/usr/sbin/dockerd" --version >&2

@@ -26,6 +26,8 @@ ETCD="$ROOT/usr/bin/etcd"
 STAMP="$ROOT/.etcd-complete"
 
 log() { printf 'etcd.sh: %s\n' "$*" >&2; }
+# fetch_debs: packages from another suite, unpacked beside the machine's.
+. "$(dirname "${BASH_SOURCE[0]}")/debian-fetch.sh"
 die() { log "error: $*"; exit 1; }
 
 # Parallel test binaries or a CI step may all ask for the install at once.
@@ -54,37 +56,10 @@ do_install() {
   command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null || die "needs apt-get and dpkg-deb"
   [ -s /usr/share/keyrings/debian-archive-keyring.gpg ] ||
     DEBIAN_FRONTEND=noninteractive apt-get install -y debian-archive-keyring >&2
-  local t0 apt a deb
+  local t0
   t0=$(date +%s)
-  apt="$DIR/apt"
-  rm -rf "$apt" "$DIR/debs" "$ROOT"
-  mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$DIR/debs"
-  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $MIRROR $SUITE main" \
-    >"$apt/sources.list"
-  # Private everything, as in docker26.sh; status=/dev/null so the machine's installed packages
-  # do not influence the download.
-  a=(-o "Dir::Etc::SourceList=$apt/sources.list"
-     -o "Dir::Etc::SourceParts=/dev/null"
-     -o "Dir::State::Lists=$apt/lists"
-     -o "Dir::Cache=$apt/cache"
-     -o "Dir::State::status=/dev/null"
-     -o "APT::Sandbox::User=root"
-     -o "Acquire::Languages=none"
-     -o "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false"
-     -o "Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false"
-     -o "Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false"
-     -o "Acquire::IndexTargets::deb::CNF::DefaultEnabled=false")
-  log "apt-get update ($SUITE, private lists in $apt)"
-  apt-get "${a[@]}" -q update >&2
   # etcd-client (etcdctl) only as a debugging aid beside the server.
-  log "downloading etcd-server etcd-client"
-  (cd "$DIR/debs" && apt-get "${a[@]}" -q download etcd-server etcd-client >&2)
-  mkdir -p "$ROOT"
-  for deb in "$DIR/debs"/*.deb; do
-    log "extracting $(basename "$deb")"
-    dpkg-deb -x "$deb" "$ROOT"
-  done
-  rm -rf "$apt"
+  fetch_debs "$DIR" "$SUITE" "$MIRROR" etcd-server etcd-client
   check_version || die "the downloaded etcd does not run here"
   "$ETCD" --version >&2
   touch "$STAMP"
