@@ -6,7 +6,7 @@
 //! failed. The client is one current-thread tokio runtime speaking HTTP/1.1 with hyper over unix
 //! sockets, so what is timed is the socket round trip and not a CLI's start-up.
 //!
-//! Usage: `bench [ping] [list] [streams] [load]` (no argument runs every part) against the daemon
+//! Usage: `bench [ping] [list] [streams] [load] [create]` (no argument runs every part) against the daemon
 //! `WEAVE_TEST_DOCKER` names, with the `weaveproxy` beside this binary or `WEAVEPROXY_BIN`.
 //!
 //! The release profile aborts on panic, so nothing in here panics on a daemon's answer: errors
@@ -51,6 +51,10 @@ const REQUESTS_PER_CLIENT: usize = 3;
 /// Timed rounds of the load test per side.
 const LOAD_ROUNDS: usize = 4;
 
+/// `POST /containers/create` per side, in rounds of [`CREATE_ROUND`].
+const CREATES: usize = 200;
+const CREATE_ROUND: usize = 25;
+
 /// The label that `scripts/bench.sh` removes containers by if this process dies before cleaning up.
 const RUN_LABEL_ENV: &str = "WEAVE_BENCH_RUN";
 /// Where to write the proxy's pid, so `scripts/bench.sh` can stop it if this process dies.
@@ -88,12 +92,13 @@ async fn run() -> anyhow::Result<String> {
     let version = daemon_version(&daemon).await?;
     eprintln!("bench: daemon {version} at {}", target_daemon());
 
-    let mut proxy = ProxyProcess::spawn(&target_daemon())?;
+    let router = FakeRouter::start().await?;
+    let mut proxy = ProxyProcess::spawn(&target_daemon(), &router.addr)?;
     let via_proxy = Side::new("proxy", proxy.socket.clone());
     let sides = [daemon, via_proxy];
     let fixtures = Fixtures::new(&sides, &scope, &image);
     // The scope's drop removes the containers on every path out of here but an abort.
-    let result = measure(&sides, &mut proxy, &fixtures, &scope).await;
+    let result = measure(&sides, &mut proxy, &fixtures, &scope, &router).await;
     if let Some(status) = proxy.exited() {
         eprintln!(
             "bench: weaveproxy exited early ({status}); its log:\n{}",
@@ -115,6 +120,7 @@ async fn measure(
     proxy: &mut ProxyProcess,
     fixtures: &Fixtures<'_>,
     scope: &Scope,
+    router: &FakeRouter,
 ) -> anyhow::Result<String> {
     // `bench streams load` runs only those parts; no arguments runs everything.
     let chosen: Vec<String> = std::env::args().skip(1).collect();
@@ -131,6 +137,11 @@ async fn measure(
         "/containers/json?all=1&filters={}",
         percent_encode(&json!({ "label": [scope.label()] }).to_string())
     );
+    if wants("create") {
+        eprintln!("bench: /containers/create latency");
+        out.push_str(&create_latency(fixtures, proxy.pid(), router).await?);
+    }
+
     if wants("list") || wants("load") {
         eprintln!("bench: creating {LISTED_CONTAINERS} containers");
         fixtures.create_idle(LISTED_CONTAINERS).await?;
@@ -650,6 +661,114 @@ async fn load_round(side: &Side, path: &str, requests: usize) -> anyhow::Result<
     Ok((started.elapsed().as_secs_f64(), failed))
 }
 
+// ------------------------------------------------------------------------------- 7. create ---
+
+/// `POST /containers/create` of the test image on a new connection each (as the docker CLI
+/// dials), direct and through the proxy in alternating rounds; every container is removed at
+/// once, untimed, so the daemon holds the same number throughout. Through the proxy each create
+/// is rewritten for weave: the image's config read, the router asked for weaveDNS.
+async fn create_latency(
+    fixtures: &Fixtures<'_>,
+    proxy_pid: u32,
+    router: &FakeRouter,
+) -> anyhow::Result<String> {
+    let mut samples = [Vec::with_capacity(CREATES), Vec::with_capacity(CREATES)];
+    // Warm-up, untimed: the proxy's pools, the daemon's image and layer caches.
+    for i in [0, 1] {
+        create_round(fixtures, i, 5, &mut Vec::new()).await?;
+    }
+    let asked_before = router.asked.load(Ordering::Relaxed);
+    let mut proxy_cpu = 0.0;
+    for round in 0..CREATES / CREATE_ROUND {
+        for i in abba(round) {
+            let cpu_before = cpu_seconds(proxy_pid);
+            create_round(fixtures, i, CREATE_ROUND, &mut samples[i]).await?;
+            if i == 1 {
+                proxy_cpu += cpu_seconds(proxy_pid) - cpu_before;
+            }
+        }
+    }
+    let asked = router.asked.load(Ordering::Relaxed) - asked_before;
+    let [direct, proxied] = samples.map(Samples::new);
+    let added50 = proxied.quantile(0.50) - direct.quantile(0.50);
+    let added90 = proxied.quantile(0.90) - direct.quantile(0.90);
+    Ok(format!(
+        "\n### 7. `POST /containers/create` ({CREATES} per side, a new connection each, \
+         through the proxy with a router answering weaveDNS settings)\n\n\
+         | statistic | direct | via proxy | added | target | result |\n\
+         |---|---:|---:|---:|---|---|\n\
+         | p50 | {} | {} | {} | ≤ +2 ms | {} |\n\
+         | p90 | {} | {} | {} | | |\n\
+         | proxy CPU per create | | {} | | | |\n\
+         | router requests per create | | {:.2} | | | |\n",
+        millis(direct.quantile(0.5)),
+        millis(proxied.quantile(0.5)),
+        signed_micros(added50),
+        verdict(added50 <= 2e-3),
+        millis(direct.quantile(0.9)),
+        millis(proxied.quantile(0.9)),
+        signed_micros(added90),
+        micros(proxy_cpu / CREATES as f64),
+        asked as f64 / CREATES as f64,
+    ))
+}
+
+async fn create_round(
+    fixtures: &Fixtures<'_>,
+    side: usize,
+    n: usize,
+    times: &mut Vec<f64>,
+) -> anyhow::Result<()> {
+    let via = &fixtures.sides[side];
+    for i in 0..n {
+        let name = format!("create-{}-{i}", via.name);
+        let started = Instant::now();
+        let id = fixtures.create(via, &name, &["true"]).await?;
+        times.push(started.elapsed().as_secs_f64());
+        fixtures.remove(&id).await?;
+    }
+    Ok(())
+}
+
+/// A router's weaveDNS settings on a loopback port (`GET /domain`, `GET /dns-address`), all the
+/// proxy asks of a router at a create: a real `weaver` would need a bridge of its own.
+struct FakeRouter {
+    addr: String,
+    /// Requests answered so far.
+    asked: Arc<AtomicU64>,
+}
+
+impl FakeRouter {
+    async fn start() -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?.to_string();
+        let asked = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&asked);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let counter = Arc::clone(&counter);
+                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    let (status, body) = match request.uri().path() {
+                        "/domain" => (StatusCode::OK, "weave.local.\n"),
+                        "/dns-address" => (StatusCode::OK, "172.17.0.1\n"),
+                        _ => (StatusCode::NOT_FOUND, "404 page not found\n"),
+                    };
+                    let response = Response::builder()
+                        .status(status)
+                        .body(Body::new(Bytes::from_static(body.as_bytes())));
+                    async move { response }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service),
+                );
+            }
+        });
+        Ok(Self { addr, asked })
+    }
+}
+
 // ------------------------------------------------------------------------------- fixtures ---
 
 /// Containers the benchmarks need, all with the scope's label.
@@ -700,6 +819,20 @@ impl<'a> Fixtures<'a> {
             .to_owned())
     }
 
+    /// Removes a container, on the daemon directly.
+    async fn remove(&self, id: &str) -> anyhow::Result<()> {
+        let mut sender = self.sides[0].connect().await?;
+        let request = Request::delete(format!("/containers/{id}?force=1"))
+            .header(header::HOST, "docker")
+            .body(Body::default())?;
+        let (status, body) = send_json(&mut sender, request).await?;
+        ensure!(
+            status == StatusCode::NO_CONTENT,
+            "remove {id} answered {status}: {body}"
+        );
+        Ok(())
+    }
+
     /// `n` created, never started containers, made through the proxy as a weave user's are:
     /// the proxy wraps their command in `/w/w`, so it has to parse and rewrite every listing
     /// that shows them, which is the expensive case for `GET /containers/json`.
@@ -741,7 +874,7 @@ struct ProxyProcess {
 }
 
 impl ProxyProcess {
-    fn spawn(upstream: &str) -> anyhow::Result<Self> {
+    fn spawn(upstream: &str, router: &str) -> anyhow::Result<Self> {
         let binary = std::env::var_os("WEAVEPROXY_BIN")
             .map(PathBuf::from)
             .or_else(|| {
@@ -771,6 +904,7 @@ impl ProxyProcess {
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(["--docker-api", upstream, "--log-level", "warn"])
+            .args(["--router-addr", router])
             .env_remove("RUST_LOG")
             .env_remove("WEAVEPROXY_LOG_LEVEL")
             .stdin(Stdio::null())
