@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use crate::attach::{AttachSettings, Attacher, events};
 use crate::config::{Cli, Config};
+use crate::dnscache::DnsCache;
 use crate::docker::DockerClient;
 use crate::forward::Context;
 use crate::intercept::{DnsNaming, Settings};
@@ -182,7 +183,7 @@ fn weave_settings(config: &Config, router: &RouterClient) -> anyhow::Result<Sett
         owner: owner_identity(&config.listen),
         dns: (!config.without_dns).then(|| DnsNaming {
             hostname: config.hostname.clone(),
-            router: router.clone(),
+            router: DnsCache::new(router.clone()),
         }),
     };
     info!(weavewait = %settings.weavewait.display(), "containers will wait for the weave network");

@@ -26,6 +26,7 @@ use thiserror::Error;
 use tokio::sync::oneshot;
 
 use crate::body::{self, ProxyBody};
+use crate::images::{IMAGE_ACTIONS, ImageCache};
 use crate::upstream::{Upstream, UpstreamError};
 
 /// How long a call waits for the head of the daemon's answer. bollard applies its client timeout
@@ -96,6 +97,8 @@ pub struct DockerClient {
     /// The client at the version agreed with the daemon; `None` until a call has reached it, and
     /// again after [`DockerClient::renegotiate`].
     negotiated: Arc<Mutex<Option<Negotiated>>>,
+    /// Image configs read for creates, kept current by the events stream this client follows.
+    images: ImageCache,
 }
 
 #[derive(Debug, Clone)]
@@ -113,7 +116,13 @@ impl DockerClient {
         Self {
             upstream,
             negotiated: Arc::new(Mutex::new(None)),
+            images: ImageCache::default(),
         }
+    }
+
+    /// The image configs creates read, shared by every clone of this client.
+    pub fn images(&self) -> &ImageCache {
+        &self.images
     }
 
     /// Forgets the agreed version, so the next call asks the daemon again (after a reconnect,
@@ -171,7 +180,8 @@ impl DockerClient {
             .await?)
     }
 
-    /// `GET /events` for container starts and removals, from now on, for as long as the daemon
+    /// `GET /events` for container starts and removals and for whatever may re-point an image
+    /// name (the actions of [`IMAGE_ACTIONS`]), from now on, for as long as the daemon
     /// keeps the stream open; with a signal that fires once the daemon has answered the request
     /// (bollard sends it when the stream is first polled, and yields nothing until an event).
     ///
@@ -189,9 +199,13 @@ impl DockerClient {
         let version = self.negotiated().await?.version;
         let (answered, signal) = oneshot::channel();
         let docker = self.connect(&version, Some(answered))?;
+        let actions = ["start", "destroy"]
+            .into_iter()
+            .chain(IMAGE_ACTIONS)
+            .collect();
         let filters = std::collections::HashMap::from([
-            ("type", vec!["container"]),
-            ("event", vec!["start", "destroy"]),
+            ("type", vec!["container", "image"]),
+            ("event", actions),
         ]);
         let options = EventsOptionsBuilder::new().filters(&filters).build();
         let events = docker.events(Some(options)).map_err(DockerError::from);
@@ -489,7 +503,11 @@ mod tests {
         let filters: serde_json::Value = serde_json::from_str(&filters["filters"]).unwrap();
         assert_eq!(
             filters,
-            serde_json::json!({"type": ["container"], "event": ["start", "destroy"]})
+            serde_json::json!({
+                "type": ["container", "image"],
+                "event": ["start", "destroy", "tag", "untag", "delete", "pull", "load", "import",
+                          "prune", "create", "commit"],
+            })
         );
     }
 }

@@ -16,6 +16,9 @@
 //! - [`error`]: the proxy's own failures and their single mapping to Docker-shaped responses.
 //! - [`intercept`]: the interceptors, one module each: create, start (answered once attached),
 //!   exec create, and the presentation of list and inspect answers.
+//! - [`images`]: the image configs creates read, cached by Id, names kept current by image
+//!   events.
+//! - [`dnscache`]: the router's weaveDNS settings, cached for a second.
 //! - [`naming`]: hostnames from names or labels, and weaveDNS settings (pure).
 //! - [`cidr`]: the attach-or-leave-alone decision from `WEAVE_CIDR` and the network mode (pure).
 //! - [`attach`]: attaching started containers (router addresses, `ethwe`), the events watcher
@@ -33,10 +36,12 @@ pub mod body;
 pub mod cidr;
 pub mod cmd;
 pub mod config;
+pub mod dnscache;
 pub mod docker;
 pub mod error;
 pub mod forward;
 pub mod hop;
+pub mod images;
 pub mod intercept;
 pub mod json;
 pub mod listen;

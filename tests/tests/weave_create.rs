@@ -944,3 +944,39 @@ fn weave_cidr_from_the_image_env_counts_like_the_containers_own() {
         .ok();
     assert_rewritten(&inspect_direct(&name));
 }
+
+/// The proxy caches image configs, but a create always gets the config of the image its tag
+/// names now: a tag re-pointed with `docker tag` or `docker build -t`, straight on the daemon,
+/// is seen by the very next create through the proxy (the image events reach the proxy's
+/// events stream before the re-pointing command has returned).
+#[test]
+fn a_retagged_image_gives_the_next_create_its_new_config() {
+    let scope = Scope::new();
+    let proxy = Proxy::start_weave(&[]);
+    let tag = build_image(&scope, "retag", r#"CMD ["echo", "from-a"]"#);
+    let other = build_image(&scope, "retag-b", r#"CMD ["echo", "from-b"]"#);
+    let cmd_of = |what: &str| {
+        create_through(&proxy, &scope, what, &[], &tag, &[]);
+        inspect_direct(&scope.name(what))["Config"]["Cmd"].clone()
+    };
+    // Twice, so that the second is served from the cache if anything is.
+    assert_eq!(cmd_of("a1"), json!(["echo", "from-a"]));
+    assert_eq!(cmd_of("a2"), json!(["echo", "from-a"]));
+
+    Docker::daemon().run(&["tag", &other, &tag]).ok();
+    assert_eq!(cmd_of("b1"), json!(["echo", "from-b"]), "after docker tag");
+    assert_eq!(cmd_of("b2"), json!(["echo", "from-b"]));
+
+    let context = tempfile::tempdir().expect("a build context");
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        format!("FROM {}\nCMD [\"echo\", \"from-c\"]\n", test_image()),
+    )
+    .expect("Dockerfile written");
+    Docker::daemon().build(&scope, &tag, context.path());
+    assert_eq!(
+        cmd_of("c1"),
+        json!(["echo", "from-c"]),
+        "after docker build -t"
+    );
+}

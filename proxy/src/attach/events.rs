@@ -1,5 +1,6 @@
 //! Docker's container events, for containers started without the proxy, and the sweep over the
-//! running containers when the proxy starts and after every reconnect to the events stream.
+//! running containers when the proxy starts and after every reconnect to the events stream; and
+//! the image events that keep the proxy's [`ImageCache`](crate::images::ImageCache) current.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -13,6 +14,7 @@ use daemon::Backoff;
 
 use super::{Attacher, Outcome, Trigger};
 use crate::docker::{DockerClient, DockerError};
+use crate::images;
 use crate::weavecontainer::WEAVEWAIT;
 
 /// Reconnecting to the events stream: from 1 s, ×1.5, up to 20 s, as the original.
@@ -32,15 +34,22 @@ pub enum Event {
     Start(String),
     /// The container with this id was removed.
     Destroy(String),
+    /// An image name may now mean another image (a tag, an untag, a pull, a commit...).
+    ImagesChanged,
 }
 
 /// Reads one of Docker's events; other types and other actions are `None`.
 pub fn parse_event(event: &EventMessage) -> Option<Event> {
-    // The filter asks for containers only; a missing type is read as one, as before API 1.22.
-    if event
-        .typ
-        .is_some_and(|typ| typ != EventMessageTypeEnum::CONTAINER)
-    {
+    // A missing type is read as a container's, as before API 1.22.
+    let typ = match event.typ {
+        None | Some(EventMessageTypeEnum::CONTAINER) => "container",
+        Some(EventMessageTypeEnum::IMAGE) => "image",
+        Some(_) => return None,
+    };
+    if images::invalidates_names(typ, event.action.as_deref()?) {
+        return Some(Event::ImagesChanged);
+    }
+    if typ != "container" {
         return None;
     }
     let id = event
@@ -64,7 +73,10 @@ pub async fn watch(attacher: Attacher, docker: DockerClient) {
     let mut backoff = events_backoff();
     loop {
         let connected = tokio::time::Instant::now();
-        match follow(&attacher, &docker, &sweeper).await {
+        let followed = follow(&attacher, &docker, &sweeper).await;
+        // Events are missed from here until the next subscription.
+        docker.images().set_following(false);
+        match followed {
             // A stream that ran for a while ended (the daemon restarted): reconnect at once.
             Ok(()) if connected.elapsed() >= backoff.max() => {
                 info!("Docker events stream ended; reconnecting");
@@ -106,6 +118,8 @@ async fn follow(
         other => other,
     };
     debug!("following Docker events");
+    // Subscribed: every event that re-points a name from now on is seen.
+    docker.images().set_following(true);
     // Subscribed first, swept second: a start between the two is seen twice, never missed.
     tokio::spawn(sweeper.clone().sweep(attacher.clone(), docker.clone()));
     loop {
@@ -122,6 +136,7 @@ async fn follow(
                 tokio::spawn(async move { attacher.on_start_event(&id).await });
             }
             Some(Event::Destroy(id)) => attacher.forget(&id),
+            Some(Event::ImagesChanged) => docker.images().invalidate_names(),
             None => {}
         }
     }
@@ -219,7 +234,19 @@ mod tests {
 
     #[test]
     fn parses_the_events_the_proxy_acts_on() {
-        let cases: [(&str, Option<Event>); 7] = [
+        let cases: [(&str, Option<Event>); 10] = [
+            (
+                r#"{"Type":"image","Action":"tag","Actor":{"ID":"sha256:ab","Attributes":{"name":"app:v1"}}}"#,
+                Some(Event::ImagesChanged),
+            ),
+            (
+                r#"{"Type":"container","Action":"commit","Actor":{"ID":"abc"}}"#,
+                Some(Event::ImagesChanged),
+            ),
+            (
+                r#"{"Type":"image","Action":"push","Actor":{"ID":"app:v1"}}"#,
+                None,
+            ),
             (
                 r#"{"status":"start","id":"abc","Type":"container","Action":"start","Actor":{"ID":"abc","Attributes":{}}}"#,
                 Some(Event::Start("abc".into())),

@@ -5,8 +5,11 @@
 //! weavewait binaries are bind-mounted read-only at `/w`. Because the entrypoint is then never
 //! empty, the daemon no longer merges the image's `Entrypoint` and `Cmd` itself, so the proxy
 //! does that merge here, the way the daemon does it. All of it is pure but
-//! [`create_container`], the interceptor, which reads the body once, inspects the image and asks
-//! the router for weaveDNS.
+//! [`create_container`], the interceptor, which reads the body once, reads the image's config
+//! (from [`ImageCache`](crate::images::ImageCache), else by an inspect) and asks the router
+//! for weaveDNS (through its [`DnsCache`](super::DnsCache)).
+
+use std::sync::Arc;
 
 use bollard::models::ImageInspect;
 use http::Response;
@@ -305,9 +308,9 @@ pub async fn create_container(
         Plan::Rewrite(request) => request,
     };
     let image = match &request.image {
-        None => ImageCommand::default(),
-        Some(name) => match docker.inspect_image(&encode_path(name)).await {
-            Ok(image) => ImageCommand::from_inspect(&image),
+        None => Arc::default(),
+        Some(name) => match image_command(docker, name).await {
+            Ok(image) => image,
             // A missing image: the daemon's own 404 for the create names it in the words the
             // docker CLI looks for before it pulls and tries again.
             Err(DockerError::NotFound { .. }) => return send(upstream, parts, bytes).await,
@@ -339,6 +342,26 @@ pub async fn create_container(
             send(upstream, parts, bytes).await
         }
     }
+}
+
+/// The config of the image `reference` names: cached while provably current (see
+/// [`crate::images`]), else inspected.
+async fn image_command(
+    docker: &DockerClient,
+    reference: &str,
+) -> Result<Arc<ImageCommand>, DockerError> {
+    let ticket = match docker.images().get(reference) {
+        Ok(cached) => return Ok(cached),
+        Err(ticket) => ticket,
+    };
+    let inspected = docker.inspect_image(&encode_path(reference)).await?;
+    let command = Arc::new(ImageCommand::from_inspect(&inspected));
+    if let Some(id) = inspected.id.as_deref() {
+        docker
+            .images()
+            .insert(ticket, reference, id, Arc::clone(&command));
+    }
+    Ok(command)
 }
 
 /// Hostname from the container's name or label, and weaveDNS as its name server, when the

@@ -22,11 +22,11 @@ use hyper::body::Incoming;
 use serde_json::Value;
 
 use crate::body::{self, ProxyBody};
+use crate::dnscache::DnsCache;
 use crate::error::ProxyError;
 use crate::hop::strip_hop_by_hop;
 use crate::naming::HostnameRule;
 use crate::upstream::Upstream;
-use api::RouterClient;
 
 /// The largest request or response body the proxy reads whole in order to rewrite it. Docker's
 /// create and inspect documents are a few KiB; this leaves room for huge label sets.
@@ -52,8 +52,8 @@ pub struct Settings {
 pub struct DnsNaming {
     /// `--hostname-from-label`, `--hostname-match`, `--hostname-replacement`.
     pub hostname: HostnameRule,
-    /// Asked at each create where weaveDNS is, so containers use it whenever it runs.
-    pub router: RouterClient,
+    /// Asked where weaveDNS is (at most once a second), so containers use it whenever it runs.
+    pub router: DnsCache,
 }
 
 async fn read_body(body: Incoming) -> Result<Bytes, ProxyError> {
