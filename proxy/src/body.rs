@@ -21,3 +21,12 @@ pub fn empty() -> ProxyBody {
 pub fn stream(body: hyper::body::Incoming) -> ProxyBody {
     body.boxed_unsync()
 }
+
+/// [`stream`], keeping `held` until the body is done with (read to its end, or dropped).
+pub fn holding<T: Send + 'static>(body: hyper::body::Incoming, held: T) -> ProxyBody {
+    body.map_frame(move |frame| {
+        let _ = &held;
+        frame
+    })
+    .boxed_unsync()
+}

@@ -158,6 +158,9 @@ async fn exchange(
         Endpoint::ContainerInspect => Some(Presentation::Inspect),
         _ => None,
     };
+    // Held until the end of the answer (a build or a pull streams until its tag is made).
+    let image_change =
+        (endpoint == Endpoint::ImageChange).then(|| context.docker.images().begin_change());
     let client_upgrades = wants_upgrade(&parts.headers);
     if !client_upgrades {
         strip_hop_by_hop(&mut parts.headers);
@@ -208,6 +211,9 @@ async fn exchange(
             let weave_network = settings.rewrite_inspect.then_some(&context.attacher);
             intercept::present::present(upstream, kind, response, weave_network).await
         }
-        None => Ok(response.map(body::stream)),
+        None => match image_change {
+            Some(guard) => Ok(response.map(|answer| body::holding(answer, guard))),
+            None => Ok(response.map(body::stream)),
+        },
     }
 }

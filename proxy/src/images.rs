@@ -19,10 +19,18 @@
 //!   started in ([`Ticket`]); every invalidation bumps it, so an inspect that was answered
 //!   before a re-tag but stored after the re-tag's event cannot bring the old Id back.
 //!
-//! What remains: the daemon writes an event before it answers the request that caused it, but
-//! the proxy reads it from its stream a moment later (the same socket's latency). A create that
-//! reaches the proxy within that moment after the client saw its `docker tag` answered can still
-//! get the old config. Closing that would need a barrier on the events stream per create.
+//! - **No name is trusted while a change goes through the proxy.** The events stream tells of a
+//!   re-tag a moment after the daemon made it; a client that re-tags (or builds, pulls, loads)
+//!   through this proxy and creates at once could fall in between. So such requests
+//!   ([`crate::route::Endpoint::ImageChange`]) hold a [`ChangeGuard`] until the end of their
+//!   answer: while one is in flight names are neither used nor learnt, and all are forgotten at
+//!   its start and end.
+//!
+//! What remains: a change made straight on the daemon (not through this proxy) reaches the
+//! cache with the event's delivery, a moment (the same socket's latency) after that client saw
+//! its answer. Only a create through the proxy from another client inside that moment can get
+//! the old config; between two clients that do not wait for each other, either order is
+//! possible anyway.
 //!
 //! Size: at most [`MAX_IMAGES`] configs and [`MAX_NAMES`] names; when either is full the cache
 //! starts over, which costs one inspect per image and is never wrong.
@@ -54,6 +62,10 @@ struct State {
     generation: u64,
     /// Whether the events stream is followed now: names are cached only then.
     following: bool,
+    /// Requests through this proxy that may re-point a name, in flight: no name is trusted
+    /// meanwhile. The events stream tells of such a change a moment after the daemon made it;
+    /// a client that re-tags through the proxy and creates at once must not fall in between.
+    changing: usize,
 }
 
 /// A miss, to be handed back with the inspect's answer: the generation it started in.
@@ -70,7 +82,7 @@ impl ImageCache {
         let state = lock(&self.state);
         let id = match image_id(reference) {
             Some(id) => Some(id),
-            None if state.following => state.names.get(reference).cloned(),
+            None if state.following && state.changing == 0 => state.names.get(reference).cloned(),
             None => None,
         };
         match id.and_then(|id| state.configs.get(&id)) {
@@ -97,6 +109,7 @@ impl ImageCache {
         };
         if image_id(reference).is_none()
             && !may_be_id_prefix(reference)
+            && state.changing == 0
             && may_keep_name(ticket, current)
         {
             state.names.insert(reference.to_owned(), id.to_owned());
@@ -110,6 +123,19 @@ impl ImageCache {
         state.generation += 1;
     }
 
+    /// A request that may re-point a name is on its way through the proxy: no name is trusted
+    /// until the returned guard is dropped (with the end of its answer), and every name is
+    /// forgotten then too, as at the start.
+    pub fn begin_change(&self) -> ChangeGuard {
+        let mut state = lock(&self.state);
+        state.changing += 1;
+        state.names.clear();
+        state.generation += 1;
+        ChangeGuard {
+            cache: self.clone(),
+        }
+    }
+
     /// The events stream is followed from now on (`true`), or no longer (`false`). Either way
     /// events may have been missed in between, so every name is forgotten.
     pub fn set_following(&self, following: bool) {
@@ -117,6 +143,21 @@ impl ImageCache {
         state.names.clear();
         state.generation += 1;
         state.following = following;
+    }
+}
+
+/// An image-changing request in flight (see [`ImageCache::begin_change`]).
+#[derive(Debug)]
+pub struct ChangeGuard {
+    cache: ImageCache,
+}
+
+impl Drop for ChangeGuard {
+    fn drop(&mut self) {
+        let mut state = lock(&self.cache.state);
+        state.changing = state.changing.saturating_sub(1);
+        state.names.clear();
+        state.generation += 1;
     }
 }
 
@@ -294,6 +335,43 @@ mod tests {
         cache.set_following(false);
         assert!(cache.get("app:v1").is_err());
         assert!(cache.get(&a).is_ok(), "an Id stays valid");
+    }
+
+    #[test]
+    fn no_name_is_trusted_while_a_change_goes_through_the_proxy() {
+        let cache = ImageCache::default();
+        let a = format!("sha256:{HEX}");
+        cache.set_following(true);
+        let ticket = cache.get("app:v1").unwrap_err();
+        cache.insert(ticket, "app:v1", &a, config("a"));
+        assert!(cache.get("app:v1").is_ok());
+
+        let first = cache.begin_change();
+        let second = cache.begin_change();
+        assert!(
+            cache.get("app:v1").is_err(),
+            "forgotten when a change begins"
+        );
+        // Nothing is learnt by name while changes are in flight, nor from a lookup made then.
+        let during = cache.get("app:v1").unwrap_err();
+        cache.insert(during, "app:v1", &a, config("a"));
+        assert!(cache.get("app:v1").is_err());
+        drop(first);
+        let ticket = cache.get("app:v1").unwrap_err();
+        cache.insert(ticket, "app:v1", &a, config("a"));
+        assert!(
+            cache.get("app:v1").is_err(),
+            "one change is still in flight"
+        );
+        drop(second);
+        assert!(
+            cache.get("app:v1").is_err(),
+            "and nothing from before it ended"
+        );
+        let ticket = cache.get("app:v1").unwrap_err();
+        cache.insert(ticket, "app:v1", &a, config("a"));
+        assert!(cache.get("app:v1").is_ok(), "names are trusted again after");
+        assert!(cache.get(&a).is_ok(), "an Id is trusted throughout");
     }
 
     #[test]

@@ -31,6 +31,10 @@ pub enum Endpoint {
     ExecStart,
     /// `GET /containers/{id}/attach/ws`: a websocket upgrade.
     AttachWebsocket,
+    /// A request that can change what an image name points at: `POST /build`, `/images/create`
+    /// (pull, import), `/images/load`, `/images/{name}/tag`, `/images/prune`, `/commit`, and
+    /// `DELETE /images/{name}`. The proxy's image cache trusts no name while one is in flight.
+    ImageChange,
     /// Anything else: forwarded as it is.
     Other,
 }
@@ -66,6 +70,10 @@ pub fn route(method: &Method, path: &str) -> Endpoint {
             Endpoint::AttachWebsocket
         }
         (&Method::POST, ["exec", id, "start"]) if !id.is_empty() => Endpoint::ExecStart,
+        (&Method::POST, ["build" | "commit"])
+        | (&Method::POST, ["images", "create" | "load" | "prune"])
+        | (&Method::POST, ["images", .., "tag"])
+        | (&Method::DELETE, ["images", _, ..]) => Endpoint::ImageChange,
         _ => Endpoint::Other,
     }
 }
@@ -114,6 +122,25 @@ mod tests {
                 Endpoint::Other,
             ),
             (Method::GET, "/_ping", Endpoint::Other),
+            (Method::POST, "/v1.41/build", Endpoint::ImageChange),
+            (Method::POST, "/commit", Endpoint::ImageChange),
+            (Method::POST, "/images/create", Endpoint::ImageChange),
+            (Method::POST, "/images/load", Endpoint::ImageChange),
+            (Method::POST, "/images/prune", Endpoint::ImageChange),
+            (Method::POST, "/images/busybox/tag", Endpoint::ImageChange),
+            (
+                Method::POST,
+                "/v1.45/images/docker.io/library/busybox/tag",
+                Endpoint::ImageChange,
+            ),
+            (
+                Method::DELETE,
+                "/images/registry:5000/app",
+                Endpoint::ImageChange,
+            ),
+            (Method::GET, "/images/busybox/json", Endpoint::Other),
+            (Method::POST, "/images/busybox/push", Endpoint::Other),
+            (Method::GET, "/build", Endpoint::Other),
             (
                 Method::POST,
                 "/v1.41/containers/create",

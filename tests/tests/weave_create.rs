@@ -979,4 +979,12 @@ fn a_retagged_image_gives_the_next_create_its_new_config() {
         json!(["echo", "from-c"]),
         "after docker build -t"
     );
+    // Through the proxy itself, the create does not wait for the event: the tag request holds
+    // the cache's names until it is answered.
+    proxy.docker().run(&["tag", &other, &tag]).ok();
+    assert_eq!(
+        cmd_of("b3"),
+        json!(["echo", "from-b"]),
+        "after docker tag through the proxy"
+    );
 }
