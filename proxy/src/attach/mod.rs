@@ -517,9 +517,11 @@ mod tests {
 
     use super::*;
 
-    /// `sh -c SCRIPT`, pinned, and the program it runs until it `exec`s. (A script of more than
-    /// one command, so that the shell does not `exec` its last one on its own.)
-    fn shell(script: &str) -> (Child, Process, PathBuf) {
+    /// `sh -c SCRIPT`, pinned, and the program it runs until it `exec`s (a script of more than
+    /// one command, so that the shell does not `exec` its last one on its own); and when it was
+    /// spawned.
+    fn shell(script: &str) -> (Child, Process, PathBuf, std::time::Instant) {
+        let spawned = std::time::Instant::now();
         let child = Command::new("sh")
             .args(["-c", script])
             .stdout(Stdio::null())
@@ -527,8 +529,16 @@ mod tests {
             .spawn()
             .unwrap();
         let process = Process::pin(i32::try_from(child.id()).unwrap()).unwrap();
-        let shell = process.exe().unwrap();
-        (child, process, shell)
+        // Between fork and exec the child still runs this test's own program.
+        let me = std::env::current_exe().unwrap();
+        let shell = loop {
+            let exe = process.exe().unwrap();
+            if exe != me {
+                break exe;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        (child, process, shell, spawned)
     }
 
     fn end(mut child: Child) {
@@ -537,21 +547,20 @@ mod tests {
 
     #[tokio::test]
     async fn the_handover_is_the_exec_of_the_program_or_the_end() {
-        let (child, process, waiting) = shell("sleep 0.3; exec sleep 0.2");
-        let started = std::time::Instant::now();
+        let (child, process, waiting, spawned) = shell("sleep 0.3; exec sleep 0.2");
         let limit = Duration::from_secs(10);
         assert_eq!(handover(&process, &waiting, limit).await, Handover::Running);
-        assert!(started.elapsed() >= Duration::from_millis(300));
-        assert_ne!(process.exe().unwrap(), waiting);
+        assert!(spawned.elapsed() >= Duration::from_millis(300));
         end(child);
 
-        let (child, process, waiting) = shell("sleep 0.2; true");
+        let (child, process, waiting, _) = shell("sleep 0.5; true");
         assert_eq!(handover(&process, &waiting, limit).await, Handover::Ended);
         end(child);
 
-        let (child, process, waiting) = shell("sleep 0.5; true");
+        let (mut child, process, waiting, _) = shell("sleep 5; true");
         let short = Duration::from_millis(50);
         assert_eq!(handover(&process, &waiting, short).await, Handover::Waiting);
+        child.kill().unwrap();
         end(child);
     }
 }
