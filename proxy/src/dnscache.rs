@@ -13,6 +13,8 @@ use std::time::Duration;
 use api::{DnsInfo, RouterClient, RouterError};
 use tokio::time::Instant;
 
+use crate::sync::lock;
+
 /// How long one answer of the router is used.
 pub const DNS_TTL: Duration = Duration::from_secs(1);
 
@@ -56,13 +58,6 @@ impl DnsCache {
 /// Whether an answer the router gave at `asked` may still be used at `now`.
 pub fn fresh(asked: Instant, now: Instant) -> bool {
     now.saturating_duration_since(asked) < DNS_TTL
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Nothing panics while holding this lock.
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

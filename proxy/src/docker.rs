@@ -27,6 +27,7 @@ use tokio::sync::oneshot;
 
 use crate::body::{self, ProxyBody};
 use crate::images::{IMAGE_ACTIONS, ImageCache};
+use crate::sync::lock;
 use crate::upstream::{Upstream, UpstreamError};
 
 /// How long a call waits for the head of the daemon's answer. bollard applies its client timeout
@@ -330,13 +331,6 @@ fn parse_api_version(text: &str) -> Option<ClientVersion> {
         major_version: major.parse().ok()?,
         minor_version: minor.parse().ok()?,
     })
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Nothing panics while holding this lock.
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -39,6 +39,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::intercept::create::ImageCommand;
+use crate::sync::lock;
 
 /// Image configs kept at most.
 pub const MAX_IMAGES: usize = 256;
@@ -198,13 +199,6 @@ pub fn image_id(reference: &str) -> Option<String> {
 pub fn may_be_id_prefix(reference: &str) -> bool {
     let hex = reference.strip_prefix("sha256:").unwrap_or(reference);
     !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Nothing panics while holding this lock.
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@
 //! - [`json`]: typed reads of Docker's JSON request bodies, edited in place (pure).
 //! - [`weavewait`]: installing the weavewait binaries that containers bind at `/w`.
 //! - [`body`], [`socket`]: the body and stream types that flow through all of the above.
+//! - [`sync`]: locking the shared maps and caches.
 //! - [`cmd`]: the `weaveproxy` program itself: flags to a running proxy.
 
 pub mod attach;
@@ -49,6 +50,7 @@ pub mod naming;
 pub mod route;
 pub mod server;
 pub mod socket;
+pub mod sync;
 pub mod tls;
 pub mod upstream;
 pub mod weavecontainer;

@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 use weavenet::Process;
 
 use crate::docker::{DockerClient, DockerError};
+use crate::sync::lock;
 use crate::weavecontainer::WEAVEWAIT;
 use api::CidrError;
 use plan::{Plan, Skip};
@@ -502,13 +503,6 @@ impl From<Plan> for Outcome {
             Plan::Attach { .. } => Self::AlreadyAttached,
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Nothing panics while holding these locks; the maps stay consistent regardless.
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
