@@ -23,6 +23,8 @@
 //! - `link`: the rtnetlink connection and link queries the others share.
 //! - `arp`: the gratuitous ARP a new address announces itself with.
 //! - `sysctl`: best-effort per-interface `/proc/sys` knobs.
+//! - `vxlan`: the VXLAN port that joins the bridges of several hosts, its flood list, and
+//!   forgetting a peer.
 
 mod arp;
 mod attach;
@@ -35,6 +37,7 @@ pub mod rootfs;
 mod routes;
 pub mod sequence;
 mod sysctl;
+mod vxlan;
 
 pub use attach::{
     WeaveInterface, attach, container_addrs, container_interface, detach, host_addrs,
@@ -43,6 +46,10 @@ pub use bridge::{attached_pids, delete_bridge, ensure_bridge, find_bridge};
 pub use expose::{expose, hide, host_interface};
 pub use process::Process;
 pub use routes::overlapping_routes;
+pub use vxlan::{
+    DEFAULT_VNI, DEFAULT_VXLAN_PORT, FloodChange, Forgotten, VxlanSpec, delete_vxlan, ensure_vxlan,
+    flood_entries, forget_vtep, set_flood_list, vxlan_name,
+};
 
 use ipnet::Ipv4Net;
 
@@ -62,6 +69,10 @@ pub enum NetError {
     NoBridge(String),
     #[error("link \"{0}\" exists but is not a bridge; remove it or run `weave reset`")]
     NotABridge(String),
+    #[error("VXLAN link \"{0}\" not present; did you launch weave?")]
+    NoVxlan(String),
+    #[error("link \"{0}\" exists but is not a VXLAN link; remove it or run `weave reset`")]
+    NotVxlan(String),
     #[error("network namespace of process {pid}: {source}")]
     Namespace {
         pid: i32,

@@ -61,7 +61,7 @@ pub(crate) struct Link {
 }
 
 impl Link {
-    fn from_message(msg: &LinkMessage) -> Self {
+    pub(crate) fn from_message(msg: &LinkMessage) -> Self {
         let mut link = Link {
             index: msg.header.index,
             name: String::new(),
@@ -107,9 +107,20 @@ impl Link {
 
 /// The link called `name`, or `None` when there is none.
 pub(crate) async fn by_name(handle: &Handle, name: &str) -> Result<Option<Link>, NetError> {
+    Ok(message_by_name(handle, name)
+        .await?
+        .as_ref()
+        .map(Link::from_message))
+}
+
+/// The kernel's whole description of link `name`, for callers that need its type-specific data.
+pub(crate) async fn message_by_name(
+    handle: &Handle,
+    name: &str,
+) -> Result<Option<LinkMessage>, NetError> {
     let mut links = handle.link().get().match_name(name).execute();
     match links.try_next().await {
-        Ok(msg) => Ok(msg.as_ref().map(Link::from_message)),
+        Ok(msg) => Ok(msg),
         Err(err) if errno(&err) == Some(Errno::ENODEV) => Ok(None),
         Err(err) => Err(netlink_err(format!("looking up link {name}"))(err)),
     }
