@@ -261,3 +261,85 @@ pub fn udp_echo(
 pub fn net(s: &str) -> ipnet::Ipv4Net {
     s.parse().unwrap()
 }
+
+/// A network namespace made for one test (`ip netns add`), deleted on drop, which destroys every
+/// link in it and takes the host ends of veths along. Stands in for a host or a container of a
+/// multi-host test: the namespaces are the hosts' private networks, so each test can use the
+/// same link names and addresses as the others.
+#[derive(Debug)]
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    /// A new namespace `vx-<pid>-<n>-<role>`, with IPv6 off: its router solicitations and
+    /// multicast reports would otherwise fly between the hosts at moments of their own and teach
+    /// MACs back while a test checks what was flushed.
+    pub fn new(role: &str) -> Self {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let name = format!("vx-{}-{n}-{role}", std::process::id());
+        ip(&["netns", "add", &name]);
+        let ns = Netns { name };
+        ns.run(|| {
+            for knob in ["all", "default"] {
+                let path = format!("/proc/sys/net/ipv6/conf/{knob}/disable_ipv6");
+                std::fs::write(&path, "1").unwrap_or_else(|e| panic!("{path}: {e}"));
+            }
+        });
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `ip -n NAME ARGS`, which must succeed.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut full = vec!["-n", &self.name];
+        full.extend_from_slice(args);
+        ip(&full)
+    }
+
+    /// `bridge -n NAME ARGS`, which must succeed.
+    pub fn bridge(&self, args: &[&str]) -> String {
+        let mut full = vec!["-n", &self.name];
+        full.extend_from_slice(args);
+        let (ok, out) = run("bridge", &full);
+        assert!(ok, "bridge {full:?} failed");
+        out
+    }
+
+    /// Runs `work` on a thread that has entered this namespace (a socket it opens stays in the
+    /// namespace, whichever thread uses it later).
+    pub fn run<T: Send>(&self, work: impl FnOnce() -> T + Send) -> T {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let ns = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+                    nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                    work()
+                })
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
+    /// Runs the future `work` makes to completion inside this namespace, on a runtime of its own
+    /// (the library's netlink sockets open in the namespace of the thread that calls it).
+    pub fn block_on<F: std::future::Future>(&self, work: impl FnOnce() -> F + Send) -> F::Output
+    where
+        F::Output: Send,
+    {
+        self.run(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(work())
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = run("ip", &["netns", "del", &self.name]);
+    }
+}
