@@ -4,13 +4,13 @@
 //! TEST-NET-2: the machine's own eth0 is on TEST-NET-1), the `weave` bridge and the VXLAN port;
 //! each has one "container", a namespace of its own with a veth on the bridge and an address in
 //! 10.99.0.0/24. The library runs inside the host namespaces; the checks go through `ip` and
-//! `bridge`. The machine has no `ping`, so reachability is a TCP handshake between the
-//! containers, which needs ARP and frames both ways just the same.
+//! `bridge`. The machine has no `ping`, so reachability is a UDP echo between the containers,
+//! which needs ARP and frames both ways just the same.
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::time::Duration;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
 
 use common::Netns;
 use weavenet::{
@@ -22,10 +22,12 @@ const BRIDGE: &str = "weave";
 const VXLAN: &str = "vxlan-6789";
 /// The bridge's MTU, as weave sets it: 1500 on the underlay less VXLAN's 50 bytes and some room.
 const MTU: u32 = 1376;
-/// Long enough for a handshake whose first SYN is lost (the retry comes after 1 s).
-const PATIENCE: Duration = Duration::from_secs(3);
-/// How long to wait for a handshake that must not happen.
+/// Long enough for an ARP resolution after one that failed (a second each), on a loaded machine.
+const PATIENCE: Duration = Duration::from_secs(5);
+/// How long to wait for an exchange that must not happen.
 const CUT_OFF: Duration = Duration::from_secs(2);
+/// How long a probe waits for its datagram or its echo before it sends another.
+const RETRY: Duration = Duration::from_millis(100);
 
 fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
@@ -101,14 +103,37 @@ impl Host {
         words.next().expect("eth0 has a MAC").to_owned()
     }
 
-    /// Whether a TCP connection from this host's container to `to`'s comes up within `patience`.
-    fn connects(&self, to: &Host, patience: Duration) -> bool {
-        let listener = to
+    /// Whether a datagram from this host's container reaches `to`'s and its echo comes back
+    /// within `patience`, sending again every `RETRY` (the first may wait on ARP, or be refused
+    /// at once after an ARP resolution that failed while the peer was cut off).
+    ///
+    /// UDP rather than TCP: when this returns, `to` has sent its last frame, whereas a TCP
+    /// teardown goes on afterwards, and its frames would teach a host the MACs a test has just
+    /// made it forget.
+    fn reaches(&self, to: &Host, patience: Duration) -> bool {
+        let server = to
             .container
-            .run(|| TcpListener::bind((to.container_ip, 0)).unwrap());
-        let addr = listener.local_addr().unwrap();
-        self.container
-            .run(|| TcpStream::connect_timeout(&addr, patience).is_ok())
+            .run(|| UdpSocket::bind((to.container_ip, 0)).unwrap());
+        let client = self
+            .container
+            .run(|| UdpSocket::bind((self.container_ip, 0)).unwrap());
+        for socket in [&server, &client] {
+            socket.set_read_timeout(Some(RETRY)).unwrap();
+        }
+        let server_addr = server.local_addr().unwrap();
+        let deadline = Instant::now() + patience;
+        let mut buf = [0u8; 64];
+        while Instant::now() < deadline {
+            // A send refused for want of a neighbour is one more try.
+            let _ = client.send_to(b"probe", server_addr);
+            if let Ok((n, from)) = server.recv_from(&mut buf) {
+                server.send_to(&buf[..n], from).unwrap();
+            }
+            if client.recv(&mut buf).is_ok() {
+                return true;
+            }
+        }
+        false
     }
 
     /// Whether a UDP datagram that fills the container's MTU exactly (IP and UDP headers
@@ -180,8 +205,8 @@ fn containers_on_two_hosts_reach_each_other_through_vxlan() {
         "{fdb}"
     );
 
-    assert!(a.connects(&b, PATIENCE), "a -> b");
-    assert!(b.connects(&a, PATIENCE), "b -> a");
+    assert!(a.reaches(&b, PATIENCE), "a -> b");
+    assert!(b.reaches(&a, PATIENCE), "b -> a");
     assert!(
         a.full_sized_datagram_crosses(&b),
         "a 1376-byte packet a -> b"
@@ -234,7 +259,7 @@ fn the_flood_list_is_made_exactly_what_is_asked_and_removal_cuts_the_peer_off() 
     assert_eq!(a.flood_entries(), [c]);
     // Nothing has been learned yet, so without b in the flood list a's ARP request goes nowhere.
     assert!(
-        !a.connects(&b, CUT_OFF),
+        !a.reaches(&b, CUT_OFF),
         "a -> b without b in a's flood list"
     );
 
@@ -243,13 +268,13 @@ fn the_flood_list_is_made_exactly_what_is_asked_and_removal_cuts_the_peer_off() 
     assert!(!a.fdb().contains("00:00:00:00:00:00"), "{}", a.fdb());
 
     assert_eq!(a.set_flood_list(&[b.underlay]).added, [b.underlay]);
-    assert!(a.connects(&b, PATIENCE), "a -> b once b is back");
+    assert!(a.reaches(&b, PATIENCE), "a -> b once b is back");
 }
 
 #[test]
 fn forgetting_a_vtep_flushes_what_was_learned_behind_it() {
     let (a, b) = two_hosts();
-    assert!(a.connects(&b, PATIENCE));
+    assert!(a.reaches(&b, PATIENCE));
     let mac = b.container_mac();
     let learned = learned_lines(&a.fdb(), b.underlay);
     assert!(
@@ -259,7 +284,7 @@ fn forgetting_a_vtep_flushes_what_was_learned_behind_it() {
 
     // MULTIHOST.md §3.5: without b in the flood list, what a learned still carries unicast to b.
     assert_eq!(a.set_flood_list(&[]).removed, [b.underlay]);
-    assert!(a.connects(&b, PATIENCE), "a -> b on learned entries alone");
+    assert!(a.reaches(&b, PATIENCE), "a -> b on learned entries alone");
 
     let forgotten = a.forget(b.underlay);
     assert!(!forgotten.flood_entry, "already out of the flood list");
@@ -270,7 +295,7 @@ fn forgetting_a_vtep_flushes_what_was_learned_behind_it() {
         Vec::<String>::new(),
         "{fdb}"
     );
-    assert!(!a.connects(&b, CUT_OFF), "a -> b once b is forgotten");
+    assert!(!a.reaches(&b, CUT_OFF), "a -> b once b is forgotten");
 
     // b still had a in its flood list and learned a's container: both go.
     let learned = learned_lines(&b.fdb(), a.underlay).len();
