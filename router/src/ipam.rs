@@ -10,8 +10,13 @@
 //! its addresses for a grace period, so a restart gets the same ones back; marks older than the
 //! grace period are freed by [`Allocator::expire_dead`]. Time is always passed in, so the rules are
 //! tested with an injected clock.
+//!
+//! On a network of several hosts the range is cut into blocks (a /26 by default) that a host
+//! claims in the store and then owns for good (MULTIHOST.md §4.2): [`Space::Blocks`]. Allocation
+//! stays local and needs no store, but only inside owned blocks; when none has room the allocator
+//! answers [`IpamError::NeedBlock`] and the caller claims one ([`crate::mesh`]).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -49,6 +54,23 @@ pub enum IpamError {
     NoAddresses(String),
     #[error("Free: address {0} not found for {1}")]
     NotFound(Ipv4Addr, String),
+    /// Every owned block that overlaps the subnet is full (or there is none): a block must be
+    /// claimed in the store first. Never shown to a client as such.
+    #[error("no free address in this peer's blocks of {0}")]
+    NeedBlock(Ipv4Net),
+    /// A claim inside the range, in a block this host does not own: the block must be claimed
+    /// first (or it belongs to another peer).
+    #[error("address {0} is in block {1}, which this peer does not own")]
+    BlockNotOwned(Ipv4Net, Ipv4Net),
+}
+
+/// Which addresses of the range this host may give out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Space {
+    /// All of them: the host is alone.
+    Whole,
+    /// Those in the blocks it owns: blocks of prefix length `len`, aligned in the range.
+    Blocks { len: u8, owned: BTreeSet<Ipv4Net> },
 }
 
 /// What one id holds.
@@ -106,6 +128,7 @@ pub struct Allocator {
     /// Container ids whose container died, with when. Only ids present in `owners` with
     /// `is_container` are ever marked. Not persisted: at start the reclaim decides afresh.
     dead: BTreeMap<String, Instant>,
+    space: Space,
 }
 
 /// Addresses released by a lifecycle rule, for the log.
@@ -155,7 +178,97 @@ impl Allocator {
             owners: BTreeMap::new(),
             used: BTreeMap::new(),
             dead: BTreeMap::new(),
+            space: Space::Whole,
         })
+    }
+
+    /// Restricts allocation to owned blocks of prefix length `len` (cut to the range's own length
+    /// when the range is smaller than a block); none is owned yet. Switching again keeps the
+    /// blocks owned when the length is the same.
+    pub fn use_blocks(&mut self, len: u8) {
+        let len = len.max(self.universe.prefix_len()).min(32);
+        if !matches!(self.space, Space::Blocks { len: l, .. } if l == len) {
+            self.space = Space::Blocks {
+                len,
+                owned: BTreeSet::new(),
+            };
+        }
+    }
+
+    /// Which addresses may be given out.
+    pub fn space(&self) -> &Space {
+        &self.space
+    }
+
+    /// Records that this host owns `block` (claimed in the store). Returns false, changing
+    /// nothing, when the allocator is not in block mode or `block` is not one of its blocks.
+    pub fn add_block(&mut self, block: Ipv4Net) -> bool {
+        let universe = self.universe;
+        match &mut self.space {
+            Space::Blocks { len, owned }
+                if block.prefix_len() == *len
+                    && block == block.trunc()
+                    && universe.contains(&block) =>
+            {
+                owned.insert(block);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether this host may allocate in `block`: always when alone.
+    pub fn owns_block(&self, block: Ipv4Net) -> bool {
+        match &self.space {
+            Space::Whole => true,
+            Space::Blocks { owned, .. } => owned.contains(&block),
+        }
+    }
+
+    /// The block `addr` falls in, when in block mode and `addr` is inside the range.
+    pub fn block_of(&self, addr: Ipv4Addr) -> Option<Ipv4Net> {
+        match &self.space {
+            Space::Blocks { len, .. } if self.universe.contains(&addr) => {
+                Some(with_prefix(addr, *len).trunc())
+            }
+            _ => None,
+        }
+    }
+
+    /// Every block of the range that overlaps `subnet`'s allocatable addresses, lowest first
+    /// (none outside block mode): the candidates a host may claim for an allocation in it.
+    pub fn blocks_for(&self, subnet: Ipv4Net) -> Vec<Ipv4Net> {
+        let (Space::Blocks { len, .. }, Some((first, last))) =
+            (&self.space, self.candidates(subnet.trunc()))
+        else {
+            return Vec::new();
+        };
+        let size = 1u64 << (32 - u32::from(*len));
+        let mut blocks = Vec::new();
+        let mut at = u64::from(u32::from(
+            with_prefix(Ipv4Addr::from(first), *len).trunc().network(),
+        ));
+        while at <= u64::from(last) {
+            let addr = u32::try_from(at).unwrap_or_else(|_| unreachable!("at ≤ last, a u32"));
+            blocks.push(with_prefix(Ipv4Addr::from(addr), *len));
+            at += size;
+        }
+        blocks
+    }
+
+    /// How many of `subnet`'s allocatable addresses in owned blocks are taken, and how many there
+    /// are: what decides claiming the next block ahead of need.
+    pub fn fill(&self, subnet: Ipv4Net) -> (u64, u64) {
+        let subnet = subnet.trunc();
+        self.ranges(subnet)
+            .into_iter()
+            .fold((0, 0), |(used, total), (first, last)| {
+                let taken = self
+                    .used
+                    .range(Ipv4Addr::from(first)..=Ipv4Addr::from(last))
+                    .count() as u64;
+                (used + taken, total + u64::from(last - first) + 1)
+            })
     }
 
     /// The `--ipalloc-range`.
@@ -184,6 +297,7 @@ impl Allocator {
         self.universe == other.universe
             && self.default_subnet == other.default_subnet
             && self.owners == other.owners
+            && self.space == other.space
     }
 
     /// When `id` was marked dead, if it is.
@@ -217,24 +331,19 @@ impl Allocator {
                 universe: self.universe,
             });
         };
-        let mut next = first;
-        for &taken in self
-            .used
-            .range(Ipv4Addr::from(first)..=Ipv4Addr::from(last))
-            .map(|(a, _)| a)
-        {
-            if u32::from(taken) != next {
-                break;
-            }
-            // `taken` ≤ `last` < u32::MAX (a broadcast address always follows), so no overflow.
-            next += 1;
-        }
-        if next > last {
-            return Err(IpamError::Exhausted {
-                subnet,
-                hosts: u64::from(last - first) + 1,
+        let Some(next) = self
+            .ranges(subnet)
+            .into_iter()
+            .find_map(|(lo, hi)| self.lowest_free(lo, hi))
+        else {
+            return Err(match self.space {
+                Space::Whole => IpamError::Exhausted {
+                    subnet,
+                    hosts: u64::from(last - first) + 1,
+                },
+                Space::Blocks { .. } => IpamError::NeedBlock(subnet),
             });
-        }
+        };
         let cidr = with_prefix(Ipv4Addr::from(next), subnet.prefix_len());
         self.record(id, cidr, is_container);
         Ok(cidr)
@@ -248,7 +357,19 @@ impl Allocator {
     /// [`IpamError::OwnedBy`] (inside the range) or [`IpamError::InUseBy`] (outside it) when another
     /// id holds the address; [`IpamError::InUse`] when it was claimed under [`NO_CONTAINER_ID`] and a
     /// real id now asks for it.
+    /// In block mode, [`IpamError::BlockNotOwned`] for a new address in a block this host does
+    /// not own.
     pub fn claim(&mut self, id: &str, cidr: Ipv4Net, is_container: bool) -> Result<(), IpamError> {
+        self.claim_in(id, cidr, is_container, true)
+    }
+
+    fn claim_in(
+        &mut self,
+        id: &str,
+        cidr: Ipv4Net,
+        is_container: bool,
+        check_space: bool,
+    ) -> Result<(), IpamError> {
         let addr = cidr.addr();
         let addr_id = addr.to_string();
         let effective = if id == NO_CONTAINER_ID {
@@ -258,6 +379,11 @@ impl Allocator {
         };
         match self.used.get(&addr) {
             None => {
+                if let (true, Some(block)) = (check_space, self.block_of(addr))
+                    && !self.owns_block(block)
+                {
+                    return Err(IpamError::BlockNotOwned(cidr, block));
+                }
                 self.record(effective, cidr, is_container);
                 Ok(())
             }
@@ -448,7 +574,9 @@ impl Allocator {
         }
         for (id, cidrs) in found {
             for &cidr in cidrs {
-                match self.claim(id, cidr, true) {
+                // The container has the address, whoever's block it is in: record it, so that at
+                // least this host never gives it out again.
+                match self.claim_in(id, cidr, true, false) {
                     Ok(()) => report.claimed += 1,
                     Err(err) => report.conflicts.push((id.clone(), cidr, err)),
                 }
@@ -467,6 +595,42 @@ impl Allocator {
         // The latest request says what the id is, as in the original's addOwned.
         owner.is_container = is_container;
         owner.cidrs.push(cidr);
+    }
+
+    /// The stretches of `subnet` this host may allocate from, lowest first: its allocatable
+    /// addresses, cut to the owned blocks in block mode.
+    fn ranges(&self, subnet: Ipv4Net) -> Vec<(u32, u32)> {
+        let Some((first, last)) = self.candidates(subnet) else {
+            return Vec::new();
+        };
+        match &self.space {
+            Space::Whole => vec![(first, last)],
+            Space::Blocks { owned, .. } => owned
+                .iter()
+                .filter_map(|block| {
+                    let lo = first.max(u32::from(block.network()));
+                    let hi = last.min(u32::from(block.broadcast()));
+                    (lo <= hi).then_some((lo, hi))
+                })
+                .collect(),
+        }
+    }
+
+    /// The lowest address in `first..=last` nobody holds.
+    fn lowest_free(&self, first: u32, last: u32) -> Option<u32> {
+        let mut next = first;
+        for &taken in self
+            .used
+            .range(Ipv4Addr::from(first)..=Ipv4Addr::from(last))
+            .map(|(a, _)| a)
+        {
+            if u32::from(taken) != next {
+                break;
+            }
+            // `taken` ≤ `last` ≤ u32::MAX - 1 (a broadcast address always follows), so no overflow.
+            next += 1;
+        }
+        (next <= last).then_some(next)
     }
 
     /// First and last allocatable address of `subnet` as numbers: its host range cut to the range.
@@ -1093,5 +1257,91 @@ mod tests {
         assert_eq!(a.owner_of(net("10.2.1.1/24").addr()), Some("fresh"));
         assert_eq!(a.owner_of(net("10.32.0.3/12").addr()), Some("weave:expose"));
         assert!(a.owners().all(|(_, o)| o.cidrs.len() <= 2));
+    }
+
+    #[test]
+    fn in_block_mode_allocation_stays_in_owned_blocks_and_asks_for_more() {
+        let mut a = alloc("10.32.0.0/12");
+        a.use_blocks(26);
+        let range = net("10.32.0.0/12");
+        assert_eq!(
+            a.allocate("c1", range, true),
+            Err(IpamError::NeedBlock(range))
+        );
+        assert!(a.add_block(net("10.32.0.64/26")));
+        assert!(!a.add_block(net("10.32.0.65/26")), "not aligned");
+        assert!(!a.add_block(net("10.32.0.0/24")), "not a block");
+        assert!(!a.add_block(net("10.1.0.0/26")), "outside the range");
+        assert_eq!(a.allocate("c1", range, true), Ok(net("10.32.0.64/12")));
+        assert_eq!(a.allocate("c2", range, true), Ok(net("10.32.0.65/12")));
+        // A subnet that has no owned block in it needs one of its own.
+        let sub = net("10.32.2.0/24");
+        assert_eq!(a.allocate("c3", sub, true), Err(IpamError::NeedBlock(sub)));
+        assert!(a.add_block(net("10.32.2.0/26")));
+        // Never the subnet's network address, even when it opens the block.
+        assert_eq!(a.allocate("c3", sub, true), Ok(net("10.32.2.1/24")));
+        // Full blocks ask for another; the blocks owned so far are reported.
+        for i in 0..64 {
+            let _ = a.allocate(&format!("f{i}"), net("10.32.0.64/26"), true);
+        }
+        assert_eq!(a.fill(net("10.32.0.64/26")), (62, 62));
+        assert_eq!(
+            a.allocate("c4", net("10.32.0.64/26"), true),
+            Err(IpamError::NeedBlock(net("10.32.0.64/26")))
+        );
+    }
+
+    #[test]
+    fn blocks_for_a_subnet_are_the_aligned_blocks_it_touches() {
+        let mut a = alloc("10.32.0.0/12");
+        assert!(
+            a.blocks_for(net("10.32.0.0/24")).is_empty(),
+            "not in block mode"
+        );
+        a.use_blocks(26);
+        let show = |v: Vec<Ipv4Net>| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(
+            show(a.blocks_for(net("10.32.1.0/24"))),
+            [
+                "10.32.1.0/26",
+                "10.32.1.64/26",
+                "10.32.1.128/26",
+                "10.32.1.192/26"
+            ]
+        );
+        assert_eq!(show(a.blocks_for(net("10.32.1.16/28"))), ["10.32.1.0/26"]);
+        assert_eq!(a.blocks_for(net("10.32.0.0/12")).len(), 1 << 14);
+        assert!(
+            a.blocks_for(net("10.1.0.0/24")).is_empty(),
+            "outside the range"
+        );
+        // A range smaller than a block is one block.
+        let mut small = alloc("10.9.0.0/28");
+        small.use_blocks(26);
+        assert_eq!(show(small.blocks_for(net("10.9.0.0/28"))), ["10.9.0.0/28"]);
+    }
+
+    #[test]
+    fn in_block_mode_claims_need_an_owned_block_but_reclaim_records_what_runs() {
+        let mut a = alloc("10.32.0.0/12");
+        a.use_blocks(26);
+        a.add_block(net("10.32.0.0/26"));
+        assert_eq!(a.claim("c1", net("10.32.0.9/12"), true), Ok(()));
+        assert_eq!(
+            a.claim("c2", net("10.32.0.70/12"), true),
+            Err(IpamError::BlockNotOwned(
+                net("10.32.0.70/12"),
+                net("10.32.0.64/26")
+            ))
+        );
+        assert_eq!(
+            a.claim("x", net("10.2.0.1/24"), false),
+            Ok(()),
+            "outside the range"
+        );
+        let running: HashSet<String> = ["c3".to_owned()].into();
+        let report = a.reclaim(&running, &[("c3".to_owned(), vec![net("10.32.0.70/12")])]);
+        assert_eq!((report.claimed, report.conflicts.len()), (1, 0));
+        assert_eq!(a.owner_of("10.32.0.70".parse().unwrap()), Some("c3"));
     }
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-use crate::ipam::{Allocator, IpamError};
+use crate::ipam::{Allocator, IpamError, Space};
 
 /// The file inside the data directory.
 pub const FILE_NAME: &str = "ipam.json";
@@ -46,6 +46,16 @@ struct Snapshot {
     version: u32,
     range: String,
     owned: Vec<SavedOwner>,
+    /// Present once the host is on a network of several: the blocks it owns, which it keeps
+    /// through restarts and store outages until `weave rmpeer` or `weave reset`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    blocks: Option<SavedBlocks>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SavedBlocks {
+    len: u8,
+    owned: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -99,6 +109,15 @@ impl Store {
                 configured: fresh.universe(),
             });
         }
+        if let Some(blocks) = &snapshot.blocks {
+            fresh.use_blocks(blocks.len);
+            for block in &blocks.owned {
+                let parsed = block.parse().ok().filter(|b| fresh.add_block(*b));
+                if parsed.is_none() {
+                    return Err(self.corrupt(format!("bad block {block:?}")));
+                }
+            }
+        }
         for owner in snapshot.owned {
             for addr in &owner.addrs {
                 let cidr = addr
@@ -128,6 +147,13 @@ impl Store {
                     addrs: owner.cidrs.iter().map(ToString::to_string).collect(),
                 })
                 .collect(),
+            blocks: match alloc.space() {
+                Space::Whole => None,
+                Space::Blocks { len, owned } => Some(SavedBlocks {
+                    len: *len,
+                    owned: owned.iter().map(ToString::to_string).collect(),
+                }),
+            },
         };
         let mut bytes = serde_json::to_vec_pretty(&snapshot)
             .unwrap_or_else(|_| unreachable!("strings, bools and numbers always serialise"));
@@ -228,5 +254,31 @@ mod tests {
         fs::write(store.path(), shared).unwrap();
         let err = store.load(fresh()).unwrap_err();
         assert!(err.to_string().contains("already in use by a"), "{err}");
+    }
+
+    #[test]
+    fn owned_blocks_survive_a_restart_and_old_files_load_without_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let mut a = fresh();
+        a.use_blocks(26);
+        a.add_block(net("10.32.0.64/26"));
+        a.allocate("c1", net("10.32.0.0/12"), true).unwrap();
+        store.save(&a).unwrap();
+        // A host that was on a network stays in block mode, even when started without a store.
+        let b = store.load(fresh()).unwrap();
+        assert!(b.same_allocations(&a));
+        assert_eq!(
+            b.block_of("10.32.0.70".parse().unwrap()),
+            Some(net("10.32.0.64/26"))
+        );
+
+        let single = r#"{"version":1,"range":"10.32.0.0/12","owned":[]}"#;
+        fs::write(store.path(), single).unwrap();
+        assert_eq!(*store.load(fresh()).unwrap().space(), Space::Whole);
+        let bad = r#"{"version":1,"range":"10.32.0.0/12","owned":[],"blocks":{"len":26,"owned":["10.1.0.0/26"]}}"#;
+        fs::write(store.path(), bad).unwrap();
+        let err = store.load(fresh()).unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     }
 }
