@@ -61,6 +61,9 @@ pub const HOST_VETH_PREFIX: &str = "vethwepl";
 pub const PEER_VETH_PREFIX: &str = "vethwepg";
 /// The bridge MTU when none is given: as large as Linux allows, as the original's plain bridge.
 pub const DEFAULT_MTU: u32 = 65535;
+/// The bridge MTU on a network of several hosts: a 1500-byte underlay less VXLAN's 50 bytes,
+/// less room for an encrypted tunnel under it (Weave Net's own default).
+pub const OVERLAY_MTU: u32 = 1376;
 
 /// What went wrong, with enough context to tell the user what to do.
 #[derive(Debug, thiserror::Error)]

@@ -49,6 +49,25 @@ impl Liveness for AssumeAlive {
     }
 }
 
+/// What a block claim in the store came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlockClaim {
+    /// This peer owns the block now (or already did).
+    Ours(Ipv4Net),
+    /// The one block asked for belongs to another peer, shown as `name(nickname)`.
+    Taken { block: Ipv4Net, owner: String },
+    /// Every candidate belongs to another peer.
+    NoneFree,
+}
+
+/// Where blocks of the range are claimed on a network of several hosts: the store
+/// ([`crate::mesh::Mesh`]). Absent on a lone host, which owns the whole range.
+pub trait BlockSource: Send + Sync + std::fmt::Debug {
+    /// Claims the first of `candidates` that no other peer owns. An error says why the store
+    /// could not be asked.
+    fn claim<'a>(&'a self, candidates: Vec<Ipv4Net>) -> BoxFuture<'a, Result<BlockClaim, String>>;
+}
+
 /// Shared state of the API: the configuration known at start, and the allocator once loaded.
 #[derive(Debug, Clone)]
 pub struct ApiState {
@@ -64,6 +83,11 @@ struct Shared {
     ipam: OnceLock<Mutex<Ipam>>,
     /// weaveDNS, for `/status`; empty with `--no-dns`.
     dns: OnceLock<DnsStatus>,
+    /// The store's blocks, on a network of several hosts.
+    blocks: OnceLock<Arc<dyn BlockSource>>,
+    /// Held while a block is claimed, so that requests that all found their blocks full claim
+    /// one block between them, not one each.
+    claiming: tokio::sync::Mutex<()>,
 }
 
 /// What `/status` shows of weaveDNS.
@@ -109,6 +133,8 @@ impl ApiState {
                 liveness,
                 ipam: OnceLock::new(),
                 dns: OnceLock::new(),
+                blocks: OnceLock::new(),
+                claiming: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -131,6 +157,60 @@ impl ApiState {
         {
             tracing::warn!("IPAM was already initialised; ignoring a second initialisation");
         }
+    }
+
+    /// Allocates from blocks claimed in `source` from now on.
+    pub fn set_block_source(&self, source: Arc<dyn BlockSource>) {
+        let _ = self.inner.blocks.set(source);
+    }
+
+    /// Runs an allocator operation; when it needs a block this peer does not own yet, claims
+    /// one in the store and runs it again.
+    async fn change_claiming<T>(
+        &self,
+        op: impl Fn(&mut Allocator) -> Result<T, IpamError>,
+    ) -> Result<Result<T, IpamError>, ApiError> {
+        let first = self.change(&op)?;
+        let candidates = match &first {
+            Err(IpamError::NeedBlock(subnet)) => self.ipam()?.alloc.blocks_for(*subnet),
+            Err(IpamError::BlockNotOwned(_, block)) => vec![*block],
+            _ => return Ok(first),
+        };
+        let Some(source) = self.inner.blocks.get() else {
+            return Ok(first);
+        };
+        let _claiming = self.inner.claiming.lock().await;
+        // Another request may have claimed what this one needs while it waited.
+        let again = self.change(&op)?;
+        if !matches!(
+            again,
+            Err(IpamError::NeedBlock(_) | IpamError::BlockNotOwned(..))
+        ) {
+            return Ok(again);
+        }
+        let err = match again {
+            Err(err) => err,
+            Ok(_) => unreachable!("matched an error above"),
+        };
+        Ok(Err(
+            match (
+                source.claim(candidates).await.map_err(ApiError::Store)?,
+                err,
+            ) {
+                (BlockClaim::Ours(block), _) => {
+                    self.update(|alloc| alloc.add_block(block))?;
+                    return self.change(&op);
+                }
+                (BlockClaim::Taken { owner, .. }, IpamError::BlockNotOwned(cidr, _)) => {
+                    IpamError::OwnedBy(cidr, owner)
+                }
+                (BlockClaim::NoneFree | BlockClaim::Taken { .. }, IpamError::NeedBlock(subnet)) => {
+                    let hosts = subnet_hosts(subnet, self.inner.universe);
+                    IpamError::Exhausted { subnet, hosts }
+                }
+                (_, err) => err,
+            },
+        ))
     }
 
     /// Shows weaveDNS in `/status`.
@@ -215,6 +295,9 @@ pub enum ApiError {
     NotReady,
     #[error("unable to persist IPAM state: {0}")]
     Persist(StoreError),
+    /// This peer's blocks are full and the store cannot be asked for another.
+    #[error("this peer's address blocks are full and no new block can be claimed: {0}")]
+    Store(String),
 }
 
 impl IntoResponse for ApiError {
@@ -222,10 +305,19 @@ impl IntoResponse for ApiError {
         let kind = match self {
             Self::NotReady => ErrorKind::NotReady,
             Self::Persist(_) => ErrorKind::Internal,
+            Self::Store(_) => ErrorKind::NotReady,
         };
         tracing::error!(error = %self, "[allocator]");
         go_error(kind.status(), &self.to_string())
     }
+}
+
+/// How many addresses of `subnet` inside `universe` could ever be handed out.
+fn subnet_hosts(subnet: Ipv4Net, universe: Ipv4Net) -> u64 {
+    let lo = u64::from(u32::from(subnet.network())).max(u64::from(u32::from(universe.network())));
+    let hi =
+        u64::from(u32::from(subnet.broadcast())).min(u64::from(u32::from(universe.broadcast())));
+    (hi + 1).saturating_sub(lo).saturating_sub(2)
 }
 
 /// What Go's `http.Error` sends: text/plain, nosniff, the message and a newline.
@@ -326,7 +418,10 @@ async fn allocate(state: &ApiState, id: &str, subnet: Ipv4Net, check_alive: bool
     if state.cancelled(id, check_alive).await {
         return cancelled_response("Allocate", id);
     }
-    match state.change(|alloc| alloc.allocate(id, subnet, check_alive)) {
+    match state
+        .change_claiming(|alloc| alloc.allocate(id, subnet, check_alive))
+        .await
+    {
         Ok(Ok(cidr)) => {
             tracing::debug!(%id, %cidr, "allocated");
             cidr.to_string().into_response()
@@ -377,7 +472,10 @@ async fn claim(
     if state.cancelled(&id, check_alive).await {
         return cancelled_response("Claim", &id);
     }
-    match state.change(|alloc| alloc.claim(&id, cidr, check_alive)) {
+    match state
+        .change_claiming(|alloc| alloc.claim(&id, cidr, check_alive))
+        .await
+    {
         Ok(Ok(())) => {
             tracing::debug!(%id, %cidr, "claimed");
             StatusCode::NO_CONTENT.into_response()

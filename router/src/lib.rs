@@ -25,6 +25,7 @@ pub mod events;
 pub mod http_api;
 pub mod ipam;
 pub mod iptables;
+pub mod mesh;
 pub mod names;
 pub mod reclaim;
 pub mod store;

@@ -60,6 +60,16 @@ pub fn test_image() -> String {
     tag
 }
 
+/// Debian's static busybox on this machine (for `ping` and `nslookup` run in network
+/// namespaces, which have no image), downloaded first if it is missing.
+pub fn busybox_binary() -> PathBuf {
+    let cache = cache_dir();
+    fs::create_dir_all(&cache).expect("the test cache directory can be created");
+    let lock = fs::File::create(cache.join("image.lock")).expect("the image lock file opens");
+    let _lock = Flock::lock(lock, FlockArg::LockExclusive).expect("the image lock is taken");
+    static_busybox(&cache)
+}
+
 /// Debian's statically linked busybox, downloaded once (no install: it conflicts with `busybox`).
 fn static_busybox(cache: &Path) -> PathBuf {
     let binary = cache.join("busybox-static/bin/busybox");

@@ -13,6 +13,7 @@
 pub mod cli;
 pub mod daemon;
 pub mod engine;
+pub mod hosts;
 pub mod http;
 pub mod image;
 pub mod netns;

@@ -89,6 +89,7 @@ pub struct WeaverBuilder {
     dns: DnsMode,
     log_level: String,
     extra: Vec<String>,
+    netns: Option<String>,
 }
 
 /// Where a test router's weaveDNS listens.
@@ -106,6 +107,14 @@ enum DnsMode {
 }
 
 impl WeaverBuilder {
+    /// Runs the router (and its reset) inside the network namespace `name`, as a host of a
+    /// multi-host test. Its API must then be a socket path ([`WeaverBuilder::listen`]): a TCP
+    /// port in the namespace is out of the test's reach.
+    pub fn netns(mut self, name: &str) -> Self {
+        self.netns = Some(name.to_owned());
+        self
+    }
+
     /// `--ipalloc-range` (default `10.32.0.0/12`, Weave Net's own).
     pub fn range(mut self, cidr: &str) -> Self {
         cidr.clone_into(&mut self.range);
@@ -215,6 +224,7 @@ impl WeaverBuilder {
         };
         args.extend(self.extra);
         let mut weaver = Weaver {
+            netns: self.netns,
             binary: binary(),
             child: None,
             dir,
@@ -236,6 +246,7 @@ impl WeaverBuilder {
 /// rules and the state, even when the test panicked.
 #[derive(Debug)]
 pub struct Weaver {
+    netns: Option<String>,
     binary: PathBuf,
     child: Option<Child>,
     dir: TempDir,
@@ -263,6 +274,7 @@ impl Weaver {
             dns: DnsMode::Off,
             log_level: "router=debug,weaver=debug,info".to_owned(),
             extra: Vec::new(),
+            netns: None,
         }
     }
 
@@ -301,7 +313,8 @@ impl Weaver {
             .append(true)
             .open(self.log_path())
             .expect("the log file opens");
-        let child = Command::new(&self.binary)
+        let child = self
+            .command()
             .args(&self.args)
             .env_remove("RUST_LOG")
             .env_remove("WEAVE_HTTP_ADDR")
@@ -325,6 +338,19 @@ impl Weaver {
                 (status == 200).then_some(())
             },
         );
+    }
+
+    /// The router's binary, entered into its network namespace when it has one (`ip netns
+    /// exec` execs it: the child's pid is the router's).
+    fn command(&self) -> Command {
+        match &self.netns {
+            Some(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns]).arg(&self.binary);
+                cmd
+            }
+            None => Command::new(&self.binary),
+        }
     }
 
     /// Stops the router (SIGTERM, then SIGKILL after a grace period), keeping its bridge and
@@ -475,6 +501,25 @@ impl Drop for Weaver {
             eprintln!("--- weaver log ---\n{}", self.log());
         }
         self.stop();
+        if self.netns.is_some() {
+            // Whoever made the namespace deletes it, with everything in it.
+            let out = self
+                .command()
+                .args(["reset", "--weave-bridge", &self.bridge, "--data-dir"])
+                .arg(&self.data)
+                .stdin(Stdio::null())
+                .output();
+            if let Ok(out) = out
+                && !out.status.success()
+            {
+                eprintln!(
+                    "weaver reset in {:?} failed: {}",
+                    self.netns,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            return;
+        }
         reset_or_say(&self.bridge, &self.data);
         // The bridge is ours: never leave it behind, but say so when reset did not remove it.
         if host_link(&self.bridge).is_some() {

@@ -3,6 +3,7 @@
 //! (`reset`).
 
 mod dns;
+mod mesh;
 mod reset;
 mod run;
 
@@ -61,9 +62,10 @@ struct RunArgs {
     docker_api: String,
     #[command(flatten)]
     bridge: BridgeArg,
-    /// MTU of the bridge (container interfaces take the bridge's).
-    #[arg(long, env = "WEAVE_MTU", default_value_t = weavenet::DEFAULT_MTU)]
-    mtu: u32,
+    /// MTU of the bridge (container interfaces take the bridge's) [default: 65535 alone, 1376
+    /// on a network of several hosts, which leaves room for VXLAN on a 1500-byte underlay].
+    #[arg(long, env = "WEAVE_MTU")]
+    mtu: Option<u32>,
     /// The range every automatically allocated address comes from [default: 10.32.0.0/12].
     #[arg(long)]
     ipalloc_range: Option<Ipv4Net>,
@@ -82,6 +84,34 @@ struct RunArgs {
     /// Seconds a dead container keeps its addresses before they are freed (tests shorten it).
     #[arg(long, default_value_t = 30, hide = true)]
     dead_timeout: u64,
+    #[command(flatten)]
+    mesh: MeshArgs,
+}
+
+/// Joining a network of several hosts.
+#[derive(Debug, Args)]
+struct MeshArgs {
+    /// The store (etcd v3) the peers share, `host:port,...`: with it this host joins the
+    /// network of every host that names the same store; without it, it is alone.
+    #[arg(long, env = "WEAVE_STORE_ENDPOINTS", value_delimiter = ',')]
+    store_endpoints: Vec<String>,
+    /// This peer's name, unique in the network [default: a MAC address made at the first
+    /// start and kept in the data directory].
+    #[arg(long)]
+    name: Option<String>,
+    /// This host's name for people [default: the host name].
+    #[arg(long)]
+    nickname: Option<String>,
+    /// This host's address on the network between the hosts, where the others send its VXLAN
+    /// traffic [default: the address this host reaches the store from].
+    #[arg(long)]
+    advertise_addr: Option<std::net::Ipv4Addr>,
+    /// UDP port of the VXLAN data plane, the same on every host (never Weave Net's 6783/6784).
+    #[arg(long, default_value_t = weavenet::DEFAULT_VXLAN_PORT)]
+    vxlan_port: u16,
+    /// Prefix length of the blocks of the range each host claims for its containers.
+    #[arg(long, default_value_t = 26, value_parser = clap::value_parser!(u8).range(8..=30))]
+    ipalloc_block_len: u8,
 }
 
 #[derive(Debug, Args)]

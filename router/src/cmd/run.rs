@@ -55,7 +55,12 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
     let server = listen(&args.http_addr, app).await?;
 
     check_range(range, user_range, bridge).await?;
-    let (found, created) = weavenet::ensure_bridge(bridge, args.mtu)
+    let mtu = args.mtu.unwrap_or(if args.mesh.store_endpoints.is_empty() {
+        weavenet::DEFAULT_MTU
+    } else {
+        weavenet::OVERLAY_MTU
+    });
+    let (found, created) = weavenet::ensure_bridge(bridge, mtu)
         .await
         .with_context(|| format!("setting up bridge {bridge}"))?;
     tracing::info!(bridge, mtu = found.mtu, created, "bridge ready");
@@ -75,10 +80,23 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
         Err(err) => return Err(err).context("adding the iptables rules for the bridge"),
     }
 
+    if !args.mesh.store_endpoints.is_empty() && found.mtu > mtu {
+        tracing::warn!(
+            bridge,
+            bridge_mtu = found.mtu,
+            overlay_mtu = mtu,
+            "the bridge was made before with a larger MTU than VXLAN carries: large frames to              other hosts will be dropped until `weave reset` and a new launch"
+        );
+    }
+    let mesh = super::mesh::join(&args.mesh, &args.data.data_dir, bridge, mtu, range).await?;
+
     let store = Store::new(&args.data.data_dir);
     let loaded = store.load(fresh)?;
     let survey = reclaim::survey(&docker, bridge).await?;
     let mut alloc = loaded.clone();
+    if let Some(mesh) = &mesh {
+        alloc.use_blocks(mesh.config().net.block_len);
+    }
     let report = alloc.reclaim(&survey.running, &survey.attached);
     for released in &report.pruned {
         let addrs: Vec<String> = released.cidrs.iter().map(ToString::to_string).collect();
@@ -105,6 +123,16 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
         "weaver ready"
     );
     state.set_ready(alloc, store);
+    if let Some(mesh) = &mesh {
+        state.set_block_source(Arc::new(mesh.clone()));
+        mesh.start(dns.as_ref().map(|dns| dns.registry.clone()));
+        tracing::info!(
+            peer = %mesh.config().name,
+            nickname = %mesh.config().nickname,
+            store = %mesh.config().endpoints.join(","),
+            "joined the network"
+        );
+    }
     tokio::spawn(events::watch(
         docker,
         state.clone(),

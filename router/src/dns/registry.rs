@@ -6,14 +6,19 @@
 //! a name with or without its final dot. Only names under the domain are kept: weaveDNS answers
 //! for its domain alone and forwards everything else, so a name outside it could never be found.
 //!
-//! The original tombstones removed entries and gossips them to its peers; a single host has no
-//! peers, so removal deletes.
+//! The original tombstones removed entries and gossips them to its peers. Here removal deletes:
+//! on a network of several hosts each peer's own records are mirrored through the store
+//! ([`crate::mesh`]), which keeps the other peers' records here under their origin. Only a
+//! record's own peer changes it: local calls (`add`, `remove`, ...) touch local records alone,
+//! and every change to those is announced to [`Registry::changes`].
 
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
 use serde::Serialize;
+
+use crate::mesh::keys::DnsRecord;
 
 /// What `GET /name` reports as the origin of every entry: the peer that made it, in the original.
 pub const ORIGIN: &str = "weaver";
@@ -43,6 +48,8 @@ pub struct Entry {
 pub struct Registry {
     domain: Arc<str>,
     entries: Arc<Mutex<Vec<Stored>>>,
+    /// Bumped on every change to local records, so the store mirror wakes up.
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +60,8 @@ struct Stored {
     /// When the name was last registered, so that a late `die` event does not take away a name
     /// that the container's restart registered again after it died.
     registered: SystemTime,
+    /// The peer that owns a record another peer made; `None` for this host's own.
+    origin: Option<Arc<str>>,
 }
 
 impl Registry {
@@ -61,6 +70,72 @@ impl Registry {
         Self {
             domain: normalise(domain).into(),
             entries: Arc::default(),
+            changes: Arc::new(tokio::sync::watch::channel(0).0),
+        }
+    }
+
+    /// Wakes up after each change to this host's own records.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// This host's own records, each once.
+    pub fn local_records(&self) -> Vec<DnsRecord> {
+        let mut records: Vec<DnsRecord> = self
+            .lock()
+            .iter()
+            .filter(|e| e.origin.is_none())
+            .map(Stored::record)
+            .collect();
+        records.sort();
+        records.dedup();
+        records
+    }
+
+    /// Adds a record another peer made (kept until that peer removes it).
+    pub fn add_remote(&self, origin: &str, record: &DnsRecord) {
+        let fqdn = normalise(&record.fqdn);
+        if !is_under(&fqdn, &self.domain) {
+            return;
+        }
+        let mut entries = self.lock();
+        let exists = entries.iter().any(|e| {
+            e.origin.as_deref() == Some(origin)
+                && e.container == record.container
+                && e.addr == record.addr
+                && e.fqdn == fqdn
+        });
+        if !exists {
+            entries.push(Stored {
+                container: record.container.clone(),
+                addr: record.addr,
+                fqdn,
+                registered: SystemTime::now(),
+                origin: Some(origin.into()),
+            });
+        }
+    }
+
+    /// Removes a record another peer made.
+    pub fn remove_remote(&self, origin: &str, record: &DnsRecord) {
+        let fqdn = normalise(&record.fqdn);
+        self.lock().retain(|e| {
+            !(e.origin.as_deref() == Some(origin)
+                && e.container == record.container
+                && e.addr == record.addr
+                && e.fqdn == fqdn)
+        });
+    }
+
+    /// Replaces every record of other peers with `records` (peer, record): after a re-list.
+    pub fn replace_remote(&self, records: &[(String, DnsRecord)]) {
+        self.lock().retain(|e| e.origin.is_none());
+        for (origin, record) in records {
+            self.add_remote(origin, record);
         }
     }
 
@@ -84,17 +159,21 @@ impl Registry {
             return false;
         }
         let mut entries = self.lock();
-        match entries
-            .iter_mut()
-            .find(|e| e.container == container && e.addr == addr && e.fqdn == fqdn)
-        {
+        match entries.iter_mut().find(|e| {
+            e.origin.is_none() && e.container == container && e.addr == addr && e.fqdn == fqdn
+        }) {
             Some(existing) => existing.registered = now,
-            None => entries.push(Stored {
-                container: container.to_owned(),
-                addr,
-                fqdn,
-                registered: now,
-            }),
+            None => {
+                entries.push(Stored {
+                    container: container.to_owned(),
+                    addr,
+                    fqdn,
+                    registered: now,
+                    origin: None,
+                });
+                drop(entries);
+                self.changed();
+            }
         }
         true
     }
@@ -163,7 +242,7 @@ impl Registry {
             .iter()
             .map(|e| Entry {
                 container_id: e.container.clone(),
-                origin: ORIGIN.to_owned(),
+                origin: e.origin.as_deref().unwrap_or(ORIGIN).to_owned(),
                 addr: e.addr,
                 hostname: e.fqdn.clone(),
                 version: 0,
@@ -172,10 +251,10 @@ impl Registry {
             .collect()
     }
 
-    /// The ids of the containers that have names, each once, in the order they first registered.
+    /// The ids of this host's containers that have names, each once, in the order they first registered.
     pub fn containers(&self) -> Vec<String> {
         let mut ids: Vec<String> = Vec::new();
-        for entry in self.lock().iter() {
+        for entry in self.lock().iter().filter(|e| e.origin.is_none()) {
             if !ids.contains(&entry.container) {
                 ids.push(entry.container.clone());
             }
@@ -183,17 +262,33 @@ impl Registry {
         ids
     }
 
+    /// Removes local records only: another peer's are that peer's to remove.
     fn remove_where(&self, doomed: impl Fn(&Stored) -> bool) -> usize {
         let mut entries = self.lock();
         let before = entries.len();
-        entries.retain(|e| !doomed(e));
-        before - entries.len()
+        entries.retain(|e| e.origin.is_some() || !doomed(e));
+        let removed = before - entries.len();
+        drop(entries);
+        if removed > 0 {
+            self.changed();
+        }
+        removed
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<Stored>> {
         // The critical sections cannot leave the list half-changed, so a panic elsewhere while the
         // lock was held does not make the entries wrong.
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Stored {
+    fn record(&self) -> DnsRecord {
+        DnsRecord {
+            container: self.container.clone(),
+            addr: self.addr,
+            fqdn: self.fqdn.clone(),
+        }
     }
 }
 
@@ -477,5 +572,58 @@ mod tests {
         );
         assert_eq!(registry.remove_registered_before(C1, died), 0);
         assert_eq!(registry.lookup("c1.weave.local."), vec![ip("10.32.0.1")]);
+    }
+
+    #[test]
+    fn other_peers_records_answer_but_only_their_peer_changes_them() {
+        let registry = Registry::new("weave.local.");
+        let mut changes = registry.changes();
+        let remote = DnsRecord {
+            container: "far".into(),
+            addr: ip("10.32.0.65"),
+            fqdn: "Web.weave.local".into(),
+        };
+        registry.add_remote("peer2", &remote);
+        registry.add_remote("peer2", &remote);
+        registry.add_remote(
+            "peer2",
+            &DnsRecord {
+                fqdn: "x.other.".into(),
+                ..remote.clone()
+            },
+        );
+        assert!(
+            !changes.has_changed().unwrap(),
+            "remote records are not announced"
+        );
+        assert_eq!(registry.lookup("web.weave.local"), vec![ip("10.32.0.65")]);
+        assert_eq!(registry.entries()[0].origin, "peer2");
+        assert!(registry.local_records().is_empty());
+        assert!(registry.containers().is_empty());
+        // Local removal does not reach another peer's record.
+        assert_eq!(registry.remove(Some("far"), None, None), 0);
+        assert_eq!(
+            registry.remove_registered_before("far", SystemTime::now()),
+            0
+        );
+
+        registry.add(C1, ip("10.32.0.1"), "c1.weave.local.");
+        assert!(changes.has_changed().unwrap());
+        changes.mark_unchanged();
+        registry.add(C1, ip("10.32.0.1"), "c1.weave.local.");
+        assert!(
+            !changes.has_changed().unwrap(),
+            "re-registering changes nothing"
+        );
+        assert_eq!(registry.local_records().len(), 1);
+
+        registry.replace_remote(&[]);
+        assert!(registry.lookup("web.weave.local").is_empty());
+        assert_eq!(registry.lookup("c1.weave.local"), vec![ip("10.32.0.1")]);
+        registry.add_remote("peer2", &remote);
+        registry.remove_remote("peer2", &remote);
+        assert!(registry.lookup("web.weave.local").is_empty());
+        registry.remove(Some(C1), None, None);
+        assert!(changes.has_changed().unwrap());
     }
 }

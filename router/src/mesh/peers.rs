@@ -1,0 +1,280 @@
+//! Membership: this peer's record and its liveness mark in the store, and the other peers'
+//! records, liveness and blocks followed into the [`View`], the flood list of the VXLAN port
+//! kept equal to the other peers' endpoints.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use daemon::Backoff;
+use etcd::EventKind;
+use tokio::sync::watch;
+
+use super::keys::{self, Alive, BlockOwner, PeerRecord};
+use super::mirror::{Change, mirror};
+use super::{Mesh, View};
+
+/// A host whose keepalives stop is shown unreachable after this; MULTIHOST.md §4.1.
+const LEASE_TTL: Duration = Duration::from_secs(15);
+const KEEPALIVE_EVERY: Duration = Duration::from_secs(5);
+
+/// The flood list a peer wants: every other peer's endpoint, each once, in order. Its own
+/// endpoint is left out even under another name (a re-launch with a new name leaves the old
+/// record until `rmpeer`; flooding to oneself would loop).
+pub fn flood_list(
+    peers: &BTreeMap<String, PeerRecord>,
+    me: &str,
+    my_vtep: Ipv4Addr,
+) -> Vec<Ipv4Addr> {
+    let mut vteps: Vec<Ipv4Addr> = peers
+        .iter()
+        .filter(|(name, peer)| name.as_str() != me && peer.vtep != my_vtep)
+        .map(|(_, peer)| peer.vtep)
+        .collect();
+    vteps.sort_unstable();
+    vteps.dedup();
+    vteps
+}
+
+/// Keeps `peers/<me>` written and `alive/<me>` bound to a live lease, for ever: a lost lease
+/// (the store was away longer than its TTL) is replaced by a new one.
+pub(super) async fn register(mesh: Mesh) {
+    let config = mesh.config().clone();
+    let store = mesh.store().clone();
+    let record = keys::write(&PeerRecord {
+        nickname: config.nickname.clone(),
+        vtep: config.vtep,
+        mtu: config.mtu,
+    });
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    loop {
+        let registered = async {
+            store.put(keys::peer(&config.name), &record, None).await?;
+            let lease = store.grant(LEASE_TTL).await?;
+            let since = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            store
+                .put(
+                    keys::alive(&config.name),
+                    keys::write(&Alive { since }),
+                    Some(lease.id),
+                )
+                .await?;
+            Ok::<_, etcd::Error>(store.keep_alive_every(lease.id, KEEPALIVE_EVERY))
+        }
+        .await;
+        match registered {
+            Ok(mut keepalive) => {
+                tracing::info!(peer = %config.name, vtep = %config.vtep, "registered in the store");
+                backoff.reset();
+                let err = keepalive.lost().await;
+                tracing::warn!(error = %err, "store lease lost; registering again");
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot register in the store; retrying");
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        }
+    }
+}
+
+/// Follows the peers, their liveness and the blocks into the view, and the peers into the flood
+/// list.
+pub(super) async fn follow(mesh: Mesh) {
+    let me = mesh.config().name.clone();
+    let my_vtep = mesh.config().vtep;
+    let (wanted_tx, wanted_rx) = watch::channel(None::<Vec<Ipv4Addr>>);
+    tokio::spawn(keep_flood_list(mesh.clone(), wanted_rx));
+
+    let peers = {
+        let mesh = mesh.clone();
+        mirror(mesh.store().clone(), keys::peers(), move |change| {
+            let mut view = mesh.lock();
+            note_store(&mut view, &change);
+            apply(
+                &mut view.peers,
+                &change,
+                |key| keys::name_under(key, &keys::peers()).map(str::to_owned),
+                keys::read::<PeerRecord>,
+            );
+            let wanted = flood_list(&view.peers, &me, my_vtep);
+            drop(view);
+            if !matches!(change, Change::Unreachable(_)) {
+                wanted_tx.send_if_modified(|w| {
+                    let changed = w.as_ref() != Some(&wanted);
+                    *w = Some(wanted);
+                    changed
+                });
+            }
+        })
+    };
+    let alive = {
+        let mesh = mesh.clone();
+        mirror(mesh.store().clone(), keys::alive_prefix(), move |change| {
+            let mut view = mesh.lock();
+            let mut marks = view.alive.iter().map(|n| (n.clone(), ())).collect();
+            apply(
+                &mut marks,
+                &change,
+                |key| keys::name_under(key, &keys::alive_prefix()).map(str::to_owned),
+                |v| keys::read::<Alive>(v).map(|_| ()),
+            );
+            view.alive = marks.into_keys().collect();
+        })
+    };
+    let blocks = {
+        let mesh = mesh.clone();
+        mirror(mesh.store().clone(), keys::blocks(), move |change| {
+            let mut view = mesh.lock();
+            apply(&mut view.blocks, &change, keys::parse_block, |v| {
+                keys::read::<BlockOwner>(v).map(|o| o.peer)
+            });
+        })
+    };
+    tokio::join!(peers, alive, blocks);
+}
+
+/// Programs the flood list whenever the wanted one changes, retrying a failure.
+async fn keep_flood_list(mesh: Mesh, mut wanted: watch::Receiver<Option<Vec<Ipv4Addr>>>) {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    while wanted.changed().await.is_ok() {
+        loop {
+            let Some(vteps) = wanted.borrow_and_update().clone() else {
+                break;
+            };
+            match mesh.inner.dataplane.set_flood(&vteps).await {
+                Ok(()) => {
+                    tracing::info!(peers = vteps.len(), "flood list programmed");
+                    backoff.reset();
+                    break;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "programming the flood list failed; retrying");
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+            }
+        }
+    }
+}
+
+/// Records whether the store answers.
+fn note_store(view: &mut View, change: &Change<'_>) {
+    view.store_error = match change {
+        Change::Unreachable(err) => Some(err.to_string()),
+        _ => None,
+    };
+}
+
+/// Applies a mirror's change to a map keyed by what `key` reads from a store key. Keys or
+/// values that do not read are skipped: they are not ours to act on.
+pub(super) fn apply<K: Ord, V>(
+    map: &mut BTreeMap<K, V>,
+    change: &Change<'_>,
+    key: impl Fn(&[u8]) -> Option<K>,
+    value: impl Fn(&[u8]) -> Option<V>,
+) {
+    match change {
+        Change::Listed(kvs) => {
+            *map = kvs
+                .iter()
+                .filter_map(|kv| Some((key(&kv.key)?, value(&kv.value)?)))
+                .collect();
+        }
+        Change::Events(events) => {
+            for event in *events {
+                let Some(k) = key(&event.kv.key) else {
+                    continue;
+                };
+                match event.kind {
+                    EventKind::Put => match value(&event.kv.value) {
+                        Some(v) => {
+                            map.insert(k, v);
+                        }
+                        None => {
+                            map.remove(&k);
+                        }
+                    },
+                    EventKind::Delete => {
+                        map.remove(&k);
+                    }
+                }
+            }
+        }
+        Change::Unreachable(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etcd::{Event, KeyValue};
+
+    fn peer(nick: &str, vtep: &str) -> PeerRecord {
+        PeerRecord {
+            nickname: nick.into(),
+            vtep: vtep.parse().unwrap(),
+            mtu: 1376,
+        }
+    }
+
+    #[test]
+    fn the_flood_list_is_every_other_endpoint_once() {
+        let me: Ipv4Addr = "198.51.100.1".parse().unwrap();
+        let peers: BTreeMap<String, PeerRecord> = [
+            ("a".to_owned(), peer("h1", "198.51.100.1")),
+            ("b".to_owned(), peer("h2", "198.51.100.3")),
+            ("c".to_owned(), peer("h3", "198.51.100.2")),
+            ("d".to_owned(), peer("h3-again", "198.51.100.2")),
+            ("old-a".to_owned(), peer("h1", "198.51.100.1")),
+        ]
+        .into();
+        let want: Vec<Ipv4Addr> = ["198.51.100.2", "198.51.100.3"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        assert_eq!(flood_list(&peers, "a", me), want);
+        assert!(flood_list(&BTreeMap::new(), "a", me).is_empty());
+    }
+
+    fn kv(key: &str, value: &str) -> KeyValue {
+        KeyValue {
+            key: key.as_bytes().to_vec(),
+            value: value.as_bytes().to_vec(),
+            create_revision: 1,
+            mod_revision: 1,
+            version: 1,
+            lease: None,
+        }
+    }
+
+    #[test]
+    fn changes_apply_to_the_copy_and_garbage_is_skipped() {
+        let mut map: BTreeMap<String, String> = BTreeMap::new();
+        let key = |k: &[u8]| keys::name_under(k, "/p/").map(str::to_owned);
+        let value = |v: &[u8]| (!v.is_empty()).then(|| String::from_utf8_lossy(v).into_owned());
+        let listed = [kv("/p/a", "1"), kv("/p/b", ""), kv("/p/x/y", "2")];
+        apply(&mut map, &Change::Listed(&listed), key, value);
+        assert_eq!(map, [("a".to_owned(), "1".to_owned())].into());
+        let events = [
+            Event {
+                kind: EventKind::Put,
+                kv: kv("/p/c", "3"),
+            },
+            Event {
+                kind: EventKind::Delete,
+                kv: kv("/p/a", ""),
+            },
+            Event {
+                kind: EventKind::Put,
+                kv: kv("/p/c", ""),
+            },
+            Event {
+                kind: EventKind::Put,
+                kv: kv("/p/d", "4"),
+            },
+        ];
+        apply(&mut map, &Change::Events(&events), key, value);
+        assert_eq!(map, [("d".to_owned(), "4".to_owned())].into());
+    }
+}

@@ -1,0 +1,195 @@
+//! Several hosts, one weave network: hosts are network namespaces on one underlay, each with an
+//! etcd member and a router ([`weave_tests::hosts`]), "containers" are namespaces on their
+//! host's bridge. Membership, blocks, the VXLAN data plane, weaveDNS across hosts, and the
+//! faults: the store losing quorum, a router restarted, a host cut off.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use weave_tests::hosts::{Container, Hosts};
+use weave_tests::wait::{eventually, holds_for};
+
+/// How long a change in the store may take to reach every host (the issue asks for 1 s; the
+/// bound leaves room for a loaded machine, the time taken is printed).
+const CONVERGE: Duration = Duration::from_secs(10);
+
+fn block_of(addr: Ipv4Addr) -> u32 {
+    u32::from(addr) >> 6
+}
+
+fn resolves(hosts: &Hosts, i: usize, name: &str, addr: Ipv4Addr) -> bool {
+    hosts
+        .weaver(i)
+        .names()
+        .iter()
+        .any(|(n, a, _)| n == name && *a == addr.to_string())
+}
+
+fn all_pairs_ping(hosts: &Hosts, containers: &[Container]) {
+    for from in containers {
+        for to in containers {
+            if from.ns != to.ns {
+                eventually(
+                    &format!("{} to reach {}", from.id, to.addr),
+                    CONVERGE,
+                    || hosts.ping(from, to.addr).then_some(()),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn three_hosts_are_one_network_with_distinct_blocks_and_names_everywhere() {
+    let mut hosts = Hosts::new(3, 3);
+    for i in 0..3 {
+        hosts.start_weaver(i, &[]);
+    }
+    let containers: Vec<Container> = (0..3)
+        .map(|i| hosts.container(i, &format!("web{i}")))
+        .collect();
+    let blocks: BTreeSet<u32> = containers.iter().map(|c| block_of(c.addr)).collect();
+    assert_eq!(
+        blocks.len(),
+        3,
+        "each host allocates in its own block: {containers:?}"
+    );
+
+    all_pairs_ping(&hosts, &containers);
+
+    let started = Instant::now();
+    for (j, c) in containers.iter().enumerate() {
+        for i in 0..3 {
+            eventually(&format!("web{j} to be known on host {i}"), CONVERGE, || {
+                resolves(&hosts, i, &format!("web{j}.weave.local."), c.addr).then_some(())
+            });
+        }
+    }
+    eprintln!("names known on every host after {:?}", started.elapsed());
+    // A real DNS query on host 0 to its weaveDNS, for a container on host 2.
+    assert_eq!(
+        hosts.lookup(0, "web2.weave.local"),
+        vec![containers[2].addr]
+    );
+
+    // A second container on host 0 stays in host 0's block.
+    let more = hosts.container(0, "more");
+    assert_eq!(block_of(more.addr), block_of(containers[0].addr));
+
+    // A claim of an address in another host's block is refused with its owner.
+    let taken = containers[1].addr;
+    let (status, body) = hosts
+        .weaver(0)
+        .request("PUT", &format!("/ip/claimer/{taken}/16"), "");
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("already owned by") && body.contains("(host1)"),
+        "{body}"
+    );
+
+    // A name removed on its host goes everywhere.
+    let (status, _) = hosts.weaver(1).request(
+        "DELETE",
+        &format!("/name/{}/{}", containers[1].id, containers[1].addr),
+        "",
+    );
+    assert_eq!(status, 204);
+    eventually("web1 to be gone from host 2", CONVERGE, || {
+        (!resolves(&hosts, 2, "web1.weave.local.", containers[1].addr)).then_some(())
+    });
+}
+
+#[test]
+fn without_quorum_traffic_flows_and_owned_blocks_allocate_then_all_converges() {
+    let mut hosts = Hosts::new(3, 3);
+    for i in 0..3 {
+        hosts.start_weaver(i, &[]);
+    }
+    let a = hosts.container(0, "a");
+    let b = hosts.container(1, "b");
+    all_pairs_ping(&hosts, &[a.clone(), b.clone()]);
+
+    // Two of three members gone: no quorum.
+    hosts.kill_etcd(1);
+    hosts.kill_etcd(2);
+    holds_for(
+        "containers to keep talking without the store",
+        Duration::from_secs(3),
+        || hosts.ping(&a, b.addr) && hosts.ping(&b, a.addr),
+    );
+    // Host 0 still allocates in the block it owns, and registers a name locally.
+    let c = hosts.container(0, "c");
+    assert_eq!(block_of(c.addr), block_of(a.addr));
+    assert!(hosts.ping(&c, b.addr));
+
+    hosts.start_etcd(1, "existing");
+    hosts.start_etcd(2, "existing");
+    hosts.wait_for_store();
+    // The name registered during the outage reaches host 1 without any restart.
+    eventually(
+        "c to be known on host 1 after the outage",
+        Duration::from_secs(30),
+        || resolves(&hosts, 1, "c.weave.local.", c.addr).then_some(()),
+    );
+}
+
+#[test]
+fn a_restarted_router_keeps_traffic_and_its_blocks() {
+    let mut hosts = Hosts::new(2, 1);
+    hosts.start_weaver(0, &[]);
+    hosts.start_weaver(1, &[]);
+    let a = hosts.container(0, "a");
+    let b = hosts.container(1, "b");
+    all_pairs_ping(&hosts, &[a.clone(), b.clone()]);
+
+    hosts.weaver_mut(1).stop();
+    assert!(
+        hosts.ping(&a, b.addr),
+        "the kernel keeps forwarding while the router is down"
+    );
+    hosts.weaver_mut(1).restart();
+    assert!(hosts.ping(&a, b.addr));
+    let c = hosts.container(1, "c");
+    assert_eq!(
+        block_of(c.addr),
+        block_of(b.addr),
+        "the restarted router kept its block"
+    );
+    all_pairs_ping(&hosts, &[a, b, c]);
+}
+
+#[test]
+fn a_host_cut_off_keeps_allocating_in_its_blocks_and_heals() {
+    let mut hosts = Hosts::new(3, 3);
+    for i in 0..3 {
+        hosts.start_weaver(i, &[]);
+    }
+    let a = hosts.container(0, "a");
+    let b = hosts.container(1, "b");
+    let c = hosts.container(2, "c");
+    all_pairs_ping(&hosts, &[a.clone(), b.clone(), c.clone()]);
+
+    hosts.set_link(2, false);
+    assert!(hosts.ping(&a, b.addr), "the majority side keeps talking");
+    assert!(!hosts.ping(&a, c.addr), "the cut-off host is out of reach");
+    let c2 = hosts.container(2, "c2");
+    assert_eq!(
+        block_of(c2.addr),
+        block_of(c.addr),
+        "the minority allocates in its own block"
+    );
+    let b2 = hosts.container(1, "b2");
+
+    hosts.set_link(2, true);
+    all_pairs_ping(&hosts, &[a, b2.clone(), c2.clone()]);
+    eventually(
+        "names made on each side to be known on the other",
+        CONVERGE,
+        || {
+            (resolves(&hosts, 0, "c2.weave.local.", c2.addr)
+                && resolves(&hosts, 2, "b2.weave.local.", b2.addr))
+            .then_some(())
+        },
+    );
+}
