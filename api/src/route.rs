@@ -37,6 +37,13 @@ pub const NAMES: &str = "/name";
 pub const NAMES_OF: &str = "/name/{id}";
 /// `PUT` registers (form `fqdn=`), `DELETE` removes `{id}`'s names on `{ip}`.
 pub const NAME: &str = "/name/{id}/{ip}";
+/// `GET`: the peers of a network of several hosts and whether each is alive (404 alone).
+pub const STATUS_PEERS: &str = "/status/peers";
+/// `GET`: the address blocks per peer (404 alone).
+pub const STATUS_IPAM: &str = "/status/ipam";
+/// `DELETE`: `weave rmpeer`: takes over a dead peer's blocks and removes its names (`?force=true`
+/// even while it is alive). 200 `N IPs taken over from X`.
+pub const PEER: &str = "/peer/{peer}";
 
 /// The id the host's own addresses (`weave expose`) are held under.
 pub const EXPOSE_ID: &str = "weave:expose";
@@ -75,6 +82,20 @@ impl Call {
             CidrToken::Address(cidr) => (Method::PUT, format!("/ip/{id}/{cidr}")),
         };
         Self::new(method, path, alive(check_alive))
+    }
+
+    /// `weave rmpeer`: `DELETE /peer/{peer}`, refused while it is alive unless `force`.
+    pub fn remove_peer(peer: &str, force: bool) -> Self {
+        let path = format!("/peer/{peer}");
+        Self::new(
+            Method::DELETE,
+            if force {
+                format!("{path}?force=true")
+            } else {
+                path
+            },
+            &[],
+        )
     }
 
     /// Frees one address of `id`: `DELETE /ip/{id}/{ip}`.

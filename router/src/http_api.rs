@@ -68,6 +68,16 @@ pub trait BlockSource: Send + Sync + std::fmt::Debug {
     fn claim<'a>(&'a self, candidates: Vec<Ipv4Net>) -> BoxFuture<'a, Result<BlockClaim, String>>;
 }
 
+/// Makes the lines of `/status`'s router block when asked.
+#[derive(Clone)]
+pub struct RouterLines(pub Arc<dyn Fn() -> String + Send + Sync>);
+
+impl std::fmt::Debug for RouterLines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RouterLines")
+    }
+}
+
 /// Shared state of the API: the configuration known at start, and the allocator once loaded.
 #[derive(Debug, Clone)]
 pub struct ApiState {
@@ -85,6 +95,8 @@ struct Shared {
     dns: OnceLock<DnsStatus>,
     /// The store's blocks, on a network of several hosts.
     blocks: OnceLock<Arc<dyn BlockSource>>,
+    /// The lines of `/status`'s router block, on a network of several hosts.
+    router_lines: OnceLock<RouterLines>,
     /// Held while a block is claimed, so that requests that all found their blocks full claim
     /// one block between them, not one each.
     claiming: tokio::sync::Mutex<()>,
@@ -134,6 +146,7 @@ impl ApiState {
                 ipam: OnceLock::new(),
                 dns: OnceLock::new(),
                 blocks: OnceLock::new(),
+                router_lines: OnceLock::new(),
                 claiming: tokio::sync::Mutex::new(()),
             }),
         }
@@ -157,6 +170,11 @@ impl ApiState {
         {
             tracing::warn!("IPAM was already initialised; ignoring a second initialisation");
         }
+    }
+
+    /// Shows a router block in `/status`, made by `lines` at each request.
+    pub fn set_router_lines(&self, lines: RouterLines) {
+        let _ = self.inner.router_lines.set(lines);
     }
 
     /// Allocates from blocks claimed in `source` from now on.
@@ -249,6 +267,14 @@ impl ApiState {
             ipam.commit(next)?;
         }
         Ok(result)
+    }
+
+    /// Reads the allocator.
+    ///
+    /// # Errors
+    /// [`ApiError::NotReady`] before [`ApiState::set_ready`].
+    pub fn read<T>(&self, op: impl FnOnce(&Allocator) -> T) -> Result<T, ApiError> {
+        Ok(op(&self.ipam()?.alloc))
     }
 
     /// Applies `op` to the allocator, saving the result when the allocations changed: the entry
@@ -383,6 +409,13 @@ async fn status(State(state): State<ApiState>) -> Response {
     let mut body = [
         line("Version", env!("CARGO_PKG_VERSION")),
         "\n".to_owned(),
+        state
+            .inner
+            .router_lines
+            .get()
+            .map_or_else(String::new, |lines| {
+                format!("{}{}\n", line("Service", "router"), (lines.0)())
+            }),
         line("Service", "ipam"),
         line("Status", ipam_status),
         line("Range", &state.inner.universe),

@@ -225,6 +225,29 @@ impl Allocator {
         }
     }
 
+    /// Stops allocating in `block`: another peer owns it now (taken over with `rmpeer --force`
+    /// while this host was cut off). Addresses already given out in it stay recorded. Returns
+    /// whether it was owned.
+    pub fn remove_block(&mut self, block: Ipv4Net) -> bool {
+        match &mut self.space {
+            Space::Blocks { owned, .. } => owned.remove(&block),
+            Space::Whole => false,
+        }
+    }
+
+    /// The owned blocks (none outside block mode).
+    pub fn owned_blocks(&self) -> Vec<Ipv4Net> {
+        match &self.space {
+            Space::Blocks { owned, .. } => owned.iter().copied().collect(),
+            Space::Whole => Vec::new(),
+        }
+    }
+
+    /// How many addresses are recorded inside `block`.
+    pub fn used_in(&self, block: Ipv4Net) -> usize {
+        self.used.range(block.network()..=block.broadcast()).count()
+    }
+
     /// The block `addr` falls in, when in block mode and `addr` is inside the range.
     pub fn block_of(&self, addr: Ipv4Addr) -> Option<Ipv4Net> {
         match &self.space {

@@ -193,3 +193,92 @@ fn a_host_cut_off_keeps_allocating_in_its_blocks_and_heals() {
         },
     );
 }
+
+/// The VTEPs in the flood list of host `i`'s VXLAN port, read with the host's `bridge`.
+fn flood_list(hosts: &Hosts, i: usize) -> Vec<String> {
+    let out = std::process::Command::new("bridge")
+        .args(["-n", &hosts.hosts[i].ns, "fdb", "show", "dev", "vxlan-6789"])
+        .output()
+        .expect("bridge runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("00:00:00:00:00:00"))
+        .filter_map(|l| l.split_whitespace().skip_while(|w| *w != "dst").nth(1))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_dead_peer_shows_unreachable_and_rmpeer_takes_over_its_blocks_and_names() {
+    let mut hosts = Hosts::new(3, 3);
+    for i in 0..3 {
+        hosts.start_weaver(i, &["--peer-ttl", "3"]);
+    }
+    let a = hosts.container(0, "a");
+    let _b = hosts.container(1, "b");
+    let c = hosts.container(2, "c");
+    eventually("host 2's name on host 0", CONVERGE, || {
+        resolves(&hosts, 0, "c.weave.local.", c.addr).then_some(())
+    });
+
+    let (status, text) = hosts.weaver(0).request("GET", "/status", "");
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("Service: router") && text.contains("(host0)"),
+        "{text}"
+    );
+    let peers = |hosts: &Hosts| hosts.weaver(0).request("GET", "/status/peers", "").1;
+    eventually("every peer established on host 0", CONVERGE, || {
+        let text = peers(&hosts);
+        (text.matches("established").count() == 2).then_some(())
+    });
+    assert_eq!(flood_list(&hosts, 0), ["198.51.100.2", "198.51.100.3"]);
+
+    let (status, body) = hosts.weaver(0).request("DELETE", "/peer/host2", "");
+    assert_eq!((status, body.contains("is alive")), (409, true), "{body}");
+
+    hosts.weaver_mut(2).stop();
+    eventually("host 2 to be unreachable", Duration::from_secs(20), || {
+        let text = peers(&hosts);
+        (text.contains("unreachable") && text.contains("(host2)")).then_some(())
+    });
+    let ipam = hosts.weaver(0).request("GET", "/status/ipam", "").1;
+    assert!(
+        ipam.lines()
+            .any(|l| l.contains("(host2)") && l.ends_with("- unreachable!")),
+        "{ipam}"
+    );
+    assert!(
+        hosts.ping(&a, c.addr),
+        "its containers still answer: the data plane is the kernel's"
+    );
+
+    let (status, body) = hosts.weaver(0).request("DELETE", "/peer/host2", "");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.starts_with("64 IPs taken over from ") && body.contains("(host2)"),
+        "{body}"
+    );
+    for i in 0..2 {
+        eventually(
+            &format!("host 2's name gone from host {i}"),
+            CONVERGE,
+            || (!resolves(&hosts, i, "c.weave.local.", c.addr)).then_some(()),
+        );
+        eventually(
+            &format!("host 2 gone from host {i}'s flood list"),
+            CONVERGE,
+            || (!flood_list(&hosts, i).contains(&"198.51.100.3".to_owned())).then_some(()),
+        );
+    }
+    let ipam = hosts.weaver(0).request("GET", "/status/ipam", "").1;
+    assert!(
+        ipam.contains("128 IPs") && !ipam.contains("host2"),
+        "{ipam}"
+    );
+    // The block taken over is host 0's to allocate in now: claim the dead container's address.
+    let (status, body) = hosts
+        .weaver(0)
+        .request("PUT", &format!("/ip/newowner/{}/16", c.addr), "");
+    assert_eq!(status, 204, "{body}");
+}

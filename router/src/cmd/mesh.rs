@@ -60,6 +60,7 @@ pub(super) async fn join(
         nickname,
         vtep,
         mtu,
+        lease_ttl: Duration::from_secs(args.peer_ttl),
         net: NetConfig {
             range,
             block_len: args.ipalloc_block_len.max(range.prefix_len()),

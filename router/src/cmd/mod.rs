@@ -112,6 +112,9 @@ struct MeshArgs {
     /// Prefix length of the blocks of the range each host claims for its containers.
     #[arg(long, default_value_t = 26, value_parser = clap::value_parser!(u8).range(8..=30))]
     ipalloc_block_len: u8,
+    /// Seconds after its last keepalive that a peer is shown unreachable (tests shorten it).
+    #[arg(long, default_value_t = 15, hide = true, value_parser = clap::value_parser!(u64).range(2..))]
+    peer_ttl: u64,
 }
 
 #[derive(Debug, Args)]

@@ -48,6 +48,10 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
         Some(super::dns::start(&args.dns, &args.host.host_root, &docker, &state, range).await?)
     };
     let mut app = http_api::router(state.clone());
+    let mesh_slot = crate::mesh::http::MeshSlot::default();
+    if !args.mesh.store_endpoints.is_empty() {
+        app = app.merge(crate::mesh::http::router(mesh_slot.clone(), state.clone()));
+    }
     if let Some(dns) = &dns {
         app = app.merge(names::router(dns.clone()));
     }
@@ -124,8 +128,14 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
     );
     state.set_ready(alloc, store);
     if let Some(mesh) = &mesh {
+        let _ = mesh_slot.set(mesh.clone());
         state.set_block_source(Arc::new(mesh.clone()));
-        mesh.start(dns.as_ref().map(|dns| dns.registry.clone()));
+        let shown = mesh.clone();
+        state.set_router_lines(http_api::RouterLines(Arc::new(move || {
+            let config = shown.config();
+            crate::mesh::status::router_lines(&shown.view(), &config.name, config.endpoints.len())
+        })));
+        mesh.start(dns.as_ref().map(|dns| dns.registry.clone()), state.clone());
         tracing::info!(
             peer = %mesh.config().name,
             nickname = %mesh.config().nickname,

@@ -7,11 +7,13 @@
 //! the store gone, containers keep talking and allocation goes on inside the blocks already
 //! owned, and every mirror catches up when the store is back.
 
+pub mod http;
 mod kernel;
 pub mod keys;
 mod mirror;
 mod names;
 mod peers;
+pub mod status;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -22,7 +24,7 @@ use etcd::{Client, Created, Keys};
 use ipnet::Ipv4Net;
 
 use crate::dns::registry::Registry;
-use crate::http_api::{BlockClaim, BlockSource, BoxFuture};
+use crate::http_api::{ApiState, BlockClaim, BlockSource, BoxFuture};
 use keys::{BlockOwner, NetConfig, PeerRecord};
 
 pub use kernel::KernelVxlan;
@@ -40,6 +42,8 @@ pub struct Config {
     /// This host's underlay address: where the others send its VXLAN traffic.
     pub vtep: Ipv4Addr,
     pub mtu: u32,
+    /// How long after its last keepalive this peer is shown unreachable to the others.
+    pub lease_ttl: std::time::Duration,
     pub net: NetConfig,
 }
 
@@ -58,6 +62,27 @@ pub enum MeshError {
     BadConfig { key: String },
     #[error(transparent)]
     Store(#[from] etcd::Error),
+}
+
+/// Why `weave rmpeer` refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RmPeerError {
+    #[error("unknown peer {0}")]
+    Unknown(String),
+    #[error("peer {0} is alive; stop it first, or use --force")]
+    Alive(String),
+    #[error("a peer cannot remove itself; use `weave reset` on its host")]
+    Itself,
+    #[error("the store cannot be reached: {0}")]
+    Store(#[from] etcd::Error),
+}
+
+/// What `weave rmpeer` took over.
+#[derive(Debug, Clone)]
+pub struct TakenOver {
+    /// The removed peer, as `name(nickname)`.
+    pub peer: String,
+    pub blocks: Vec<Ipv4Net>,
 }
 
 /// Keeps the flood list of the VXLAN port: the seam between the mesh and the kernel.
@@ -162,9 +187,9 @@ impl Mesh {
 
     /// Starts the tasks that keep this peer registered and alive, the flood list and the
     /// other peers' weaveDNS records in step with the store, and this peer's records in it.
-    pub fn start(&self, registry: Option<Registry>) {
+    pub fn start(&self, registry: Option<Registry>, state: ApiState) {
         tokio::spawn(peers::register(self.clone()));
-        tokio::spawn(peers::follow(self.clone()));
+        tokio::spawn(peers::follow(self.clone(), state));
         if let Some(registry) = registry {
             tokio::spawn(names::publish(self.clone(), registry.clone()));
             tokio::spawn(names::follow(self.clone(), registry));
@@ -230,10 +255,90 @@ impl Mesh {
 
     /// `name(nickname)`, as Weave Net shows a peer.
     pub fn describe(&self, name: &str) -> String {
-        match self.lock().peers.get(name) {
-            Some(peer) => format!("{name}({})", peer.nickname),
-            None => name.to_owned(),
+        status::describe(&self.lock(), name)
+    }
+
+    /// `weave rmpeer`: in one transaction, this peer takes over every block of `who` (a name or
+    /// a nickname), and its record, liveness mark and weaveDNS records go. Refused while its
+    /// lease is alive, unless `force`.
+    ///
+    /// # Errors
+    /// [`RmPeerError`].
+    pub async fn remove_peer(&self, who: &str, force: bool) -> Result<TakenOver, RmPeerError> {
+        let me = self.inner.config.name.clone();
+        let store = &self.inner.store;
+        let peers = store.get(&Keys::prefix(keys::peers())).await?;
+        let records: BTreeMap<String, PeerRecord> = peers
+            .kvs
+            .iter()
+            .filter_map(|kv| {
+                let name = keys::name_under(&kv.key, &keys::peers())?;
+                Some((name.to_owned(), keys::read::<PeerRecord>(&kv.value)?))
+            })
+            .collect();
+        let name = records
+            .iter()
+            .find(|(name, peer)| name.as_str() == who || peer.nickname == who)
+            .map(|(name, _)| name.clone())
+            .ok_or_else(|| RmPeerError::Unknown(who.to_owned()))?;
+        if name == me {
+            return Err(RmPeerError::Itself);
         }
+        let shown = match records.get(&name) {
+            Some(peer) => format!("{name}({})", peer.nickname),
+            None => name.clone(),
+        };
+        // A block written between the read and the transaction fails the transaction, which
+        // is then tried again from a fresh read.
+        for _ in 0..3 {
+            let listed = store.get(&Keys::prefix(keys::blocks())).await?;
+            let theirs: Vec<(Ipv4Net, i64)> = listed
+                .kvs
+                .iter()
+                .filter(|kv| keys::read::<BlockOwner>(&kv.value).is_some_and(|o| o.peer == name))
+                .filter_map(|kv| Some((keys::parse_block(&kv.key)?, kv.mod_revision)))
+                .collect();
+            let mut txn = etcd::Txn::new();
+            if !force {
+                txn = txn.when(etcd::Compare::absent(keys::alive(&name)));
+            }
+            let owner = keys::write(&BlockOwner { peer: me.clone() });
+            for (block, revision) in &theirs {
+                txn = txn
+                    .when(etcd::Compare::mod_revision(
+                        keys::block(*block),
+                        etcd::CmpOp::Equal,
+                        *revision,
+                    ))
+                    .then(etcd::Op::put(keys::block(*block), &owner));
+            }
+            txn = txn
+                .then(etcd::Op::Delete(Keys::key(keys::peer(&name))))
+                .then(etcd::Op::Delete(Keys::key(keys::alive(&name))))
+                .then(etcd::Op::Delete(Keys::prefix(keys::dns_of(&name))))
+                .otherwise(etcd::Op::Get(Keys::key(keys::alive(&name))));
+            let result = store.txn(txn).await?;
+            if result.succeeded {
+                let blocks: Vec<Ipv4Net> = theirs.iter().map(|(b, _)| *b).collect();
+                let mut view = self.lock();
+                for block in &blocks {
+                    view.blocks.insert(*block, me.clone());
+                }
+                return Ok(TakenOver {
+                    peer: shown,
+                    blocks,
+                });
+            }
+            let alive =
+                matches!(result.results.first(), Some(etcd::OpResult::Get(r)) if !r.kvs.is_empty());
+            if alive && !force {
+                return Err(RmPeerError::Alive(shown));
+            }
+        }
+        Err(RmPeerError::Store(etcd::Error::Unavailable {
+            call: "/v3/kv/txn",
+            tried: vec![("rmpeer".to_owned(), "its blocks kept changing".to_owned())],
+        }))
     }
 }
 

@@ -7,16 +7,15 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use daemon::Backoff;
-use etcd::EventKind;
+use etcd::{Created, EventKind};
+use ipnet::Ipv4Net;
 use tokio::sync::watch;
 
 use super::keys::{self, Alive, BlockOwner, PeerRecord};
 use super::mirror::{Change, mirror};
 use super::{Mesh, View};
-
-/// A host whose keepalives stop is shown unreachable after this; MULTIHOST.md §4.1.
-const LEASE_TTL: Duration = Duration::from_secs(15);
-const KEEPALIVE_EVERY: Duration = Duration::from_secs(5);
+use crate::http_api::ApiState;
+use crate::ipam::Allocator;
 
 /// The flood list a peer wants: every other peer's endpoint, each once, in order. Its own
 /// endpoint is left out even under another name (a re-launch with a new name leaves the old
@@ -50,7 +49,7 @@ pub(super) async fn register(mesh: Mesh) {
     loop {
         let registered = async {
             store.put(keys::peer(&config.name), &record, None).await?;
-            let lease = store.grant(LEASE_TTL).await?;
+            let lease = store.grant(config.lease_ttl).await?;
             let since = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
@@ -61,7 +60,8 @@ pub(super) async fn register(mesh: Mesh) {
                     Some(lease.id),
                 )
                 .await?;
-            Ok::<_, etcd::Error>(store.keep_alive_every(lease.id, KEEPALIVE_EVERY))
+            // A third of the TTL, etcd's own habit: two keepalives may be lost in a row.
+            Ok::<_, etcd::Error>(store.keep_alive_every(lease.id, config.lease_ttl / 3))
         }
         .await;
         match registered {
@@ -81,7 +81,7 @@ pub(super) async fn register(mesh: Mesh) {
 
 /// Follows the peers, their liveness and the blocks into the view, and the peers into the flood
 /// list.
-pub(super) async fn follow(mesh: Mesh) {
+pub(super) async fn follow(mesh: Mesh, state: ApiState) {
     let me = mesh.config().name.clone();
     let my_vtep = mesh.config().vtep;
     let (wanted_tx, wanted_rx) = watch::channel(None::<Vec<Ipv4Addr>>);
@@ -123,6 +123,8 @@ pub(super) async fn follow(mesh: Mesh) {
             view.alive = marks.into_keys().collect();
         })
     };
+    let (nudge, nudged) = watch::channel(());
+    tokio::spawn(keep_blocks(mesh.clone(), state, nudged));
     let blocks = {
         let mesh = mesh.clone();
         mirror(mesh.store().clone(), keys::blocks(), move |change| {
@@ -130,9 +132,65 @@ pub(super) async fn follow(mesh: Mesh) {
             apply(&mut view.blocks, &change, keys::parse_block, |v| {
                 keys::read::<BlockOwner>(v).map(|o| o.peer)
             });
+            if !matches!(change, Change::Unreachable(_)) {
+                nudge.send_replace(());
+            }
         })
     };
     tokio::join!(peers, alive, blocks);
+}
+
+/// What to do about the blocks this host's allocator owns, given the store's owners: those
+/// another peer owns now (taken over by `rmpeer --force` while this host was away) are given
+/// up; those the store has no owner for (its data was lost) are claimed again.
+pub(super) fn reconcile_blocks(
+    owned: &[Ipv4Net],
+    store: &BTreeMap<Ipv4Net, String>,
+    me: &str,
+) -> (Vec<Ipv4Net>, Vec<Ipv4Net>) {
+    let lost = owned
+        .iter()
+        .filter(|b| store.get(b).is_some_and(|owner| owner != me))
+        .copied()
+        .collect();
+    let missing = owned
+        .iter()
+        .filter(|b| !store.contains_key(b))
+        .copied()
+        .collect();
+    (lost, missing)
+}
+
+/// Brings the allocator's blocks in line with the store's after every change to the blocks.
+async fn keep_blocks(mesh: Mesh, state: ApiState, mut nudged: watch::Receiver<()>) {
+    let me = mesh.config().name.clone();
+    while nudged.changed().await.is_ok() {
+        let Ok(owned) = state.read(Allocator::owned_blocks) else {
+            continue;
+        };
+        let store = mesh.lock().blocks.clone();
+        let (lost, missing) = reconcile_blocks(&owned, &store, &me);
+        for block in lost {
+            let owner = store
+                .get(&block)
+                .map(|o| mesh.describe(o))
+                .unwrap_or_default();
+            tracing::error!(%block, %owner, "another peer took over a block this peer owned; allocating no more in it");
+            let _ = state.update(|alloc| alloc.remove_block(block));
+        }
+        for block in missing {
+            let value = keys::write(&BlockOwner { peer: me.clone() });
+            match mesh.store().create(keys::block(block), value, None).await {
+                Ok(Created::Created { .. }) => {
+                    tracing::warn!(%block, "the store had lost this peer's block; claimed it again");
+                }
+                Ok(Created::Exists(_)) => nudged.mark_changed(),
+                Err(err) => {
+                    tracing::warn!(%block, error = %err, "cannot claim this peer's block again; will retry")
+                }
+            }
+        }
+    }
 }
 
 /// Programs the flood list whenever the wanted one changes, retrying a failure.
@@ -276,5 +334,22 @@ mod tests {
         ];
         apply(&mut map, &Change::Events(&events), key, value);
         assert_eq!(map, [("d".to_owned(), "4".to_owned())].into());
+    }
+
+    #[test]
+    fn blocks_taken_over_are_given_up_and_lost_ones_claimed_again() {
+        let net = |t: &str| -> Ipv4Net { t.parse().unwrap() };
+        let (a, b, c) = (
+            net("10.32.0.0/26"),
+            net("10.32.0.64/26"),
+            net("10.32.0.128/26"),
+        );
+        let store: BTreeMap<Ipv4Net, String> =
+            [(a, "me".to_owned()), (b, "other".to_owned())].into();
+        assert_eq!(
+            reconcile_blocks(&[a, b, c], &store, "me"),
+            (vec![b], vec![c])
+        );
+        assert_eq!(reconcile_blocks(&[a], &store, "me"), (vec![], vec![]));
     }
 }
