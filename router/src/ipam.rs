@@ -211,6 +211,20 @@ impl Allocator {
             self.dead.remove(id);
             return Ok(held);
         }
+        let cidr = self.lowest_free(subnet)?;
+        self.record(id, cidr, is_container);
+        Ok(cidr)
+    }
+
+    /// The lowest free host address of `subnet` inside the range, with the subnet's prefix
+    /// length; nothing is recorded. For owners named after their address (Docker's IPAM driver
+    /// hands out addresses before it knows whose they are), which then [`Allocator::claim`] it.
+    ///
+    /// # Errors
+    /// [`IpamError::OutOfBounds`] when `subnet` lies wholly outside the range,
+    /// [`IpamError::Exhausted`] when every host address of `subnet` inside the range is taken.
+    pub fn lowest_free(&self, subnet: Ipv4Net) -> Result<Ipv4Net, IpamError> {
+        let subnet = subnet.trunc();
         let Some((first, last)) = self.candidates(subnet) else {
             return Err(IpamError::OutOfBounds {
                 subnet,
@@ -235,9 +249,7 @@ impl Allocator {
                 hosts: u64::from(last - first) + 1,
             });
         }
-        let cidr = with_prefix(Ipv4Addr::from(next), subnet.prefix_len());
-        self.record(id, cidr, is_container);
-        Ok(cidr)
+        Ok(with_prefix(Ipv4Addr::from(next), subnet.prefix_len()))
     }
 
     /// Records that `id` holds exactly `cidr` (address plus mask). Addresses outside the range are

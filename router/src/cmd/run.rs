@@ -12,13 +12,14 @@ use crate::docker::{self, DockerLiveness};
 use crate::ipam::Allocator;
 use crate::iptables::HostIptables;
 use crate::names;
+use crate::plugin;
 use crate::store::Store;
 use crate::{events, reclaim};
 use anyhow::{Context as _, Result, bail};
 use ipnet::Ipv4Net;
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::{DEFAULT_RANGE, RunArgs};
+use super::{DEFAULT_RANGE, PluginArgs, RunArgs};
 
 pub(crate) async fn run(args: RunArgs) -> Result<()> {
     daemon::init_logging(&log_directives(&args.log_level))
@@ -105,6 +106,12 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
         "weaver ready"
     );
     state.set_ready(alloc, store);
+    // After the bridge exists and the allocator is loaded: Docker may call at once.
+    let plugin_socket = if args.plugin.no_plugin {
+        None
+    } else {
+        Some(serve_plugin(&args.plugin, &state, bridge)?)
+    };
     tokio::spawn(events::watch(
         docker,
         state.clone(),
@@ -116,10 +123,31 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
         .await
         .context("HTTP server task")?
         .context("HTTP server")?;
+    if let Some(path) = plugin_socket {
+        // Docker then reports the plugin missing rather than waiting on a socket nobody serves.
+        if let Err(err) = std::fs::remove_file(&path) {
+            tracing::warn!(socket = %path.display(), error = %err, "could not remove the plugin socket");
+        }
+    }
     // The bridge and the rules stay: running containers keep their network while the router is
     // down, as with the original's `weave stop`. `weaver reset` removes them.
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Serves Docker's network plugin on `<plugin-dir>/<plugin-name>.sock`; returns the socket path.
+fn serve_plugin(args: &PluginArgs, state: &ApiState, bridge: &str) -> Result<PathBuf> {
+    let path = plugin::socket_path(&args.plugin_dir, &args.plugin_name);
+    let listener = plugin::bind(&path)
+        .context("serving Docker's network plugin (--no-plugin leaves it out)")?;
+    tracing::info!(socket = %path.display(), name = %args.plugin_name, "network plugin listening");
+    let app = plugin::router(plugin::Plugin::new(state.clone(), bridge));
+    tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, app).await {
+            tracing::error!(error = %err, "network plugin server");
+        }
+    });
+    Ok(path)
 }
 
 /// A bare level applies to weaver; the DNS library logs every query at `info`, so it is kept to
