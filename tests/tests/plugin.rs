@@ -313,7 +313,7 @@ fn a_restarted_router_answers_for_what_the_previous_one_made() {
 
     weaver.restart();
     // The address survived (saved by the allocator), so a new container gets another one.
-    assert_eq!(plugin_addrs(&weaver), [a1.clone()]);
+    assert_eq!(plugin_addrs(&weaver), std::slice::from_ref(&a1));
     let c2 = sleeper(&docker, &scope, &net, "c2", &[]);
     let a2 = ethwe_addr(&docker, &c2);
     assert_ne!(a1, a2);
