@@ -64,6 +64,8 @@ struct Shared {
     ipam: OnceLock<Mutex<Ipam>>,
     /// weaveDNS, for `/status`; empty with `--no-dns`.
     dns: OnceLock<DnsStatus>,
+    /// Docker's network plugin, for `/status`; empty with `--no-plugin`.
+    plugin: OnceLock<PluginStatus>,
 }
 
 /// What `/status` shows of weaveDNS.
@@ -75,6 +77,15 @@ pub struct DnsStatus {
     pub upstreams: Vec<SocketAddr>,
     /// The TTL of its answers.
     pub ttl: u32,
+}
+
+/// What `/status` shows of Docker's network plugin.
+#[derive(Debug, Clone)]
+pub struct PluginStatus {
+    /// The driver name users give (`docker network create -d NAME`).
+    pub name: String,
+    /// Where Docker finds it.
+    pub socket: std::path::PathBuf,
 }
 
 #[derive(Debug)]
@@ -109,6 +120,7 @@ impl ApiState {
                 liveness,
                 ipam: OnceLock::new(),
                 dns: OnceLock::new(),
+                plugin: OnceLock::new(),
             }),
         }
     }
@@ -136,6 +148,11 @@ impl ApiState {
     /// Shows weaveDNS in `/status`.
     pub fn set_dns_status(&self, dns: DnsStatus) {
         let _ = self.inner.dns.set(dns);
+    }
+
+    /// Shows Docker's network plugin in `/status`.
+    pub fn set_plugin_status(&self, plugin: PluginStatus) {
+        let _ = self.inner.plugin.set(plugin);
     }
 
     /// What `check-alive=true` asks.
@@ -309,6 +326,12 @@ async fn status(State(state): State<ApiState>) -> Response {
         ] {
             body.push_str(&line(label, &value));
         }
+    }
+    if let Some(plugin) = state.inner.plugin.get() {
+        body.push('\n');
+        body.push_str(&line("Service", "plugin"));
+        body.push_str(&line("DriverName", &plugin.name));
+        body.push_str(&line("Socket", plugin.socket.display()));
     }
     let code = if ready {
         StatusCode::OK

@@ -331,10 +331,18 @@ fn a_restarted_router_answers_for_what_the_previous_one_made() {
 }
 
 #[test]
-fn bad_requests_get_an_error_body_and_the_plugin_keeps_serving() {
+fn status_shows_the_plugin_and_bad_requests_get_an_error_body() {
     let plugin = plugin_name();
-    let _weaver = router(&plugin);
+    let weaver = router(&plugin);
     let path = socket(&plugin);
+    let (_, status) = weaver.request("GET", "/status", "");
+    assert!(
+        status.contains(&format!(
+            "        Service: plugin\n     DriverName: {plugin}\n         Socket: {}\n",
+            path.display()
+        )),
+        "{status}"
+    );
     let send = |request: Request| {
         request
             .header("Content-Type", "application/vnd.docker.plugins.v1.2+json")

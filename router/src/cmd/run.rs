@@ -141,6 +141,10 @@ fn serve_plugin(args: &PluginArgs, state: &ApiState, bridge: &str) -> Result<Pat
     let listener = plugin::bind(&path)
         .context("serving Docker's network plugin (--no-plugin leaves it out)")?;
     tracing::info!(socket = %path.display(), name = %args.plugin_name, "network plugin listening");
+    state.set_plugin_status(http_api::PluginStatus {
+        name: args.plugin_name.clone(),
+        socket: path.clone(),
+    });
     let app = plugin::router(plugin::Plugin::new(state.clone(), bridge));
     tokio::spawn(async move {
         if let Err(err) = axum::serve(listener, app).await {
