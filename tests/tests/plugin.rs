@@ -375,3 +375,46 @@ fn status_shows_the_plugin_and_bad_requests_get_an_error_body() {
     let again = send(Request::post("/NetworkDriver.GetCapabilities"));
     assert_eq!(again.json()["Scope"], "local");
 }
+
+#[test]
+fn containers_on_the_network_are_named_in_weavedns() {
+    let plugin = plugin_name();
+    let mut weaver = Weaver::builder().dns().plugin(&plugin).start();
+    let scope = Scope::new();
+    let docker = Docker::daemon();
+    let net = scope.name("dns");
+    network(&docker, &scope, &plugin, "dns", &[]).ok();
+    let c1 = sleeper(&docker, &scope, &net, "c1", &[]);
+    let ip1 = ethwe_addr(&docker, &c1)
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let id1 = weave_tests::netns::full_id(&c1);
+    let want = vec![(format!("{c1}.weave.local."), ip1.clone(), id1.clone())];
+    eventually("c1 in weaveDNS", Duration::from_secs(10), || {
+        (weaver.names() == want).then_some(())
+    });
+    // The registry is in memory: a restarted router finds the name again through Docker.
+    weaver.restart();
+    eventually(
+        "c1 in weaveDNS after a restart",
+        Duration::from_secs(10),
+        || (weaver.names() == want).then_some(()),
+    );
+    // Leaving the network takes the name; removal does too.
+    docker.run(&["network", "disconnect", &net, &c1]).ok();
+    eventually("c1's name gone", Duration::from_secs(10), || {
+        weaver.names().is_empty().then_some(())
+    });
+    assert!(plugin_addrs(&weaver).is_empty(), "{:?}", weaver.owned());
+    docker.run(&["network", "connect", &net, &c1]).ok();
+    eventually("c1 named again", Duration::from_secs(10), || {
+        (weaver.names().len() == 1).then_some(())
+    });
+    docker.run(&["rm", "-f", &c1]).ok();
+    eventually("c1's name gone", Duration::from_secs(10), || {
+        weaver.names().is_empty().then_some(())
+    });
+    docker.run(&["network", "rm", &net]).ok();
+}

@@ -110,7 +110,10 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
     let plugin_socket = if args.plugin.no_plugin {
         None
     } else {
-        Some(serve_plugin(&args.plugin, &state, bridge)?)
+        let names = dns
+            .as_ref()
+            .map(|dns| plugin::names::Names::new(docker.clone(), dns.registry.clone()));
+        Some(serve_plugin(&args.plugin, &state, bridge, names)?)
     };
     tokio::spawn(events::watch(
         docker,
@@ -136,7 +139,12 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
 }
 
 /// Serves Docker's network plugin on `<plugin-dir>/<plugin-name>.sock`; returns the socket path.
-fn serve_plugin(args: &PluginArgs, state: &ApiState, bridge: &str) -> Result<PathBuf> {
+fn serve_plugin(
+    args: &PluginArgs,
+    state: &ApiState,
+    bridge: &str,
+    names: Option<plugin::names::Names>,
+) -> Result<PathBuf> {
     let path = plugin::socket_path(&args.plugin_dir, &args.plugin_name);
     let listener = plugin::bind(&path)
         .context("serving Docker's network plugin (--no-plugin leaves it out)")?;
@@ -145,7 +153,16 @@ fn serve_plugin(args: &PluginArgs, state: &ApiState, bridge: &str) -> Result<Pat
         name: args.plugin_name.clone(),
         socket: path.clone(),
     });
-    let app = plugin::router(plugin::Plugin::new(state.clone(), bridge));
+    let mut served = plugin::Plugin::new(state.clone(), bridge);
+    if let Some(names) = names {
+        // The registry is in memory: containers already on the plugin's networks get their
+        // names back.
+        let restore = names.clone();
+        let driver = args.plugin_name.clone();
+        tokio::spawn(async move { restore.restore(&driver).await });
+        served = served.with_names(names);
+    }
+    let app = plugin::router(served);
     tokio::spawn(async move {
         if let Err(err) = axum::serve(listener, app).await {
             tracing::error!(error = %err, "network plugin server");

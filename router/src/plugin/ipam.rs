@@ -166,16 +166,20 @@ pub fn request_address(
 
 /// `ReleaseAddress`: frees the address if the plugin holds it. Anything else is not ours to
 /// free (a gateway that was never taken, a release repeated after a restart): that is no error,
-/// since Docker would only keep failing to remove its network. Returns whether it was held.
+/// since Docker would only keep failing to remove its network. Returns the address when it was
+/// held.
 ///
 /// # Errors
 /// [`PluginError::Refused`] for an unknown pool or a malformed address.
-pub fn release_address(alloc: &mut Allocator, req: &ReleaseAddress) -> Result<bool, PluginError> {
+pub fn release_address(
+    alloc: &mut Allocator,
+    req: &ReleaseAddress,
+) -> Result<Option<Ipv4Addr>, PluginError> {
     Pool::parse_id(&req.pool_id)?;
     // Docker sends a bare address; accept one with a prefix too.
     let text = req.address.split('/').next().unwrap_or_default();
     let addr = allocator::parse_ip(text)?;
-    Ok(alloc.free(&owner_id(addr), addr).is_ok())
+    Ok(alloc.free(&owner_id(addr), addr).is_ok().then_some(addr))
 }
 
 fn contains(outer: Ipv4Net, inner: Ipv4Net) -> bool {
@@ -340,6 +344,7 @@ mod tests {
                 },
             )
             .unwrap()
+            .is_some()
         };
         assert!(release(&mut a, "10.32.0.2"));
         assert!(!release(&mut a, "10.32.0.2"));

@@ -9,15 +9,16 @@
 //! - [`ipam`]: pools and addresses on the shared allocator (pure).
 //! - [`network`]: endpoints as veths on the bridge, and what `Join` answers (pure, plus
 //!   `weavenet` for the veth itself).
+//! - [`names`]: weaveDNS names of the containers on the plugin's networks, found through Docker.
 //! - here: the socket, the routing of every request to one handler, and the error mapping. A
 //!   bad request is answered with an error body and a non-200 status, never a dropped
 //!   connection.
 //!
-//! Not done yet: weaveDNS names for endpoints (a `Join` carries no container name; Docker's
-//! embedded DNS already answers for container names and aliases on the network), external
-//! connectivity for containers on the network alone, and several hosts.
+//! Not done yet: external connectivity for containers on the network alone, network aliases in
+//! weaveDNS, and several hosts.
 
 pub mod ipam;
+pub mod names;
 pub mod network;
 pub mod protocol;
 
@@ -91,6 +92,8 @@ impl PluginError {
 pub struct Plugin {
     api: ApiState,
     bridge: String,
+    /// weaveDNS; `None` with `--no-dns`.
+    names: Option<names::Names>,
 }
 
 impl Plugin {
@@ -99,7 +102,15 @@ impl Plugin {
         Self {
             api,
             bridge: bridge.to_owned(),
+            names: None,
         }
+    }
+
+    /// Registers the containers that join in weaveDNS through `names`.
+    #[must_use]
+    pub fn with_names(mut self, names: names::Names) -> Self {
+        self.names = Some(names);
+        self
     }
 
     /// Carries out one call; its answer's JSON.
@@ -140,6 +151,14 @@ impl Plugin {
                 let (host, peer) = network::veth_names(&req.endpoint_id)?;
                 let created = weavenet::create_endpoint_veth(&self.bridge, &host, &peer).await?;
                 tracing::info!(endpoint = %req.endpoint_id, veth = %host, created, "[plugin] join");
+                if let Some(names) = self.names.clone() {
+                    // Docker lists the container on the network only once this answer is in.
+                    tokio::spawn(async move {
+                        names
+                            .register_endpoint(&req.network_id, &req.endpoint_id)
+                            .await;
+                    });
+                }
                 network::join_answer(&peer)
             }
             Call::Leave(req) => {
@@ -173,7 +192,10 @@ impl Plugin {
                 let held = self
                     .api
                     .update(|alloc| ipam::release_address(alloc, &req))??;
-                tracing::info!(address = %req.address, held, "[plugin] address released");
+                tracing::info!(address = %req.address, held = held.is_some(), "[plugin] address released");
+                if let (Some(addr), Some(names)) = (held, &self.names) {
+                    names.forget(addr);
+                }
                 protocol::empty()
             }
         })

@@ -1,0 +1,257 @@
+//! weaveDNS names for containers on the plugin's networks.
+//!
+//! `Join` names only an endpoint, not its container; Docker knows which container it is once
+//! the join is done. So after a `Join` the container is looked up in `GET /networks/{id}` (its
+//! `Containers`, keyed by container id, carry the endpoint id, the name and the address) and
+//! registered under its name in the weave domain, and under its hostname when that is in the
+//! domain, as a proxy-attached container is. The names are the container's, so the events
+//! watcher removes them when it dies or is removed; `ReleaseAddress` removes those of an address
+//! that leaves (`docker network disconnect`). At start-up the names of containers already on
+//! the plugin's networks are registered again: the registry lives in memory only.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use api::naming;
+use bollard::Docker;
+use bollard::models::EndpointResource;
+use bollard::query_parameters::{
+    InspectContainerOptions, InspectNetworkOptions, ListNetworksOptions,
+};
+
+use crate::dns::registry::Registry;
+
+/// How long after a `Join` the container may take to show up on its network.
+const FIND_PATIENCE: Duration = Duration::from_secs(10);
+/// How often it is looked for meanwhile.
+const FIND_EVERY: Duration = Duration::from_millis(50);
+
+/// A container on one of the plugin's networks, as the network lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub container_id: String,
+    pub name: String,
+    pub addr: Ipv4Addr,
+}
+
+/// The member whose endpoint is `endpoint_id`, from a network's `Containers`; `None` until it
+/// is listed with an IPv4 address.
+pub fn find_endpoint(
+    containers: &HashMap<String, EndpointResource>,
+    endpoint_id: &str,
+) -> Option<Member> {
+    containers
+        .iter()
+        .find(|(_, e)| e.endpoint_id.as_deref() == Some(endpoint_id))
+        .and_then(|(id, e)| member(id, e))
+}
+
+/// Every member of a network that has an IPv4 address.
+pub fn members(containers: &HashMap<String, EndpointResource>) -> Vec<Member> {
+    let mut all: Vec<Member> = containers
+        .iter()
+        .filter_map(|(id, e)| member(id, e))
+        .collect();
+    all.sort_by(|a, b| a.container_id.cmp(&b.container_id));
+    all
+}
+
+fn member(id: &str, endpoint: &EndpointResource) -> Option<Member> {
+    let addr = endpoint.ipv4_address.as_deref()?;
+    let addr = addr.split('/').next()?.parse().ok()?;
+    Some(Member {
+        container_id: id.to_owned(),
+        name: endpoint.name.clone().unwrap_or_default(),
+        addr,
+    })
+}
+
+/// The names to register for a container called `name` whose hostname (dotted with its domain
+/// name) is `fqdn`: `<name>.<domain>`, and `fqdn` when it lies in the domain (the registry keeps
+/// only those). Each once.
+pub fn names_for(name: &str, fqdn: &str, domain: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let name = name.trim_start_matches('/');
+    if !name.is_empty() {
+        names.push(format!("{name}.{}", domain.trim_end_matches('.')));
+    }
+    let fqdn = fqdn.trim_end_matches('.');
+    if !fqdn.is_empty() && !names.iter().any(|n| n.eq_ignore_ascii_case(fqdn)) {
+        names.push(fqdn.to_owned());
+    }
+    names
+}
+
+/// Registers the plugin's containers in weaveDNS.
+#[derive(Debug, Clone)]
+pub struct Names {
+    docker: Docker,
+    registry: Registry,
+}
+
+impl Names {
+    /// Names looked up through `docker`, kept in `registry`.
+    pub fn new(docker: Docker, registry: Registry) -> Self {
+        Self { docker, registry }
+    }
+
+    /// Forgets the names on `addr` (its endpoint left).
+    pub fn forget(&self, addr: Ipv4Addr) -> usize {
+        self.registry.remove(None, Some(addr), None)
+    }
+
+    /// Registers the container of `endpoint_id` once Docker lists it on `network_id`. Gives up
+    /// quietly (a debug line) when it does not show up in time: the container may have failed to
+    /// start.
+    pub async fn register_endpoint(&self, network_id: &str, endpoint_id: &str) {
+        let deadline = tokio::time::Instant::now() + FIND_PATIENCE;
+        loop {
+            match self.network_containers(network_id).await {
+                Ok(containers) => {
+                    if let Some(found) = find_endpoint(&containers, endpoint_id) {
+                        self.register(&found).await;
+                        return;
+                    }
+                }
+                Err(err) => {
+                    tracing::debug!(network = %network_id, error = %err, "[plugin] cannot inspect the network");
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::debug!(endpoint = %endpoint_id, "[plugin] endpoint's container not found; no name registered");
+                return;
+            }
+            tokio::time::sleep(FIND_EVERY).await;
+        }
+    }
+
+    /// Registers every container on the networks of driver `driver` (after a restart).
+    pub async fn restore(&self, driver: &str) {
+        let filters = HashMap::from([("driver".to_owned(), vec![driver.to_owned()])]);
+        let networks = match self
+            .docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(filters),
+            }))
+            .await
+        {
+            Ok(networks) => networks,
+            Err(err) => {
+                tracing::warn!(error = %err, "[plugin] cannot list the plugin's networks; their names are not restored");
+                return;
+            }
+        };
+        for network in networks {
+            // The driver filter matches by substring; keep exactly ours.
+            if network.driver.as_deref() != Some(driver) {
+                continue;
+            }
+            let Some(id) = network.id else { continue };
+            match self.network_containers(&id).await {
+                Ok(containers) => {
+                    for found in members(&containers) {
+                        self.register(&found).await;
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(network = %id, error = %err, "[plugin] cannot inspect a network; its names are not restored")
+                }
+            }
+        }
+    }
+
+    async fn network_containers(
+        &self,
+        network_id: &str,
+    ) -> Result<HashMap<String, EndpointResource>, bollard::errors::Error> {
+        let network = self
+            .docker
+            .inspect_network(network_id, None::<InspectNetworkOptions>)
+            .await?;
+        Ok(network.containers.unwrap_or_default())
+    }
+
+    async fn register(&self, found: &Member) {
+        let fqdn = match self
+            .docker
+            .inspect_container(&found.container_id, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(inspect) => {
+                let config = inspect.config.unwrap_or_default();
+                naming::fqdn(
+                    config.hostname.as_deref().unwrap_or_default(),
+                    config.domainname.as_deref().unwrap_or_default(),
+                )
+            }
+            Err(err) => {
+                tracing::debug!(container = %found.container_id, error = %err, "[plugin] cannot inspect the container; its hostname is not registered");
+                String::new()
+            }
+        };
+        for name in names_for(&found.name, &fqdn, self.registry.domain()) {
+            if self.registry.add(&found.container_id, found.addr, &name) {
+                tracing::info!(container = %found.container_id, addr = %found.addr, %name, "[plugin] name registered");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(endpoint_id: &str, name: &str, addr: Option<&str>) -> EndpointResource {
+        EndpointResource {
+            name: Some(name.to_owned()),
+            endpoint_id: Some(endpoint_id.to_owned()),
+            ipv4_address: addr.map(str::to_owned),
+            ..EndpointResource::default()
+        }
+    }
+
+    #[test]
+    fn the_endpoint_is_found_by_id_once_it_has_an_address() {
+        let containers = HashMap::from([
+            ("c1".to_owned(), endpoint("e1", "one", Some("10.32.0.1/12"))),
+            ("c2".to_owned(), endpoint("e2", "two", None)),
+            ("c3".to_owned(), endpoint("e3", "three", Some("bogus"))),
+        ]);
+        assert_eq!(
+            find_endpoint(&containers, "e1"),
+            Some(Member {
+                container_id: "c1".to_owned(),
+                name: "one".to_owned(),
+                addr: Ipv4Addr::new(10, 32, 0, 1),
+            })
+        );
+        assert_eq!(find_endpoint(&containers, "e2"), None);
+        assert_eq!(find_endpoint(&containers, "e3"), None);
+        assert_eq!(find_endpoint(&containers, "e9"), None);
+        assert_eq!(members(&containers).len(), 1);
+    }
+
+    #[test]
+    fn names_are_the_container_name_in_the_domain_and_the_hostname() {
+        let cases: &[(&str, &str, &[&str])] = &[
+            ("web", "0123456789ab", &["web.weave.local", "0123456789ab"]),
+            ("/web", "web.weave.local", &["web.weave.local"]),
+            ("web", "WEB.weave.local.", &["web.weave.local"]),
+            (
+                "web",
+                "db.weave.local",
+                &["web.weave.local", "db.weave.local"],
+            ),
+            ("web", "", &["web.weave.local"]),
+            ("", "db.weave.local", &["db.weave.local"]),
+        ];
+        for (name, fqdn, want) in cases {
+            assert_eq!(
+                names_for(name, fqdn, "weave.local."),
+                *want,
+                "{name} {fqdn}"
+            );
+        }
+    }
+}
