@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use weave_tests::http::Request;
 use weave_tests::netns::in_subnet;
-use weave_tests::{Docker, Output, Scope, Weaver, eventually, test_image};
+use weave_tests::{Docker, Output, Scope, WeaveHost, Weaver, eventually, test_image};
 
 /// The range the test routers allocate from (Weave Net's own default).
 const RANGE: &str = "10.32.0.0/12";
@@ -416,5 +416,76 @@ fn containers_on_the_network_are_named_in_weavedns() {
     eventually("c1's name gone", Duration::from_secs(10), || {
         weaver.names().is_empty().then_some(())
     });
+    docker.run(&["network", "rm", &net]).ok();
+}
+
+#[test]
+fn plugin_and_proxy_attached_containers_share_the_network_and_its_names() {
+    let plugin = plugin_name();
+    let weave = WeaveHost::start_with(Weaver::builder().dns().plugin(&plugin), &[]);
+    let scope = Scope::new();
+    let docker = Docker::daemon();
+    let net = scope.name("mixed");
+    network(&docker, &scope, &plugin, "mixed", &[]).ok();
+    let on_plugin = sleeper(&docker, &scope, &net, "onplugin", &[]);
+    let plugin_ip = ethwe_addr(&docker, &on_plugin);
+    let proxied =
+        weave
+            .docker()
+            .run_detached(&scope, "proxied", &[], &test_image(), &["sleep", "300"]);
+    let proxied_ip = ethwe_addr(&docker, &proxied);
+    // One allocator: two different addresses in the same range.
+    assert_ne!(plugin_ip, proxied_ip);
+    let ip = |cidr: &str| cidr.split('/').next().unwrap().to_owned();
+    docker
+        .run(&[
+            "exec",
+            &on_plugin,
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "5",
+            &ip(&proxied_ip),
+        ])
+        .ok();
+    // The proxy-attached container asks weaveDNS, which knows the plugin's container.
+    eventually(
+        "the plugin's container in weaveDNS",
+        Duration::from_secs(10),
+        || {
+            weave
+                .weaver
+                .names()
+                .iter()
+                .any(|(name, _, _)| name == &format!("{on_plugin}.weave.local."))
+                .then_some(())
+        },
+    );
+    docker
+        .run(&["exec", &proxied, "ping", "-c", "1", "-W", "5", &on_plugin])
+        .ok();
+    // Through the proxy, a container on the plugin's network is the plugin's alone: the proxy
+    // leaves containers on user-defined networks to it, so it has one weave interface.
+    let image = test_image();
+    let label = scope.label();
+    let links = weave
+        .docker()
+        .run(&[
+            "run", "--rm", "--label", &label, "--net", &net, &image, "ip", "-o", "link", "show",
+        ])
+        .ok();
+    let weave_links: Vec<&str> = links
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|name| name.starts_with("ethwe"))
+        .collect();
+    assert!(
+        weave_links.len() == 1 && weave_links[0].starts_with("ethwe0@"),
+        "{}",
+        links.stdout
+    );
+    docker.run(&["rm", "-f", &on_plugin]).ok();
     docker.run(&["network", "rm", &net]).ok();
 }
