@@ -156,6 +156,19 @@ fn containers_get_ethwe_with_an_address_in_the_range_and_reach_each_other() {
         link.stdout
     );
 
+    // The multicast route goes through ethwe, as a proxy-attached container's does; there is
+    // no default route into weave.
+    let routes = run(&docker, &scope, &net, &[], &["ip", "route", "show"]).ok();
+    assert!(
+        routes
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("224.0.0.0/4 dev ethwe0")),
+        "{}",
+        routes.stdout
+    );
+    assert!(!routes.stdout.contains("default"), "{}", routes.stdout);
+
     let c1 = sleeper(&docker, &scope, &net, "c1", &[]);
     let c2 = sleeper(&docker, &scope, &net, "c2", &[]);
     let (a1, a2) = (ethwe_addr(&docker, &c1), ethwe_addr(&docker, &c2));

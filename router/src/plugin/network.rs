@@ -61,8 +61,13 @@ pub fn veth_names(endpoint_id: &str) -> Result<(String, String), PluginError> {
         .ok_or_else(|| PluginError::Refused(format!("malformed endpoint id {endpoint_id:?}")))
 }
 
+/// libnetwork's route type for a route straight out of the interface (no next hop).
+const ROUTE_CONNECTED: u8 = 1;
+
 /// The answer to `Join` once the veth `peer` exists: Docker moves `peer` into the sandbox as
-/// `ethwe<n>`. No gateway, and `DisableGatewayService`, so Docker neither routes the container's
+/// `ethwe<n>`, with the `224.0.0.0/4` route through it, as a proxy-attached container's `ethwe`
+/// has (multicast is one of weave's features; without the route it would leave through the
+/// container's default route, if any). No gateway, and `DisableGatewayService`, so Docker neither routes the container's
 /// default traffic into weave (the bridge has no router) nor adds the container to its
 /// `docker_gwbridge` network: like a proxy-attached container's `ethwe`, the weave network is
 /// for reaching other weave containers; a container that also needs the outside world is
@@ -70,6 +75,7 @@ pub fn veth_names(endpoint_id: &str) -> Result<(String, String), PluginError> {
 pub fn join_answer(peer: &str) -> Value {
     json!({
         "InterfaceName": { "SrcName": peer, "DstPrefix": INTERFACE_PREFIX },
+        "StaticRoutes": [{ "Destination": "224.0.0.0/4", "RouteType": ROUTE_CONNECTED }],
         "DisableGatewayService": true,
     })
 }
@@ -145,11 +151,12 @@ mod tests {
     }
 
     #[test]
-    fn join_names_the_veth_and_turns_the_gateway_service_off() {
+    fn join_names_the_veth_routes_multicast_and_turns_the_gateway_service_off() {
         assert_eq!(
             join_answer("vethwpg01234567"),
             serde_json::json!({
                 "InterfaceName": { "SrcName": "vethwpg01234567", "DstPrefix": "ethwe" },
+                "StaticRoutes": [{ "Destination": "224.0.0.0/4", "RouteType": 1 }],
                 "DisableGatewayService": true,
             })
         );
