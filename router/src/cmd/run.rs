@@ -1,5 +1,6 @@
 //! Start-up and serving: the bridge, the firewall rules, the saved allocations reconciled with
-//! what runs, weaveDNS, the HTTP API, the Docker events watcher, and shutdown on a signal.
+//! what runs, weaveDNS, the HTTP API, Docker's network plugin, the Docker events watcher, and
+//! shutdown on a signal.
 
 use std::path::PathBuf;
 use std::sync::Arc;
