@@ -502,3 +502,34 @@ fn plugin_and_proxy_attached_containers_share_the_network_and_its_names() {
     docker.run(&["rm", "-f", &on_plugin]).ok();
     docker.run(&["network", "rm", &net]).ok();
 }
+
+#[test]
+fn a_stopped_container_releases_its_address_and_a_fixed_one_comes_back_on_start() {
+    let plugin = plugin_name();
+    let weaver = router(&plugin);
+    let scope = Scope::new();
+    let docker = Docker::daemon();
+    let net = scope.name("stop");
+    network(
+        &docker,
+        &scope,
+        &plugin,
+        "stop",
+        &["--subnet", "10.32.7.0/24"],
+    )
+    .ok();
+    let fixed = sleeper(&docker, &scope, &net, "fixed", &["--ip", "10.32.7.9"]);
+    assert_eq!(plugin_addrs(&weaver), ["10.32.7.9/24"]);
+    docker.run(&["stop", "-t", "0", &fixed]).ok();
+    eventually(
+        "the address released at stop",
+        Duration::from_secs(10),
+        || plugin_addrs(&weaver).is_empty().then_some(()),
+    );
+    assert!(plugin_ports(&weaver).is_empty(), "{:?}", weaver.ports());
+    docker.run(&["start", &fixed]).ok();
+    assert_eq!(ethwe_addr(&docker, &fixed), "10.32.7.9/24");
+    assert_eq!(plugin_addrs(&weaver), ["10.32.7.9/24"]);
+    docker.run(&["rm", "-f", &fixed]).ok();
+    docker.run(&["network", "rm", &net]).ok();
+}
