@@ -36,7 +36,7 @@ pub struct Member {
 }
 
 /// The member whose endpoint is `endpoint_id`, from a network's `Containers`; `None` until it
-/// is listed with an IPv4 address.
+/// is listed under its container's id with an IPv4 address.
 pub fn find_endpoint(
     containers: &HashMap<String, EndpointResource>,
     endpoint_id: &str,
@@ -57,7 +57,14 @@ pub fn members(containers: &HashMap<String, EndpointResource>) -> Vec<Member> {
     all
 }
 
+/// Docker lists an endpoint whose container it has not linked yet (while the container starts)
+/// under `ep-<endpoint id>`: no container id to register a name under.
+const UNLINKED_PREFIX: &str = "ep-";
+
 fn member(id: &str, endpoint: &EndpointResource) -> Option<Member> {
+    if id.starts_with(UNLINKED_PREFIX) {
+        return None;
+    }
     let addr = endpoint.ipv4_address.as_deref()?;
     let addr = addr.split('/').next()?.parse().ok()?;
     Some(Member {
@@ -217,6 +224,10 @@ mod tests {
             ("c1".to_owned(), endpoint("e1", "one", Some("10.32.0.1/12"))),
             ("c2".to_owned(), endpoint("e2", "two", None)),
             ("c3".to_owned(), endpoint("e3", "three", Some("bogus"))),
+            (
+                "ep-e4".to_owned(),
+                endpoint("e4", "four", Some("10.32.0.4/12")),
+            ),
         ]);
         assert_eq!(
             find_endpoint(&containers, "e1"),
@@ -228,6 +239,11 @@ mod tests {
         );
         assert_eq!(find_endpoint(&containers, "e2"), None);
         assert_eq!(find_endpoint(&containers, "e3"), None);
+        assert_eq!(
+            find_endpoint(&containers, "e4"),
+            None,
+            "not linked to its container yet"
+        );
         assert_eq!(find_endpoint(&containers, "e9"), None);
         assert_eq!(members(&containers).len(), 1);
     }
