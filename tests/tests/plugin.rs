@@ -397,14 +397,20 @@ fn containers_on_the_network_are_named_in_weavedns() {
     let docker = Docker::daemon();
     let net = scope.name("dns");
     network(&docker, &scope, &plugin, "dns", &[]).ok();
-    let c1 = sleeper(&docker, &scope, &net, "c1", &[]);
+    // The alias is what Compose gives a service; the container name and the alias both count.
+    let alias = format!("{}-alias", scope.name("svc"));
+    let c1 = sleeper(&docker, &scope, &net, "c1", &["--network-alias", &alias]);
     let ip1 = ethwe_addr(&docker, &c1)
         .split('/')
         .next()
         .unwrap()
         .to_owned();
     let id1 = weave_tests::netns::full_id(&c1);
-    let want = vec![(format!("{c1}.weave.local."), ip1.clone(), id1.clone())];
+    let mut want = vec![
+        (format!("{c1}.weave.local."), ip1.clone(), id1.clone()),
+        (format!("{alias}.weave.local."), ip1.clone(), id1.clone()),
+    ];
+    want.sort();
     eventually("c1 in weaveDNS", Duration::from_secs(10), || {
         (weaver.names() == want).then_some(())
     });
@@ -422,6 +428,7 @@ fn containers_on_the_network_are_named_in_weavedns() {
     });
     assert!(plugin_addrs(&weaver).is_empty(), "{:?}", weaver.owned());
     docker.run(&["network", "connect", &net, &c1]).ok();
+    // Reconnected without the alias: the name alone.
     eventually("c1 named again", Duration::from_secs(10), || {
         (weaver.names().len() == 1).then_some(())
     });

@@ -14,8 +14,7 @@
 //!   bad request is answered with an error body and a non-200 status, never a dropped
 //!   connection.
 //!
-//! Not done yet: external connectivity for containers on the network alone, network aliases in
-//! weaveDNS, and several hosts.
+//! Not done yet: external connectivity for containers on the network alone, and several hosts.
 
 pub mod ipam;
 pub mod names;

@@ -3,8 +3,8 @@
 //! `Join` names only an endpoint, not its container; Docker knows which container it is once
 //! the join is done. So after a `Join` the container is looked up in `GET /networks/{id}` (its
 //! `Containers`, keyed by container id, carry the endpoint id, the name and the address) and
-//! registered under its name in the weave domain, and under its hostname when that is in the
-//! domain, as a proxy-attached container is. The names are the container's, so the events
+//! registered under its name and its aliases on the network in the weave domain, and under its
+//! hostname when that is in the domain, as a proxy-attached container is. The names are the container's, so the events
 //! watcher removes them when it dies or is removed; `ReleaseAddress` removes those of an address
 //! that leaves (`docker network disconnect`). At start-up the names of containers already on
 //! the plugin's networks are registered again: the registry lives in memory only.
@@ -74,19 +74,36 @@ fn member(id: &str, endpoint: &EndpointResource) -> Option<Member> {
     })
 }
 
-/// The names to register for a container called `name` whose hostname (dotted with its domain
-/// name) is `fqdn`: `<name>.<domain>`, and `fqdn` when it lies in the domain (the registry keeps
-/// only those). Each once.
-pub fn names_for(name: &str, fqdn: &str, domain: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    let name = name.trim_start_matches('/');
+/// What the container itself says about its names on one network.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Naming {
+    /// `Config.Hostname`, dotted with `Config.Domainname` when set.
+    pub fqdn: String,
+    /// Its aliases on the network (`--network-alias`, Compose's service names).
+    pub aliases: Vec<String>,
+}
+
+/// The names to register for the container `member`: `<name>.<domain>`, each alias in the
+/// domain (not the short container id Docker adds as one), and its hostname when that lies in
+/// the domain (the registry keeps only those). Each once, in that order.
+pub fn names_for(member: &Member, naming: &Naming, domain: &str) -> Vec<String> {
+    let domain = domain.trim_end_matches('.');
+    let mut names: Vec<String> = Vec::new();
+    let mut push = |name: String| {
+        if !name.is_empty() && !names.iter().any(|n| n.eq_ignore_ascii_case(&name)) {
+            names.push(name);
+        }
+    };
+    let name = member.name.trim_start_matches('/');
     if !name.is_empty() {
-        names.push(format!("{name}.{}", domain.trim_end_matches('.')));
+        push(format!("{name}.{domain}"));
     }
-    let fqdn = fqdn.trim_end_matches('.');
-    if !fqdn.is_empty() && !names.iter().any(|n| n.eq_ignore_ascii_case(fqdn)) {
-        names.push(fqdn.to_owned());
+    for alias in &naming.aliases {
+        if !alias.is_empty() && !member.container_id.starts_with(alias.as_str()) {
+            push(format!("{alias}.{domain}"));
+        }
     }
+    push(naming.fqdn.trim_end_matches('.').to_owned());
     names
 }
 
@@ -117,7 +134,7 @@ impl Names {
             match self.network_containers(network_id).await {
                 Ok(containers) => {
                     if let Some(found) = find_endpoint(&containers, endpoint_id) {
-                        self.register(&found).await;
+                        self.register(network_id, &found).await;
                         return;
                     }
                 }
@@ -158,7 +175,7 @@ impl Names {
             match self.network_containers(&id).await {
                 Ok(containers) => {
                     for found in members(&containers) {
-                        self.register(&found).await;
+                        self.register(&id, &found).await;
                     }
                 }
                 Err(err) => {
@@ -179,25 +196,37 @@ impl Names {
         Ok(network.containers.unwrap_or_default())
     }
 
-    async fn register(&self, found: &Member) {
-        let fqdn = match self
+    /// Registers `found`, a container on network `network_id`.
+    async fn register(&self, network_id: &str, found: &Member) {
+        let naming = match self
             .docker
             .inspect_container(&found.container_id, None::<InspectContainerOptions>)
             .await
         {
             Ok(inspect) => {
                 let config = inspect.config.unwrap_or_default();
-                naming::fqdn(
-                    config.hostname.as_deref().unwrap_or_default(),
-                    config.domainname.as_deref().unwrap_or_default(),
-                )
+                let aliases = inspect
+                    .network_settings
+                    .and_then(|n| n.networks)
+                    .unwrap_or_default()
+                    .into_values()
+                    .find(|e| e.network_id.as_deref() == Some(network_id))
+                    .and_then(|e| e.aliases)
+                    .unwrap_or_default();
+                Naming {
+                    fqdn: naming::fqdn(
+                        config.hostname.as_deref().unwrap_or_default(),
+                        config.domainname.as_deref().unwrap_or_default(),
+                    ),
+                    aliases,
+                }
             }
             Err(err) => {
-                tracing::debug!(container = %found.container_id, error = %err, "[plugin] cannot inspect the container; its hostname is not registered");
-                String::new()
+                tracing::debug!(container = %found.container_id, error = %err, "[plugin] cannot inspect the container; only its name is registered");
+                Naming::default()
             }
         };
-        for name in names_for(&found.name, &fqdn, self.registry.domain()) {
+        for name in names_for(found, &naming, self.registry.domain()) {
             if self.registry.add(&found.container_id, found.addr, &name) {
                 tracing::info!(container = %found.container_id, addr = %found.addr, %name, "[plugin] name registered");
             }
@@ -249,24 +278,51 @@ mod tests {
     }
 
     #[test]
-    fn names_are_the_container_name_in_the_domain_and_the_hostname() {
-        let cases: &[(&str, &str, &[&str])] = &[
-            ("web", "0123456789ab", &["web.weave.local", "0123456789ab"]),
-            ("/web", "web.weave.local", &["web.weave.local"]),
-            ("web", "WEB.weave.local.", &["web.weave.local"]),
+    fn names_are_the_container_name_its_aliases_and_its_hostname_in_the_domain() {
+        let id = "0123456789abcdef0123";
+        let cases: &[(&str, &str, &[&str], &[&str])] = &[
+            (
+                "web",
+                "0123456789ab",
+                &[],
+                &["web.weave.local", "0123456789ab"],
+            ),
+            ("/web", "web.weave.local", &[], &["web.weave.local"]),
+            ("web", "WEB.weave.local.", &[], &["web.weave.local"]),
             (
                 "web",
                 "db.weave.local",
+                &[],
                 &["web.weave.local", "db.weave.local"],
             ),
-            ("web", "", &["web.weave.local"]),
-            ("", "db.weave.local", &["db.weave.local"]),
+            ("web", "", &[], &["web.weave.local"]),
+            ("", "db.weave.local", &[], &["db.weave.local"]),
+            (
+                "proj_web_1",
+                "0123456789ab",
+                &["web", "0123456789ab", "front", "WEB"],
+                &[
+                    "proj_web_1.weave.local",
+                    "web.weave.local",
+                    "front.weave.local",
+                    "0123456789ab",
+                ],
+            ),
         ];
-        for (name, fqdn, want) in cases {
+        for (name, fqdn, aliases, want) in cases {
+            let member = Member {
+                container_id: id.to_owned(),
+                name: (*name).to_owned(),
+                addr: Ipv4Addr::new(10, 32, 0, 1),
+            };
+            let naming = Naming {
+                fqdn: (*fqdn).to_owned(),
+                aliases: aliases.iter().map(|a| (*a).to_owned()).collect(),
+            };
             assert_eq!(
-                names_for(name, fqdn, "weave.local."),
+                names_for(&member, &naming, "weave.local."),
                 *want,
-                "{name} {fqdn}"
+                "{name} {fqdn} {aliases:?}"
             );
         }
     }
