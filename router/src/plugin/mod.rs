@@ -54,6 +54,8 @@ pub enum PluginError {
     },
     #[error("reading the request: {0}")]
     Body(#[from] BytesRejection),
+    #[error("{method} {path}: plugin methods are called with POST")]
+    NotPost { method: Method, path: String },
     /// The plugin's own refusals, with the message Docker shows.
     #[error("{0}")]
     Refused(String),
@@ -81,6 +83,7 @@ impl PluginError {
         match self {
             Self::UnknownMethod(_) => StatusCode::NOT_FOUND,
             Self::BadRequest { .. } | Self::Body(_) => StatusCode::BAD_REQUEST,
+            Self::NotPost { .. } => StatusCode::METHOD_NOT_ALLOWED,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -222,9 +225,10 @@ async fn serve_call(
             Err(rejection) => Err(rejection.into()),
         }
     } else {
-        Err(PluginError::Refused(format!(
-            "{method} {path}: plugin methods are called with POST"
-        )))
+        Err(PluginError::NotPost {
+            method,
+            path: path.to_owned(),
+        })
     };
     match outcome {
         Ok(answer) => reply(StatusCode::OK, &answer),
@@ -402,7 +406,7 @@ mod tests {
                 "GET",
                 "/Plugin.Activate",
                 "",
-                StatusCode::INTERNAL_SERVER_ERROR,
+                StatusCode::METHOD_NOT_ALLOWED,
                 r#"{"Err":"GET /Plugin.Activate: plugin methods are called with POST"}"#,
             ),
         ];
