@@ -114,6 +114,8 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
         let names = dns
             .as_ref()
             .map(|dns| plugin::names::Names::new(docker.clone(), dns.registry.clone()));
+        // Before the plugin answers, so that no new address is mistaken for a left-over one.
+        plugin::reconcile::free_unused(&docker, &state, &args.plugin.plugin_name).await;
         Some(serve_plugin(&args.plugin, &state, bridge, names)?)
     };
     tokio::spawn(events::watch(

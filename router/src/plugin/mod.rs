@@ -10,6 +10,7 @@
 //! - [`network`]: endpoints as veths on the bridge, and what `Join` answers (pure, plus
 //!   `weavenet` for the veth itself).
 //! - [`names`]: weaveDNS names of the containers on the plugin's networks, found through Docker.
+//! - [`reconcile`]: at start, the plugin's addresses Docker no longer uses are freed.
 //! - here: the socket, the routing of every request to one handler, and the error mapping. A
 //!   bad request is answered with an error body and a non-200 status, never a dropped
 //!   connection.
@@ -20,6 +21,7 @@ pub mod ipam;
 pub mod names;
 pub mod network;
 pub mod protocol;
+pub mod reconcile;
 
 use std::path::{Path, PathBuf};
 
