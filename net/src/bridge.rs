@@ -6,7 +6,7 @@ use rtnetlink::{Handle, LinkBridge, LinkUnspec};
 use tracing::{debug, warn};
 
 use crate::link::{self, Link, errno, netlink_err};
-use crate::{Bridge, HOST_VETH_PREFIX, NetError, sysctl};
+use crate::{Bridge, HOST_VETH_PREFIX, NetError, PLUGIN_HOST_VETH_PREFIX, sysctl};
 
 /// Creates the bridge `name` (up, `mtu`, `accept_ra` 0) unless it exists; returns it and whether
 /// it was created. An existing link of another type is [`NetError::NotABridge`].
@@ -63,7 +63,7 @@ pub async fn find_bridge(name: &str) -> Result<Option<Bridge>, NetError> {
     Ok(lookup(&handle, name).await?.map(|l| to_bridge(&l)))
 }
 
-/// Deletes the bridge `name` and every `vethwepl*` port on it; `false` when it did not exist.
+/// Deletes the bridge `name` and every `vethwepl*` (and plugin `vethwpl*`) port on it; `false` when it did not exist.
 ///
 /// The ports go first so that containers lose `ethwe` (deleting either end of a veth deletes
 /// both) rather than keep a veth to nowhere. Other ports are left alone; they just lose their
@@ -125,7 +125,11 @@ async fn container_ports(handle: &Handle, bridge_index: u32) -> Result<Vec<Link>
     Ok(link::all(handle)
         .await?
         .into_iter()
-        .filter(|l| l.controller == Some(bridge_index) && l.name.starts_with(HOST_VETH_PREFIX))
+        .filter(|l| {
+            l.controller == Some(bridge_index)
+                && (l.name.starts_with(HOST_VETH_PREFIX)
+                    || l.name.starts_with(PLUGIN_HOST_VETH_PREFIX))
+        })
         .collect())
 }
 

@@ -15,6 +15,7 @@
 //! # Layout
 //! - `bridge`: create, find and delete the bridge; list its container ports.
 //! - `attach`: the container's `ethwe` (veth, move, addresses, multicast route), detach, addresses.
+//! - `endpoint`: the veths of Docker's network plugin, whose container end Docker moves itself.
 //! - `process`: a container's process pinned by a pidfd, so that a reused PID reaches nothing.
 //! - `sequence`: the one attach sequence (router, hosts file, `ethwe`, names) and its undo.
 //! - `rootfs`: files inside a container's own root filesystem (its `/etc/hosts`), confined there.
@@ -29,6 +30,7 @@
 mod arp;
 mod attach;
 mod bridge;
+mod endpoint;
 mod expose;
 mod link;
 mod netns;
@@ -43,6 +45,10 @@ pub use attach::{
     WeaveInterface, attach, container_addrs, container_interface, detach, host_addrs,
 };
 pub use bridge::{attached_pids, delete_bridge, ensure_bridge, find_bridge};
+pub use endpoint::{
+    PLUGIN_HOST_VETH_PREFIX, PLUGIN_PEER_VETH_PREFIX, create_endpoint_veth, delete_endpoint_veth,
+    endpoint_veth_names,
+};
 pub use expose::{expose, hide, host_interface};
 pub use process::Process;
 pub use routes::overlapping_routes;

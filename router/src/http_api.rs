@@ -60,6 +60,17 @@ pub enum BlockClaim {
     NoneFree,
 }
 
+/// What [`ApiState::make_room`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Room {
+    /// There is room now: try again.
+    Made,
+    /// There will be none: this is the error to give.
+    Refused(IpamError),
+    /// The error was not for want of a block (or this host is alone): give it as it is.
+    Unchanged,
+}
+
 /// Where blocks of the range are claimed on a network of several hosts: the store
 /// ([`crate::mesh::Mesh`]). Absent on a lone host, which owns the whole range.
 pub trait BlockSource: Send + Sync + std::fmt::Debug {
@@ -100,6 +111,8 @@ struct Shared {
     /// Held while a block is claimed, so that requests that all found their blocks full claim
     /// one block between them, not one each.
     claiming: tokio::sync::Mutex<()>,
+    /// Docker's network plugin, for `/status`; empty with `--no-plugin`.
+    plugin: OnceLock<PluginStatus>,
 }
 
 /// What `/status` shows of weaveDNS.
@@ -111,6 +124,15 @@ pub struct DnsStatus {
     pub upstreams: Vec<SocketAddr>,
     /// The TTL of its answers.
     pub ttl: u32,
+}
+
+/// What `/status` shows of Docker's network plugin.
+#[derive(Debug, Clone)]
+pub struct PluginStatus {
+    /// The driver name users give (`docker network create -d NAME`).
+    pub name: String,
+    /// Where Docker finds it.
+    pub socket: std::path::PathBuf,
 }
 
 #[derive(Debug)]
@@ -148,6 +170,7 @@ impl ApiState {
                 blocks: OnceLock::new(),
                 router_lines: OnceLock::new(),
                 claiming: tokio::sync::Mutex::new(()),
+                plugin: OnceLock::new(),
             }),
         }
     }
@@ -189,51 +212,78 @@ impl ApiState {
         op: impl Fn(&mut Allocator) -> Result<T, IpamError>,
     ) -> Result<Result<T, IpamError>, ApiError> {
         let first = self.change(&op)?;
-        let candidates = match &first {
-            Err(IpamError::NeedBlock(subnet)) => self.ipam()?.alloc.blocks_for(*subnet),
-            Err(IpamError::BlockNotOwned(_, block)) => vec![*block],
-            _ => return Ok(first),
-        };
-        let Some(source) = self.inner.blocks.get() else {
+        let Err(err) = &first else {
             return Ok(first);
+        };
+        match self.make_room(err).await? {
+            Room::Made => self.change(&op),
+            Room::Refused(err) => Ok(Err(err)),
+            Room::Unchanged => Ok(first),
+        }
+    }
+
+    /// When `err` says the allocator needs a block this peer does not own (and a store to
+    /// claim it in is set), claims it. One claim at a time: requests that all found their
+    /// blocks full claim one block between them, not one each.
+    ///
+    /// # Errors
+    /// [`ApiError::Store`] when the store cannot be asked; [`ApiError::Persist`].
+    pub async fn make_room(&self, err: &IpamError) -> Result<Room, ApiError> {
+        let (Some(source), Some(candidates)) = (self.inner.blocks.get(), self.wanted_blocks(err)?)
+        else {
+            return Ok(Room::Unchanged);
         };
         let _claiming = self.inner.claiming.lock().await;
         // Another request may have claimed what this one needs while it waited.
-        let again = self.change(&op)?;
-        if !matches!(
-            again,
-            Err(IpamError::NeedBlock(_) | IpamError::BlockNotOwned(..))
-        ) {
-            return Ok(again);
+        let has_room = self.read(|alloc| match err {
+            IpamError::NeedBlock(subnet) => alloc.lowest_free(*subnet).is_ok(),
+            IpamError::BlockNotOwned(_, block) => alloc.owns_block(*block),
+            _ => false,
+        })?;
+        if has_room {
+            return Ok(Room::Made);
         }
-        let err = match again {
-            Err(err) => err,
-            Ok(_) => unreachable!("matched an error above"),
-        };
-        Ok(Err(
+        Ok(
             match (
                 source.claim(candidates).await.map_err(ApiError::Store)?,
                 err,
             ) {
                 (BlockClaim::Ours(block), _) => {
                     self.update(|alloc| alloc.add_block(block))?;
-                    return self.change(&op);
+                    Room::Made
                 }
                 (BlockClaim::Taken { owner, .. }, IpamError::BlockNotOwned(cidr, _)) => {
-                    IpamError::OwnedBy(cidr, owner)
+                    Room::Refused(IpamError::OwnedBy(*cidr, owner))
                 }
                 (BlockClaim::NoneFree | BlockClaim::Taken { .. }, IpamError::NeedBlock(subnet)) => {
-                    let hosts = subnet_hosts(subnet, self.inner.universe);
-                    IpamError::Exhausted { subnet, hosts }
+                    let hosts = subnet_hosts(*subnet, self.inner.universe);
+                    Room::Refused(IpamError::Exhausted {
+                        subnet: *subnet,
+                        hosts,
+                    })
                 }
-                (_, err) => err,
+                (_, err) => Room::Refused(err.clone()),
             },
-        ))
+        )
+    }
+
+    /// The blocks that would give room for what `err` wanted; `None` for other errors.
+    fn wanted_blocks(&self, err: &IpamError) -> Result<Option<Vec<Ipv4Net>>, ApiError> {
+        Ok(match err {
+            IpamError::NeedBlock(subnet) => Some(self.read(|alloc| alloc.blocks_for(*subnet))?),
+            IpamError::BlockNotOwned(_, block) => Some(vec![*block]),
+            _ => None,
+        })
     }
 
     /// Shows weaveDNS in `/status`.
     pub fn set_dns_status(&self, dns: DnsStatus) {
         let _ = self.inner.dns.set(dns);
+    }
+
+    /// Shows Docker's network plugin in `/status`.
+    pub fn set_plugin_status(&self, plugin: PluginStatus) {
+        let _ = self.inner.plugin.set(plugin);
     }
 
     /// What `check-alive=true` asks.
@@ -434,6 +484,12 @@ async fn status(State(state): State<ApiState>) -> Response {
         ] {
             body.push_str(&line(label, &value));
         }
+    }
+    if let Some(plugin) = state.inner.plugin.get() {
+        body.push('\n');
+        body.push_str(&line("Service", "plugin"));
+        body.push_str(&line("DriverName", &plugin.name));
+        body.push_str(&line("Socket", plugin.socket.display()));
     }
     let code = if ready {
         StatusCode::OK

@@ -348,6 +348,21 @@ impl Allocator {
             self.dead.remove(id);
             return Ok(held);
         }
+        let cidr = self.lowest_free(subnet)?;
+        self.record(id, cidr, is_container);
+        Ok(cidr)
+    }
+
+    /// The lowest free host address of `subnet` inside the range, with the subnet's prefix
+    /// length; nothing is recorded. For owners named after their address (Docker's IPAM driver
+    /// hands out addresses before it knows whose they are), which then [`Allocator::claim`] it.
+    ///
+    /// # Errors
+    /// [`IpamError::OutOfBounds`] when `subnet` lies wholly outside the range,
+    /// [`IpamError::Exhausted`] when every host address of `subnet` inside the range is taken;
+    /// in block mode [`IpamError::NeedBlock`] when the owned blocks in it are full.
+    pub fn lowest_free(&self, subnet: Ipv4Net) -> Result<Ipv4Net, IpamError> {
+        let subnet = subnet.trunc();
         let Some((first, last)) = self.candidates(subnet) else {
             return Err(IpamError::OutOfBounds {
                 subnet,
@@ -357,7 +372,7 @@ impl Allocator {
         let Some(next) = self
             .ranges(subnet)
             .into_iter()
-            .find_map(|(lo, hi)| self.lowest_free(lo, hi))
+            .find_map(|(lo, hi)| self.lowest_free_in(lo, hi))
         else {
             return Err(match self.space {
                 Space::Whole => IpamError::Exhausted {
@@ -367,9 +382,7 @@ impl Allocator {
                 Space::Blocks { .. } => IpamError::NeedBlock(subnet),
             });
         };
-        let cidr = with_prefix(Ipv4Addr::from(next), subnet.prefix_len());
-        self.record(id, cidr, is_container);
-        Ok(cidr)
+        Ok(with_prefix(Ipv4Addr::from(next), subnet.prefix_len()))
     }
 
     /// Records that `id` holds exactly `cidr` (address plus mask). Addresses outside the range are
@@ -640,7 +653,7 @@ impl Allocator {
     }
 
     /// The lowest address in `first..=last` nobody holds.
-    fn lowest_free(&self, first: u32, last: u32) -> Option<u32> {
+    fn lowest_free_in(&self, first: u32, last: u32) -> Option<u32> {
         let mut next = first;
         for &taken in self
             .used

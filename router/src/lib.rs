@@ -14,6 +14,7 @@
 //! - [`iptables`]: the `FORWARD`/`DOCKER-USER` rules for the bridge, written with the host's iptables.
 //! - [`dns`]: weaveDNS itself: the name registry, the DNS server (hickory) and its upstreams.
 //! - [`names`]: the weaveDNS part of the HTTP API (`/domain`, `/dns-address`, `/name`).
+//! - [`plugin`]: Docker's network and IPAM driver plugin on a unix socket (`-d weave`).
 //! - [`cmd`]: the `weaver` program: its flags, start-up, `reset`.
 //!
 //! The bridge itself is made by the `weavenet` crate.
@@ -27,5 +28,6 @@ pub mod ipam;
 pub mod iptables;
 pub mod mesh;
 pub mod names;
+pub mod plugin;
 pub mod reclaim;
 pub mod store;

@@ -88,6 +88,9 @@ pub struct WeaverBuilder {
     mtu: Option<u32>,
     dns: DnsMode,
     log_level: String,
+    /// Docker's network plugin under this name; `None` for `--no-plugin`, since many routers
+    /// run at once and a plugin name is one per daemon.
+    plugin: Option<String>,
     extra: Vec<String>,
     netns: Option<String>,
 }
@@ -171,6 +174,13 @@ impl WeaverBuilder {
         self
     }
 
+    /// Serves Docker's network plugin as `name` (socket `/run/docker/plugins/<name>.sock`); by
+    /// default test routers run with `--no-plugin`. Give a name unique to the test run.
+    pub fn plugin(mut self, name: &str) -> Self {
+        self.plugin = Some(name.to_owned());
+        self
+    }
+
     /// Any other flag.
     pub fn arg(mut self, arg: &str) -> Self {
         self.extra.push(arg.to_owned());
@@ -205,6 +215,10 @@ impl WeaverBuilder {
         }
         if let Some(mtu) = self.mtu {
             args.extend(["--mtu".to_owned(), mtu.to_string()]);
+        }
+        match self.plugin {
+            Some(name) => args.extend(["--plugin-name".to_owned(), name]),
+            None => args.push("--no-plugin".to_owned()),
         }
         let dns_addr = match self.dns {
             DnsMode::Off => {
@@ -273,6 +287,7 @@ impl Weaver {
             mtu: None,
             dns: DnsMode::Off,
             log_level: "router=debug,weaver=debug,info".to_owned(),
+            plugin: None,
             extra: Vec::new(),
             netns: None,
         }

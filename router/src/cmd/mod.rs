@@ -81,6 +81,8 @@ struct RunArgs {
     log_level: String,
     #[command(flatten)]
     dns: DnsArgs,
+    #[command(flatten)]
+    plugin: PluginArgs,
     /// Seconds a dead container keeps its addresses before they are freed (tests shorten it).
     #[arg(long, default_value_t = 30, hide = true)]
     dead_timeout: u64,
@@ -134,6 +136,20 @@ struct DnsArgs {
     /// Where the upstream name servers are read from [default: <host-root>/etc/resolv.conf].
     #[arg(long)]
     resolv_conf: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct PluginArgs {
+    /// Do not serve Docker's network plugin.
+    #[arg(long)]
+    no_plugin: bool,
+    /// The plugin's name: the driver name of `docker network create -d NAME` (and of
+    /// `--ipam-driver NAME`); its socket is `<plugin-dir>/<name>.sock`.
+    #[arg(long, default_value = crate::plugin::DEFAULT_NAME)]
+    plugin_name: String,
+    /// Where Docker looks for plugin sockets.
+    #[arg(long, default_value = crate::plugin::DEFAULT_DIR)]
+    plugin_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

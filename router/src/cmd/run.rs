@@ -1,5 +1,6 @@
 //! Start-up and serving: the bridge, the firewall rules, the saved allocations reconciled with
-//! what runs, weaveDNS, the HTTP API, the Docker events watcher, and shutdown on a signal.
+//! what runs, weaveDNS, the HTTP API, Docker's network plugin, the Docker events watcher, and
+//! shutdown on a signal.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,13 +13,14 @@ use crate::docker::{self, DockerLiveness};
 use crate::ipam::Allocator;
 use crate::iptables::HostIptables;
 use crate::names;
+use crate::plugin;
 use crate::store::Store;
 use crate::{events, reclaim};
 use anyhow::{Context as _, Result, bail};
 use ipnet::Ipv4Net;
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::{DEFAULT_RANGE, RunArgs};
+use super::{DEFAULT_RANGE, PluginArgs, RunArgs};
 
 pub(crate) async fn run(args: RunArgs) -> Result<()> {
     daemon::init_logging(&log_directives(&args.log_level))
@@ -143,6 +145,17 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
             "joined the network"
         );
     }
+    // After the bridge exists and the allocator is loaded: Docker may call at once.
+    let plugin_socket = if args.plugin.no_plugin {
+        None
+    } else {
+        let names = dns
+            .as_ref()
+            .map(|dns| plugin::names::Names::new(docker.clone(), dns.registry.clone()));
+        // Before the plugin answers, so that no new address is mistaken for a left-over one.
+        plugin::reconcile::free_unused(&docker, &state, &args.plugin.plugin_name).await;
+        Some(serve_plugin(&args.plugin, &state, bridge, names)?)
+    };
     tokio::spawn(events::watch(
         docker,
         state.clone(),
@@ -154,10 +167,49 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
         .await
         .context("HTTP server task")?
         .context("HTTP server")?;
+    if let Some(path) = plugin_socket {
+        // Docker then reports the plugin missing rather than waiting on a socket nobody serves.
+        if let Err(err) = std::fs::remove_file(&path) {
+            tracing::warn!(socket = %path.display(), error = %err, "could not remove the plugin socket");
+        }
+    }
     // The bridge and the rules stay: running containers keep their network while the router is
     // down, as with the original's `weave stop`. `weaver reset` removes them.
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Serves Docker's network plugin on `<plugin-dir>/<plugin-name>.sock`; returns the socket path.
+fn serve_plugin(
+    args: &PluginArgs,
+    state: &ApiState,
+    bridge: &str,
+    names: Option<plugin::names::Names>,
+) -> Result<PathBuf> {
+    let path = plugin::socket_path(&args.plugin_dir, &args.plugin_name);
+    let listener = plugin::bind(&path)
+        .context("serving Docker's network plugin (--no-plugin leaves it out)")?;
+    tracing::info!(socket = %path.display(), name = %args.plugin_name, "network plugin listening");
+    state.set_plugin_status(http_api::PluginStatus {
+        name: args.plugin_name.clone(),
+        socket: path.clone(),
+    });
+    let mut served = plugin::Plugin::new(state.clone(), bridge);
+    if let Some(names) = names {
+        // The registry is in memory: containers already on the plugin's networks get their
+        // names back.
+        let restore = names.clone();
+        let driver = args.plugin_name.clone();
+        tokio::spawn(async move { restore.restore(&driver).await });
+        served = served.with_names(names);
+    }
+    let app = plugin::router(served);
+    tokio::spawn(async move {
+        if let Err(err) = axum::serve(listener, app).await {
+            tracing::error!(error = %err, "network plugin server");
+        }
+    });
+    Ok(path)
 }
 
 /// A bare level applies to weaver; the DNS library logs every query at `info`, so it is kept to
