@@ -36,6 +36,9 @@ pub enum Command {
     Config,
     /// Report on the router, IPAM, weaveDNS and the proxy.
     Status(StatusArgs),
+    /// Take over the address blocks of a peer that is gone for good, and remove its names:
+    /// weave rmpeer NAME-OR-NICKNAME [--force].
+    Rmpeer(RmpeerArgs),
     /// List the weave interfaces of containers: name, MAC and addresses.
     Ps(PsArgs),
     /// Print the versions of this command, of the image it launches and of the running router.
@@ -109,9 +112,25 @@ pub struct RouterFlags {
     /// TTL of weaveDNS's answers, in seconds [default: 1].
     #[arg(long, value_name = "SECONDS")]
     pub dns_ttl: Option<u32>,
-    /// MTU of the weave bridge.
+    /// MTU of the weave bridge [default: 65535 alone, 1376 on a network of several hosts].
     #[arg(long, value_name = "BYTES")]
     pub mtu: Option<u32>,
+    /// Join the network of every host that names this etcd v3 store: `host:port,...`.
+    #[arg(long, value_name = "ENDPOINTS", help_heading = "Several hosts")]
+    pub store_endpoints: Option<String>,
+    /// This peer's name [default: a MAC address made at the first launch, then kept].
+    #[arg(long, value_name = "NAME", help_heading = "Several hosts")]
+    pub name: Option<String>,
+    /// This host's name for people [default: its host name].
+    #[arg(long, value_name = "NICKNAME", help_heading = "Several hosts")]
+    pub nickname: Option<String>,
+    /// This host's address on the network between hosts [default: the one that reaches the
+    /// store].
+    #[arg(long, value_name = "IP", help_heading = "Several hosts")]
+    pub advertise_addr: Option<String>,
+    /// UDP port of the VXLAN data plane, the same on every host [default: 6789].
+    #[arg(long, value_name = "PORT", help_heading = "Several hosts")]
+    pub vxlan_port: Option<u16>,
 }
 
 /// The proxy's flags that `launch` and `launch-proxy` pass on.
@@ -219,8 +238,19 @@ pub struct EnvArgs {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// Only one section: ipam or dns.
+    /// Only one section: router, ipam, dns or proxy; on a network of several hosts also
+    /// peers (each peer and whether it is alive) and ipam (the address blocks per peer).
     pub section: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RmpeerArgs {
+    /// The peer's name or nickname, as `weave status peers` shows it.
+    pub peer: String,
+    /// Remove it even though it is alive (its containers keep their addresses, which this
+    /// peer may then give out again).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

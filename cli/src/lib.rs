@@ -19,6 +19,7 @@ pub mod dns;
 pub mod docker;
 pub mod error;
 pub mod launch;
+pub mod mesh;
 pub mod relay;
 pub mod spec;
 pub mod status;
@@ -114,7 +115,15 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
                 println!("{}", addrs::config_line(&proxy));
             }
         }
-        Command::Status(args) => print!("{}", status::status(&ctx, args.section.as_deref()).await?),
+        Command::Status(args) => match args.section.as_deref() {
+            Some("peers") => print!("{}", mesh::peers(&ctx).await?),
+            Some("ipam") => match mesh::status(&ctx, api::route::STATUS_IPAM).await? {
+                mesh::Answered::Text(text) => print!("{text}"),
+                mesh::Answered::Alone => print!("{}", status::status(&ctx, Some("ipam")).await?),
+            },
+            section => print!("{}", status::status(&ctx, section).await?),
+        },
+        Command::Rmpeer(args) => println!("{}", mesh::rmpeer(&ctx, &args.peer, args.force).await?),
         Command::Version => print!("{}", status::version(&ctx).await),
         Command::Reset => launch::reset(&ctx).await?,
         Command::Ps(args) if local() => print!("{}", attach::ps(&ctx, &args.containers).await?),

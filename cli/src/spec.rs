@@ -156,6 +156,15 @@ pub fn router(host: &Host, common: &CommonFlags, flags: &RouterFlags) -> Contain
     );
     push_opt(&mut cmd, "--dns-ttl", flags.dns_ttl);
     push_opt(&mut cmd, "--mtu", flags.mtu);
+    push_opt(
+        &mut cmd,
+        "--store-endpoints",
+        flags.store_endpoints.as_ref(),
+    );
+    push_opt(&mut cmd, "--name", flags.name.as_ref());
+    push_opt(&mut cmd, "--nickname", flags.nickname.as_ref());
+    push_opt(&mut cmd, "--advertise-addr", flags.advertise_addr.as_ref());
+    push_opt(&mut cmd, "--vxlan-port", flags.vxlan_port);
     push_opt(&mut cmd, "--log-level", common.log_level.as_ref());
     let binds = vec![
         format!("/:{HOST_ROOT}:ro"),
@@ -452,6 +461,27 @@ mod tests {
         assert_eq!(
             image(Some(""), None),
             format!("weaveworks/weaveexec:{}", env!("CARGO_PKG_VERSION"))
+        );
+    }
+
+    #[test]
+    fn the_flags_for_several_hosts_reach_the_router() {
+        let flags = RouterFlags {
+            store_endpoints: Some("10.0.0.1:2379,10.0.0.2:2379".to_owned()),
+            name: Some("aa:bb:cc:dd:ee:ff".to_owned()),
+            nickname: Some("host1".to_owned()),
+            advertise_addr: Some("10.0.0.1".to_owned()),
+            vxlan_port: Some(7000),
+            ..Default::default()
+        };
+        let body = router(&host(), &CommonFlags::default(), &flags);
+        assert!(
+            cmd(&body).ends_with(
+                "--store-endpoints 10.0.0.1:2379,10.0.0.2:2379 --name aa:bb:cc:dd:ee:ff \
+                 --nickname host1 --advertise-addr 10.0.0.1 --vxlan-port 7000"
+            ),
+            "{}",
+            cmd(&body)
         );
     }
 
