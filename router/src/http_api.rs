@@ -267,10 +267,51 @@ impl ApiState {
         )
     }
 
+    /// Claims the next block for `subnet` in the background when the owned ones there are
+    /// filling up, so that the allocation that would need it finds it owned already.
+    fn claim_ahead(&self, subnet: Ipv4Net) {
+        if self.inner.blocks.get().is_none() {
+            return;
+        }
+        let Ok((used, total)) = self.read(|alloc| alloc.fill(subnet)) else {
+            return;
+        };
+        if !should_claim_ahead(used, total) {
+            return;
+        }
+        let state = self.clone();
+        tokio::spawn(async move {
+            let Some(source) = state.inner.blocks.get() else {
+                return;
+            };
+            let _claiming = state.inner.claiming.lock().await;
+            let Ok(((used, total), candidates)) =
+                state.read(|alloc| (alloc.fill(subnet), unowned_blocks(alloc, subnet)))
+            else {
+                return;
+            };
+            if !should_claim_ahead(used, total) {
+                return;
+            }
+            match source.claim(candidates).await {
+                Ok(BlockClaim::Ours(block)) => {
+                    tracing::info!(%block, %subnet, used, total, "claimed the next block ahead of need");
+                    let _ = state.update(|alloc| alloc.add_block(block));
+                }
+                Ok(_) => tracing::debug!(%subnet, "no block left to claim ahead"),
+                Err(err) => {
+                    tracing::warn!(%subnet, error = %err, "cannot claim the next block ahead of need")
+                }
+            }
+        });
+    }
+
     /// The blocks that would give room for what `err` wanted; `None` for other errors.
     fn wanted_blocks(&self, err: &IpamError) -> Result<Option<Vec<Ipv4Net>>, ApiError> {
         Ok(match err {
-            IpamError::NeedBlock(subnet) => Some(self.read(|alloc| alloc.blocks_for(*subnet))?),
+            IpamError::NeedBlock(subnet) => {
+                Some(self.read(|alloc| unowned_blocks(alloc, *subnet))?)
+            }
             IpamError::BlockNotOwned(_, block) => Some(vec![*block]),
             _ => None,
         })
@@ -386,6 +427,24 @@ impl IntoResponse for ApiError {
         tracing::error!(error = %self, "[allocator]");
         go_error(kind.status(), &self.to_string())
     }
+}
+
+/// The blocks for `subnet` this peer does not own yet: where a claim may give it room.
+fn unowned_blocks(alloc: &Allocator, subnet: Ipv4Net) -> Vec<Ipv4Net> {
+    alloc
+        .blocks_for(subnet)
+        .into_iter()
+        .filter(|b| !alloc.owns_block(*b))
+        .collect()
+}
+
+/// A peer claims its next block for a subnet once the blocks it owns there are this full, so
+/// that a short store outage does not stop containers from starting (MULTIHOST.md §4.2).
+const CLAIM_AHEAD_AT: (u64, u64) = (3, 4);
+
+/// Whether owned blocks filled `used` of `total` call for claiming the next one already.
+fn should_claim_ahead(used: u64, total: u64) -> bool {
+    total > 0 && used * CLAIM_AHEAD_AT.1 >= total * CLAIM_AHEAD_AT.0
 }
 
 /// How many addresses of `subnet` inside `universe` could ever be handed out.
@@ -513,6 +572,7 @@ async fn allocate(state: &ApiState, id: &str, subnet: Ipv4Net, check_alive: bool
     {
         Ok(Ok(cidr)) => {
             tracing::debug!(%id, %cidr, "allocated");
+            state.claim_ahead(subnet);
             cidr.to_string().into_response()
         }
         Ok(Err(err)) => bad_request(&err.to_string()),
@@ -655,5 +715,27 @@ async fn free_one(
         Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
         Ok(Err(err)) => bad_request(&format!("Unable to free: {err}")),
         Err(err) => err.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_next_block_is_claimed_at_three_quarters() {
+        let cases = [
+            (0, 0, false),
+            (47, 64, false),
+            (48, 64, true),
+            (64, 64, true),
+            (46, 62, false),
+            (47, 62, true),
+        ];
+        for (used, total, want) in cases {
+            assert_eq!(
+                super::should_claim_ahead(used, total),
+                want,
+                "{used}/{total}"
+            );
+        }
     }
 }

@@ -282,3 +282,39 @@ fn a_dead_peer_shows_unreachable_and_rmpeer_takes_over_its_blocks_and_names() {
         .request("PUT", &format!("/ip/newowner/{}/16", c.addr), "");
     assert_eq!(status, 204, "{body}");
 }
+
+#[test]
+fn the_next_block_is_claimed_before_the_owned_ones_are_full() {
+    let mut hosts = Hosts::new(2, 1);
+    hosts.start_weaver(0, &[]);
+    hosts.start_weaver(1, &[]);
+    // Host 1 takes the first block, so host 0's blocks are not simply the lowest two.
+    hosts.container(1, "first");
+    let ipam = |hosts: &Hosts| hosts.weaver(0).request("GET", "/status/ipam", "").1;
+    let mut addrs = BTreeSet::new();
+    // Inside a /16 every address of a /26 block is a host address: 48 of 64 is three quarters,
+    // where the next block is claimed.
+    for n in 0..48 {
+        let (status, cidr) = hosts.weaver(0).request("POST", &format!("/ip/fill{n}"), "");
+        assert_eq!(status, 200, "{cidr}");
+        addrs.insert(cidr);
+    }
+    eventually("host 0 to own a second block", CONVERGE, || {
+        let text = ipam(&hosts);
+        text.lines()
+            .any(|l| l.contains("(host0)") && l.contains("128 IPs"))
+            .then_some(())
+    });
+    // Past the first block's end, allocation goes on in the second without a miss.
+    for n in 48..70 {
+        let (status, cidr) = hosts.weaver(0).request("POST", &format!("/ip/fill{n}"), "");
+        assert_eq!(status, 200, "{cidr}");
+        addrs.insert(cidr);
+    }
+    assert_eq!(addrs.len(), 70, "every address distinct");
+    let blocks: BTreeSet<u32> = addrs
+        .iter()
+        .map(|c| block_of(c.split('/').next().unwrap().parse().unwrap()))
+        .collect();
+    assert_eq!(blocks.len(), 2, "{blocks:?}");
+}
