@@ -39,6 +39,9 @@ pub const NAMES_OF: &str = "/name/{id}";
 pub const NAME: &str = "/name/{id}/{ip}";
 /// `GET`: the peers of a network of several hosts and whether each is alive (404 alone).
 pub const STATUS_PEERS: &str = "/status/peers";
+/// `GET`: per peer, whether its VXLAN endpoint answers a probe, full-size frames included
+/// (404 alone).
+pub const STATUS_CONNECTIONS: &str = "/status/connections";
 /// `GET`: the address blocks per peer (404 alone).
 pub const STATUS_IPAM: &str = "/status/ipam";
 /// `DELETE`: `weave rmpeer`: takes over a dead peer's blocks and removes its names (`?force=true`

@@ -239,7 +239,8 @@ pub struct EnvArgs {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Only one section: router, ipam, dns or proxy; on a network of several hosts also
-    /// peers (each peer and whether it is alive) and ipam (the address blocks per peer).
+    /// peers (each peer and whether it is alive), connections (whether each peer's VXLAN
+    /// endpoint answers, full-size frames included) and ipam (the address blocks per peer).
     pub section: Option<String>,
 }
 

@@ -117,6 +117,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Status(args) => match args.section.as_deref() {
             Some("peers") => print!("{}", mesh::peers(&ctx).await?),
+            Some("connections") => print!("{}", mesh::connections(&ctx).await?),
             Some("ipam") => match mesh::status(&ctx, api::route::STATUS_IPAM).await? {
                 mesh::Answered::Text(text) => print!("{text}"),
                 mesh::Answered::Alone => print!("{}", status::status(&ctx, Some("ipam")).await?),

@@ -37,14 +37,30 @@ pub async fn status(ctx: &Context, path: &str) -> Result<Answered, Error> {
 /// # Errors
 /// When the router is alone, does not answer, or refuses.
 pub async fn peers(ctx: &Context) -> Result<String, Error> {
-    match status(ctx, route::STATUS_PEERS).await? {
+    only_with_peers(status(ctx, route::STATUS_PEERS).await?)
+}
+
+/// `weave status connections`.
+///
+/// # Errors
+/// When the router is alone, does not answer, or refuses.
+pub async fn connections(ctx: &Context) -> Result<String, Error> {
+    only_with_peers(status(ctx, route::STATUS_CONNECTIONS).await?)
+}
+
+fn only_with_peers(answered: Answered) -> Result<String, Error> {
+    match answered {
         Answered::Text(text) => Ok(text),
-        Answered::Alone => Err(Error::Refused(
-            "this weave router has no peers: launch it with --store-endpoints to join a network \
-             of several hosts"
-                .to_owned(),
-        )),
+        Answered::Alone => Err(alone()),
     }
+}
+
+fn alone() -> Error {
+    Error::Refused(
+        "this weave router has no peers: launch it with --store-endpoints to join a network of \
+         several hosts"
+            .to_owned(),
+    )
 }
 
 /// `weave rmpeer PEER [--force]`: what the router took over.
@@ -56,11 +72,7 @@ pub async fn rmpeer(ctx: &Context, peer: &str, force: bool) -> Result<String, Er
     let body = answer.body.trim_end().to_owned();
     match answer.status.as_u16() {
         200 => Ok(body),
-        404 if body.is_empty() => Err(Error::Refused(
-            "this weave router has no peers: launch it with --store-endpoints to join a network \
-             of several hosts"
-                .to_owned(),
-        )),
+        404 if body.is_empty() => Err(alone()),
         _ => Err(Error::Refused(body)),
     }
 }

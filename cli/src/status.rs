@@ -123,7 +123,7 @@ pub async fn status(ctx: &Context, which: Option<&str>) -> Result<String, Error>
         None => Ok(text),
         Some(name) => section(&text, name).ok_or_else(|| {
             Error::Refused(format!(
-                "Invalid 'weave status' sub-command: {name} (one of: router, ipam, dns, proxy, peers)"
+                "Invalid 'weave status' sub-command: {name} (one of: router, ipam, dns, proxy, peers, connections)"
             ))
         }),
     }

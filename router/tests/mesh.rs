@@ -233,6 +233,10 @@ fn a_dead_peer_shows_unreachable_and_rmpeer_takes_over_its_blocks_and_names() {
         (text.matches("established").count() == 2).then_some(())
     });
     assert_eq!(flood_list(&hosts, 0), ["198.51.100.2", "198.51.100.3"]);
+    let connections = |hosts: &Hosts| hosts.weaver(0).request("GET", "/status/connections", "").1;
+    let text = connections(&hosts);
+    assert_eq!(text.matches("established").count(), 2, "{text}");
+    assert_eq!(text.matches("vxlan mtu=1376 rtt=").count(), 2, "{text}");
 
     let (status, body) = hosts.weaver(0).request("DELETE", "/peer/host2", "");
     assert_eq!((status, body.contains("is alive")), (409, true), "{body}");
@@ -251,6 +255,12 @@ fn a_dead_peer_shows_unreachable_and_rmpeer_takes_over_its_blocks_and_names() {
     assert!(
         hosts.ping(&a, c.addr),
         "its containers still answer: the data plane is the kernel's"
+    );
+    let text = connections(&hosts);
+    assert!(
+        text.lines()
+            .any(|l| l.contains("(host2)") && l.contains("failed")),
+        "a stopped router does not answer the probe: {text}"
     );
 
     let (status, body) = hosts.weaver(0).request("DELETE", "/peer/host2", "");

@@ -2,6 +2,7 @@
 //! rmpeer`'s `DELETE /peer/{peer}`. Served only on a network of several hosts; alone, these
 //! paths answer 404 as Weave Net's did without a router.
 
+use std::net::SocketAddrV4;
 use std::sync::{Arc, OnceLock};
 
 use api::route;
@@ -12,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use serde::Deserialize;
 
-use super::{Mesh, RmPeerError, status};
+use super::{Mesh, RmPeerError, probe, status};
 use crate::http_api::ApiState;
 
 /// Where the mesh is once it is joined: the routes are served from the start (503 until then),
@@ -40,6 +41,7 @@ pub fn router(mesh: MeshSlot, api: ApiState) -> Router {
     Router::new()
         .route(route::STATUS_PEERS, get(peers))
         .route(route::STATUS_IPAM, get(ipam))
+        .route(route::STATUS_CONNECTIONS, get(connections))
         .route(route::PEER, delete(remove_peer))
         .with_state(MeshState { mesh, api })
 }
@@ -49,6 +51,32 @@ async fn peers(State(s): State<MeshState>) -> Response {
         Some(mesh) => status::peers_text(&mesh.view(), &mesh.config().name).into_response(),
         None => not_joined(),
     }
+}
+
+async fn connections(State(s): State<MeshState>) -> Response {
+    let Some(mesh) = s.mesh() else {
+        return not_joined();
+    };
+    let config = mesh.config();
+    let view = mesh.view();
+    let port = probe::probe_port(config.net.port);
+    let peers: Vec<(String, SocketAddrV4)> = view
+        .peers
+        .iter()
+        .filter(|(name, _)| **name != config.name)
+        .map(|(name, peer)| (name.clone(), SocketAddrV4::new(peer.vtep, port)))
+        .collect();
+    // All at once: the answer takes one probe's time, however many peers there are.
+    let probes = peers
+        .iter()
+        .map(|(_, vtep)| probe::probe(config.vtep, *vtep, config.mtu));
+    let results = futures_util::future::join_all(probes).await;
+    let found: Vec<_> = peers
+        .into_iter()
+        .zip(results)
+        .map(|((name, vtep), probe)| (name, vtep, probe))
+        .collect();
+    status::connections_text(&view, &found, config.mtu).into_response()
 }
 
 async fn ipam(State(s): State<MeshState>) -> Response {

@@ -13,11 +13,12 @@ pub mod keys;
 mod mirror;
 mod names;
 mod peers;
+pub mod probe;
 pub mod status;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use etcd::{Client, Created, Keys};
@@ -188,6 +189,15 @@ impl Mesh {
     /// Starts the tasks that keep this peer registered and alive, the flood list and the
     /// other peers' weaveDNS records in step with the store, and this peer's records in it.
     pub fn start(&self, registry: Option<Registry>, state: ApiState) {
+        let probes = SocketAddrV4::new(
+            self.inner.config.vtep,
+            probe::probe_port(self.inner.config.net.port),
+        );
+        tokio::spawn(async move {
+            if let Err(err) = probe::serve(probes).await {
+                tracing::error!(%probes, error = %err, "cannot answer the probes of `weave status connections`");
+            }
+        });
         tokio::spawn(peers::register(self.clone()));
         tokio::spawn(peers::follow(self.clone(), state));
         if let Some(registry) = registry {

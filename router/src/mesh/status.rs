@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use api::status::line;
 use ipnet::Ipv4Net;
 
+use std::net::SocketAddrV4;
+
 use super::View;
+use super::probe::{PROBE_TIMEOUT, Probe};
 
 /// `name(nickname)` of `name` in `view`, or the bare name of a peer without a record.
 pub fn describe(view: &View, name: &str) -> String {
@@ -56,6 +59,43 @@ pub fn peers_text(view: &View, me: &str) -> String {
         ));
     }
     out
+}
+
+/// `weave status connections`: per other peer, what the probe of its VXLAN endpoint found.
+pub fn connections_text(view: &View, found: &[(String, SocketAddrV4, Probe)], mtu: u32) -> String {
+    found
+        .iter()
+        .map(|(name, vtep, probe)| {
+            let (state, detail) = match probe {
+                Probe::Reachable {
+                    rtt,
+                    full_size: true,
+                } => (
+                    "established",
+                    format!("vxlan mtu={mtu} rtt={:.1}ms", rtt.as_secs_f64() * 1000.0),
+                ),
+                Probe::Reachable { .. } => (
+                    "established",
+                    format!(
+                        "vxlan mtu={mtu} TOO LARGE: the path drops full-size frames; lower --mtu"
+                    ),
+                ),
+                Probe::Unreachable => (
+                    "failed",
+                    format!(
+                        "no answer on UDP {} within {:?}",
+                        vtep.port(),
+                        PROBE_TIMEOUT
+                    ),
+                ),
+            };
+            format!(
+                "-> {:<21} {state:<11} {} {detail}\n",
+                vtep.to_string(),
+                describe(view, name)
+            )
+        })
+        .collect()
 }
 
 /// `weave status ipam`: per peer, how many addresses its blocks hold and what share of the
@@ -151,5 +191,36 @@ mod tests {
         );
         v.store_error = Some("no etcd endpoint answered".into());
         assert!(router_lines(&v, "aa", 3).contains("UNREACHABLE: no etcd endpoint answered"));
+    }
+
+    #[test]
+    fn connections_say_what_each_probe_found() {
+        let v = view();
+        let at = |a: &str| -> SocketAddrV4 { format!("{a}:6790").parse().unwrap() };
+        let found = [
+            (
+                "bb".to_owned(),
+                at("198.51.100.2"),
+                Probe::Reachable {
+                    rtt: std::time::Duration::from_micros(250),
+                    full_size: true,
+                },
+            ),
+            ("cc".to_owned(), at("198.51.100.3"), Probe::Unreachable),
+            (
+                "dd".to_owned(),
+                at("198.51.100.4"),
+                Probe::Reachable {
+                    rtt: std::time::Duration::from_millis(1),
+                    full_size: false,
+                },
+            ),
+        ];
+        assert_eq!(
+            connections_text(&v, &found, 1376),
+            "-> 198.51.100.2:6790     established bb(host2) vxlan mtu=1376 rtt=0.2ms\n\
+             -> 198.51.100.3:6790     failed      cc(host3) no answer on UDP 6790 within 1s\n\
+             -> 198.51.100.4:6790     established dd vxlan mtu=1376 TOO LARGE: the path drops full-size frames; lower --mtu\n"
+        );
     }
 }
