@@ -118,6 +118,18 @@ fn without_quorum_traffic_flows_and_owned_blocks_allocate_then_all_converges() {
         Duration::from_secs(3),
         || hosts.ping(&a, b.addr) && hosts.ping(&b, a.addr),
     );
+    let store_line = |hosts: &Hosts| {
+        let (_, text) = hosts.weaver(0).request("GET", "/status", "");
+        text.lines()
+            .find(|l| l.trim_start().starts_with("Store:"))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    eventually(
+        "weave status to say the store has no quorum",
+        CONVERGE,
+        || store_line(&hosts).contains("NO QUORUM").then_some(()),
+    );
     // Host 0 still allocates in the block it owns, and registers a name locally.
     let c = hosts.container(0, "c");
     assert_eq!(block_of(c.addr), block_of(a.addr));
@@ -126,6 +138,15 @@ fn without_quorum_traffic_flows_and_owned_blocks_allocate_then_all_converges() {
     hosts.start_etcd(1, "existing");
     hosts.start_etcd(2, "existing");
     hosts.wait_for_store();
+    eventually(
+        "weave status to say the store is back",
+        Duration::from_secs(30),
+        || {
+            store_line(&hosts)
+                .contains("member(s), leader m")
+                .then_some(())
+        },
+    );
     // The name registered during the outage reaches host 1 without any restart.
     eventually(
         "c to be known on host 1 after the outage",
@@ -327,4 +348,22 @@ fn the_next_block_is_claimed_before_the_owned_ones_are_full() {
         .map(|c| block_of(c.split('/').next().unwrap().parse().unwrap()))
         .collect();
     assert_eq!(blocks.len(), 2, "{blocks:?}");
+}
+
+#[test]
+fn a_dead_first_endpoint_does_not_stop_a_router() {
+    let mut hosts = Hosts::new(2, 1);
+    hosts.start_weaver(0, &[]);
+    // An address on the underlay where nothing answers, listed first.
+    let endpoints = format!("198.51.100.250:2379,{}", hosts.endpoints());
+    hosts.start_weaver_with_endpoints(1, &endpoints, &[]);
+    let a = hosts.container(0, "a");
+    let b = hosts.container(1, "b");
+    all_pairs_ping(&hosts, &[a.clone(), b.clone()]);
+    eventually("b to be known on host 0", CONVERGE, || {
+        resolves(&hosts, 0, "b.weave.local.", b.addr).then_some(())
+    });
+    eventually("a to be known on host 1", CONVERGE, || {
+        resolves(&hosts, 1, "a.weave.local.", a.addr).then_some(())
+    });
 }

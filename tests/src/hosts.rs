@@ -240,6 +240,12 @@ impl Hosts {
 
     /// Starts host `i`'s router, joined to the store, with weaveDNS on its underlay address.
     pub fn start_weaver(&mut self, i: usize, extra: &[&str]) {
+        let endpoints = self.endpoints();
+        self.start_weaver_with_endpoints(i, &endpoints, extra);
+    }
+
+    /// [`Hosts::start_weaver`] with the store endpoints given.
+    pub fn start_weaver_with_endpoints(&mut self, i: usize, endpoints: &str, extra: &[&str]) {
         let host = &self.hosts[i];
         let socket = self.dir.path().join(format!("weaver{i}.sock"));
         let mut builder = Weaver::builder()
@@ -248,7 +254,7 @@ impl Hosts {
             .range("10.40.0.0/16")
             .dns_listen(&format!("{}:53", host.addr))
             .arg("--store-endpoints")
-            .arg(&self.endpoints())
+            .arg(endpoints)
             .arg("--nickname")
             .arg(&format!("host{i}"));
         for a in extra {

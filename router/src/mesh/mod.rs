@@ -103,6 +103,8 @@ pub struct View {
     pub blocks: BTreeMap<Ipv4Net, String>,
     /// Why the store cannot be reached, while it cannot.
     pub store_error: Option<String>,
+    /// The store's health as last asked (every few seconds): members, leader, revision.
+    pub store_health: Option<String>,
 }
 
 /// The running mesh: cheap to clone.
@@ -199,6 +201,7 @@ impl Mesh {
             }
         });
         tokio::spawn(peers::register(self.clone()));
+        tokio::spawn(peers::watch_store_health(self.clone()));
         tokio::spawn(peers::follow(self.clone(), state));
         if let Some(registry) = registry {
             tokio::spawn(names::publish(self.clone(), registry.clone()));

@@ -193,6 +193,49 @@ async fn keep_blocks(mesh: Mesh, state: ApiState, mut nudged: watch::Receiver<()
     }
 }
 
+/// How often the store's health is asked for `weave status`.
+const HEALTH_EVERY: Duration = Duration::from_secs(3);
+
+/// Asks the store how it is, for `weave status`, for ever.
+pub(super) async fn watch_store_health(mesh: Mesh) {
+    loop {
+        let store = mesh.store();
+        let status = store.status().await;
+        let members = match &status {
+            Ok(s) if s.has_leader() => store.members().await.ok(),
+            _ => None,
+        };
+        let line = store_health(status.as_ref(), members.as_deref());
+        mesh.lock().store_health = Some(line);
+        tokio::time::sleep(HEALTH_EVERY).await;
+    }
+}
+
+/// The store line of `weave status`: how many members, which leads, the revision; or what is
+/// wrong.
+pub(super) fn store_health(
+    status: Result<&etcd::Status, &etcd::Error>,
+    members: Option<&[etcd::Member]>,
+) -> String {
+    match status {
+        Err(err) => format!("UNREACHABLE: {err}"),
+        Ok(s) if !s.has_leader() => format!(
+            "NO QUORUM: the member at {} has no leader; allocation goes on in owned blocks",
+            s.endpoint
+        ),
+        Ok(s) => {
+            let leader = members
+                .and_then(|m| m.iter().find(|m| m.id == s.leader))
+                .map_or_else(|| format!("{:x}", s.leader), |m| m.name.clone());
+            let count = members.map_or_else(|| "?".to_owned(), |m| m.len().to_string());
+            format!(
+                "{count} member(s), leader {leader}, revision {}, quorum",
+                s.revision
+            )
+        }
+    }
+}
+
 /// Programs the flood list whenever the wanted one changes, retrying a failure.
 async fn keep_flood_list(mesh: Mesh, mut wanted: watch::Receiver<Option<Vec<Ipv4Addr>>>) {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
@@ -351,5 +394,44 @@ mod tests {
             (vec![b], vec![c])
         );
         assert_eq!(reconcile_blocks(&[a], &store, "me"), (vec![], vec![]));
+    }
+
+    #[test]
+    fn the_store_line_says_members_leader_or_what_is_wrong() {
+        let status = |leader| etcd::Status {
+            endpoint: "http://198.51.100.1:2379".into(),
+            version: "3.5.16".into(),
+            cluster_id: 1,
+            member_id: 7,
+            leader,
+            raft_term: 2,
+            raft_index: 9,
+            raft_applied_index: 9,
+            revision: 42,
+            db_size: 20480,
+            is_learner: false,
+            errors: vec![],
+        };
+        let member = |id, name: &str| etcd::Member {
+            id,
+            name: name.into(),
+            peer_urls: vec![],
+            client_urls: vec![],
+            is_learner: false,
+        };
+        let members = [member(7, "m0"), member(8, "m1"), member(9, "m2")];
+        assert_eq!(
+            store_health(Ok(&status(8)), Some(&members)),
+            "3 member(s), leader m1, revision 42, quorum"
+        );
+        assert!(
+            store_health(Ok(&status(0)), None)
+                .starts_with("NO QUORUM: the member at http://198.51.100.1:2379")
+        );
+        let err = etcd::Error::NoEndpoints;
+        assert_eq!(
+            store_health(Err(&err), None),
+            "UNREACHABLE: no etcd endpoint given"
+        );
     }
 }

@@ -27,9 +27,10 @@ pub fn router_lines(view: &View, me: &str, endpoints: usize) -> String {
         .keys()
         .filter(|n| n.as_str() != me && view.alive.contains(*n))
         .count();
-    let store = match &view.store_error {
-        None => format!("{endpoints} endpoint(s), answering"),
-        Some(err) => format!("{endpoints} endpoint(s), UNREACHABLE: {err}"),
+    let store = match (&view.store_health, &view.store_error) {
+        (Some(health), _) => format!("{health} ({endpoints} endpoint(s) given)"),
+        (None, None) => format!("{endpoints} endpoint(s), not asked yet"),
+        (None, Some(err)) => format!("{endpoints} endpoint(s), UNREACHABLE: {err}"),
     };
     [
         line("Name", describe(view, me)),
@@ -163,6 +164,7 @@ mod tests {
             ]
             .into(),
             store_error: None,
+            store_health: None,
         }
     }
 
@@ -187,10 +189,16 @@ mod tests {
         let mut v = view();
         assert_eq!(
             router_lines(&v, "aa", 3),
-            "           Name: aa(host1)\n          Peers: 3 (with 1 of 2 others alive)\n          Store: 3 endpoint(s), answering\n"
+            "           Name: aa(host1)\n          Peers: 3 (with 1 of 2 others alive)\n          Store: 3 endpoint(s), not asked yet\n"
         );
         v.store_error = Some("no etcd endpoint answered".into());
         assert!(router_lines(&v, "aa", 3).contains("UNREACHABLE: no etcd endpoint answered"));
+        v.store_health = Some("3 member(s), leader m1, revision 42, quorum".into());
+        assert!(
+            router_lines(&v, "aa", 3).contains(
+                "Store: 3 member(s), leader m1, revision 42, quorum (3 endpoint(s) given)"
+            )
+        );
     }
 
     #[test]
