@@ -243,6 +243,19 @@ impl Allocator {
         }
     }
 
+    /// The blocks holding recorded addresses that this host does not own: addresses given out
+    /// before it joined a network of several hosts, or found on containers at start.
+    pub fn unowned_blocks_in_use(&self) -> Vec<Ipv4Net> {
+        let mut blocks: Vec<Ipv4Net> = self
+            .used
+            .keys()
+            .filter_map(|addr| self.block_of(*addr))
+            .filter(|block| !self.owns_block(*block))
+            .collect();
+        blocks.dedup();
+        blocks
+    }
+
     /// How many addresses are recorded inside `block`.
     pub fn used_in(&self, block: Ipv4Net) -> usize {
         self.used.range(block.network()..=block.broadcast()).count()
@@ -1379,5 +1392,25 @@ mod tests {
         let report = a.reclaim(&running, &[("c3".to_owned(), vec![net("10.32.0.70/12")])]);
         assert_eq!((report.claimed, report.conflicts.len()), (1, 0));
         assert_eq!(a.owner_of("10.32.0.70".parse().unwrap()), Some("c3"));
+    }
+
+    #[test]
+    fn addresses_given_out_alone_name_the_blocks_to_claim_on_joining() {
+        let mut a = alloc("10.32.0.0/12");
+        a.allocate("c1", net("10.32.0.0/12"), true).unwrap();
+        a.allocate("c2", net("10.32.0.0/12"), true).unwrap();
+        a.claim("c3", net("10.32.1.70/12"), true).unwrap();
+        a.claim("x", net("10.1.0.1/24"), false).unwrap();
+        assert!(
+            a.unowned_blocks_in_use().is_empty(),
+            "alone, every block is owned"
+        );
+        a.use_blocks(26);
+        assert_eq!(
+            a.unowned_blocks_in_use(),
+            [net("10.32.0.0/26"), net("10.32.1.64/26")]
+        );
+        a.add_block(net("10.32.0.0/26"));
+        assert_eq!(a.unowned_blocks_in_use(), [net("10.32.1.64/26")]);
     }
 }

@@ -15,7 +15,6 @@ use super::keys::{self, Alive, BlockOwner, PeerRecord};
 use super::mirror::{Change, mirror};
 use super::{Mesh, View};
 use crate::http_api::ApiState;
-use crate::ipam::Allocator;
 
 /// The flood list a peer wants: every other peer's endpoint, each once, in order. Its own
 /// endpoint is left out even under another name (a re-launch with a new name leaves the old
@@ -165,9 +164,35 @@ pub(super) fn reconcile_blocks(
 async fn keep_blocks(mesh: Mesh, state: ApiState, mut nudged: watch::Receiver<()>) {
     let me = mesh.config().name.clone();
     while nudged.changed().await.is_ok() {
-        let Ok(owned) = state.read(Allocator::owned_blocks) else {
+        let Ok((owned, in_use)) =
+            state.read(|alloc| (alloc.owned_blocks(), alloc.unowned_blocks_in_use()))
+        else {
             continue;
         };
+        // Addresses given out before this host joined (or found on its containers at start)
+        // must not be given out again by another host: their blocks become this host's, where
+        // no one else has them.
+        for block in in_use {
+            let value = keys::write(&BlockOwner { peer: me.clone() });
+            match mesh.store().create(keys::block(block), value, None).await {
+                Ok(Created::Created { .. }) => {
+                    tracing::info!(%block, "claimed the block of addresses given out before joining");
+                    let _ = state.update(|alloc| alloc.add_block(block));
+                }
+                Ok(Created::Exists(kv)) => {
+                    let owner = keys::read::<BlockOwner>(&kv.value).map(|o| o.peer);
+                    if owner.as_deref() == Some(me.as_str()) {
+                        let _ = state.update(|alloc| alloc.add_block(block));
+                    } else {
+                        let owner = owner.map(|o| mesh.describe(&o)).unwrap_or_default();
+                        tracing::error!(%block, %owner, "this host holds addresses in a block another peer owns: they may be given out twice; detach those containers, or `weave rmpeer` that peer if it is gone");
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(%block, error = %err, "cannot claim the block of addresses given out before joining; will retry");
+                }
+            }
+        }
         let store = mesh.lock().blocks.clone();
         let (lost, missing) = reconcile_blocks(&owned, &store, &me);
         for block in lost {
