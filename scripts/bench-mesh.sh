@@ -3,7 +3,7 @@
 # underlay, three etcd members, a router each (tests/src/bin/bench-mesh.rs). Prints markdown
 # tables (copied into BENCHMARKS.md by hand). Needs root (namespaces, bridges) and etcd 3.5
 # (`scripts/etcd.sh install`). Arguments go to the bench: --hosts N (32) --joins N (8)
-# --names N (50) --containers N (100) --no-ping.
+# --names N (50) --containers N (100) --ping-from N (4; 0 for none).
 #
 # Debug builds, as the test suites use: the bench's harness cleans up on a panic only when it
 # unwinds, and the release profile aborts.
