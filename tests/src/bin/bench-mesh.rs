@@ -288,6 +288,8 @@ struct Join {
     /// Per pinging host, until its container's ping of the new host's container was answered.
     ping: Vec<Duration>,
     ping_everywhere: Option<Duration>,
+    /// Until the container on it was made (address, namespace, name), when pinged.
+    made: Option<Duration>,
     /// The other hosts whose container got no answer within [`PATIENCE`].
     unanswered: Vec<String>,
 }
@@ -310,8 +312,10 @@ fn time_join(hosts: &mut Hosts, sources: &[Container]) -> Result<Join> {
     let mut ping = Vec::new();
     let mut ping_everywhere = None;
     let mut unanswered = Vec::new();
+    let mut made = None;
     if !sources.is_empty() {
         let target = hosts.container(i, &format!("dst{i}"));
+        made = Some(since.elapsed());
         let busybox = busybox_binary();
         let answers = std::thread::scope(|s| {
             let pingers: Vec<_> = sources
@@ -358,6 +362,7 @@ fn time_join(hosts: &mut Hosts, sources: &[Container]) -> Result<Join> {
         own_flood,
         ping,
         ping_everywhere,
+        made,
         unanswered,
     })
 }
@@ -753,6 +758,12 @@ fn report_joins(out: &mut String, joins: &[Join], first: usize, last: usize) -> 
         )?;
     }
     if !pings.is_empty() {
+        let made: Vec<_> = joins.iter().filter_map(|j| j.made).collect();
+        row(
+            out,
+            "a container on it made (address, namespace, `ethwe`, name)",
+            &made,
+        )?;
         let each: Vec<_> = joins.iter().flat_map(|j| j.ping.clone()).collect();
         row(
             out,
