@@ -62,6 +62,8 @@ pub struct Hosts {
     members: usize,
     dir: TempDir,
     counter: u32,
+    /// `--log-level` for the routers started from now on; the harness's default when `None`.
+    log_level: Option<String>,
 }
 
 impl Hosts {
@@ -86,6 +88,7 @@ impl Hosts {
                 .tempdir()
                 .expect("temp dir"),
             counter: 0,
+            log_level: None,
         };
         ip(&["netns", "add", &underlay]);
         ip(&["-n", &underlay, "link", "add", "ul", "type", "bridge"]);
@@ -98,6 +101,20 @@ impl Hosts {
         }
         hosts.wait_for_store();
         hosts
+    }
+
+    /// One more host on the underlay, without a store member or router: its index. A host
+    /// added later is how a benchmark times a peer joining (the underlay's /24 holds 254).
+    pub fn push_host(&mut self) -> usize {
+        let i = self.hosts.len();
+        self.add_host(i);
+        i
+    }
+
+    /// The routers started from now on log at `level` (`info`, `warn`): at scale, the default
+    /// debug logging of every router is load of its own.
+    pub fn set_log_level(&mut self, level: &str) {
+        self.log_level = Some(level.to_owned());
     }
 
     fn add_host(&mut self, i: usize) {
@@ -257,6 +274,9 @@ impl Hosts {
             .arg(endpoints)
             .arg("--nickname")
             .arg(&format!("host{i}"));
+        if let Some(level) = &self.log_level {
+            builder = builder.log_level(level);
+        }
         for a in extra {
             builder = builder.arg(a);
         }
