@@ -48,6 +48,9 @@ pub const STATUS_IPAM: &str = "/status/ipam";
 /// even while it is alive). 200 `N IPs taken over from X`.
 pub const PEER: &str = "/peer/{peer}";
 
+/// `GET`: Prometheus metrics (text exposition).
+pub const METRICS: &str = "/metrics";
+
 /// The id the host's own addresses (`weave expose`) are held under.
 pub const EXPOSE_ID: &str = "weave:expose";
 /// The id of names registered for no container (`weave dns-add IP -h NAME`).

@@ -27,6 +27,7 @@ pub mod http_api;
 pub mod ipam;
 pub mod iptables;
 pub mod mesh;
+pub mod metrics;
 pub mod names;
 pub mod plugin;
 pub mod reclaim;

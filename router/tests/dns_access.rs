@@ -202,4 +202,24 @@ fn weavedns_answers_the_host_and_weave_and_refuses_other_networks() {
         refused_tcp.is_none(),
         "the outsider got an answer over TCP: {refused_tcp:?}"
     );
+
+    // The metrics count what happened: three answered from the registry (loopback UDP and
+    // TCP, the weave address), one refused (the TCP connection of the outsider is closed
+    // before any question is read, so it is not counted).
+    let (status, metrics) = weaver.request("GET", "/metrics", "");
+    assert_eq!(status, 200, "{metrics}");
+    for line in [
+        "weave_dns_queries_total{result=\"local\"} 3",
+        "weave_dns_queries_total{result=\"refused\"} 1",
+        "weave_http_requests_total{route=\"/dns-address-port\",method=\"GET\",status=\"200\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in\n{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("weave_ipam_addresses{subnet=\"10.99.0.0/16\",state=\"free\"} 65534"),
+        "{metrics}"
+    );
 }

@@ -12,6 +12,7 @@ use crate::dns::resolv;
 use crate::dns::server::{self, DnsConfig};
 use crate::docker;
 use crate::http_api::{ApiState, DnsStatus};
+use crate::metrics::Metrics;
 use crate::names::NamesState;
 use crate::reclaim;
 use anyhow::{Context as _, Result};
@@ -29,6 +30,7 @@ pub(crate) async fn start(
     docker: &bollard::Docker,
     state: &ApiState,
     range: Ipv4Net,
+    metrics: &Metrics,
 ) -> Result<NamesState> {
     // Where weaveDNS listens by default, and in any case the bridge whose containers it answers
     // (whatever `dockerd --bridge` named it).
@@ -74,6 +76,7 @@ pub(crate) async fn start(
             allowed: vec![IpNet::V4(range)],
             docker_gateways: gateway.map(IpAddr::V4).into_iter().collect(),
             max_forwards: server::DEFAULT_MAX_FORWARDS,
+            metrics: Some(metrics.clone()),
         },
         registry.clone(),
     )

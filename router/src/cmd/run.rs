@@ -12,6 +12,7 @@ use api::DockerAddr;
 use crate::docker::{self, DockerLiveness};
 use crate::ipam::Allocator;
 use crate::iptables::HostIptables;
+use crate::metrics::Metrics;
 use crate::names;
 use crate::plugin;
 use crate::store::Store;
@@ -44,10 +45,21 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
         fresh.default_subnet(),
         Arc::new(DockerLiveness::new(docker.clone())),
     );
+    let metrics = Metrics::new();
     let dns = if args.dns.no_dns {
         None
     } else {
-        Some(super::dns::start(&args.dns, &args.host.host_root, &docker, &state, range).await?)
+        Some(
+            super::dns::start(
+                &args.dns,
+                &args.host.host_root,
+                &docker,
+                &state,
+                range,
+                &metrics,
+            )
+            .await?,
+        )
     };
     let mut app = http_api::router(state.clone());
     let mesh_slot = crate::mesh::http::MeshSlot::default();
@@ -58,6 +70,15 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
         app = app.merge(names::router(dns.clone()));
     }
     // Listen before anything slow, so clients see 503 ("not ready") rather than a refused connection.
+    let app = app
+        .route(
+            api::route::METRICS,
+            axum::routing::get(crate::metrics::serve).with_state((metrics.clone(), state.clone())),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            metrics.clone(),
+            crate::metrics::track,
+        ));
     let server = listen(&args.http_addr, app).await?;
 
     check_range(range, user_range, bridge).await?;

@@ -39,6 +39,7 @@ use tokio::task::JoinSet;
 use super::access::{self, AccessList};
 use super::registry::Registry;
 use super::resolv;
+use crate::metrics::{DnsResult, Metrics};
 
 /// The original's TTL for its answers.
 pub const DEFAULT_TTL: u32 = 1;
@@ -85,6 +86,8 @@ pub struct DnsConfig {
     pub docker_gateways: Vec<IpAddr>,
     /// How many forwarded questions may be in flight at once.
     pub max_forwards: usize,
+    /// Where each question is counted, by how it was answered.
+    pub metrics: Option<Metrics>,
 }
 
 impl Default for DnsConfig {
@@ -97,6 +100,7 @@ impl Default for DnsConfig {
             allowed: Vec::new(),
             docker_gateways: Vec::new(),
             max_forwards: DEFAULT_MAX_FORWARDS,
+            metrics: None,
         }
     }
 }
@@ -173,6 +177,7 @@ pub async fn bind(config: DnsConfig, registry: Registry) -> Result<DnsServer, Dn
             upstream_timeout: config.upstream_timeout,
             access: Arc::new(access),
             forwards: Arc::new(Semaphore::new(config.max_forwards)),
+            metrics: config.metrics,
         },
     })
 }
@@ -277,6 +282,7 @@ struct Answerer {
     access: Arc<AccessList>,
     /// One permit per forwarded question in flight.
     forwards: Arc<Semaphore>,
+    metrics: Option<Metrics>,
 }
 
 /// Our own answer to a question about a name we are responsible for.
@@ -351,6 +357,8 @@ struct Reply {
     authorities: Vec<Record>,
     additionals: Vec<Record>,
     outcome: String,
+    /// How the question was answered, for the metrics.
+    result: DnsResult,
 }
 
 impl Reply {
@@ -364,7 +372,13 @@ impl Reply {
             authorities: Vec::new(),
             additionals: Vec::new(),
             outcome: outcome.into(),
+            result: DnsResult::local,
         }
+    }
+
+    fn counted_as(mut self, result: DnsResult) -> Self {
+        self.result = result;
+        self
     }
 }
 
@@ -376,6 +390,9 @@ impl RequestHandler for Answerer {
         mut response_handle: R,
     ) -> ResponseInfo {
         let reply = self.reply(request).await;
+        if let Some(metrics) = &self.metrics {
+            metrics.dns(reply.result);
+        }
         let metadata = reply.metadata;
         // RFC 6891 §6.1.1: a request with an OPT record gets one back; its payload size is the
         // client's, which is what hickory truncates UDP answers to.
@@ -417,14 +434,17 @@ impl Answerer {
                 metadata,
                 ResponseCode::Refused,
                 "refused: not the host nor a container on its weave or Docker networks",
-            );
+            )
+            .counted_as(DnsResult::refused);
         }
         metadata.recursion_available = true;
         if request.metadata.op_code != OpCode::Query {
-            return Reply::empty(metadata, ResponseCode::NotImp, "not a query");
+            return Reply::empty(metadata, ResponseCode::NotImp, "not a query")
+                .counted_as(DnsResult::invalid);
         }
         let Ok(info) = request.request_info() else {
-            return Reply::empty(metadata, ResponseCode::FormErr, "not exactly one question");
+            return Reply::empty(metadata, ResponseCode::FormErr, "not exactly one question")
+                .counted_as(DnsResult::invalid);
         };
         let query = info.query;
         let name = query.name().to_ascii();
@@ -441,7 +461,8 @@ impl Answerer {
                     metadata,
                     ResponseCode::ServFail,
                     "too many questions being forwarded",
-                ),
+                )
+                .counted_as(DnsResult::failed),
             },
         };
         tracing::debug!(
@@ -493,7 +514,8 @@ impl Answerer {
     /// or REFUSED, gives way to the next one; its answer is relayed only when no other does better.
     async fn forward(&self, request: &Request, query: &Query, metadata: Metadata) -> Reply {
         let Some((bytes, id)) = upstream_question(request, query) else {
-            return Reply::empty(metadata, ResponseCode::ServFail, "unencodable question");
+            return Reply::empty(metadata, ResponseCode::ServFail, "unencodable question")
+                .counted_as(DnsResult::failed);
         };
         let mut fallback = None;
         for &upstream in self.upstreams.iter() {
@@ -516,8 +538,10 @@ impl Answerer {
             Some((upstream, answer)) => relay(metadata, upstream, answer),
             None if self.upstreams.is_empty() => {
                 Reply::empty(metadata, ResponseCode::ServFail, "no upstream name server")
+                    .counted_as(DnsResult::failed)
             }
-            None => Reply::empty(metadata, ResponseCode::ServFail, "no upstream answered"),
+            None => Reply::empty(metadata, ResponseCode::ServFail, "no upstream answered")
+                .counted_as(DnsResult::failed),
         }
     }
 
@@ -668,6 +692,7 @@ fn relay(metadata: Metadata, upstream: SocketAddr, answer: Message) -> Reply {
         authorities: answer.authorities,
         additionals: answer.additionals,
         outcome: format!("forwarded to {upstream}: {}", answer.metadata.response_code),
+        result: DnsResult::forwarded,
     }
 }
 
