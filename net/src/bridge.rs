@@ -6,6 +6,7 @@ use rtnetlink::{Handle, LinkBridge, LinkUnspec};
 use tracing::{debug, warn};
 
 use crate::link::{self, Link, errno, netlink_err};
+use crate::vxlan::VXLAN_PREFIX;
 use crate::{Bridge, HOST_VETH_PREFIX, NetError, PLUGIN_HOST_VETH_PREFIX, sysctl};
 
 /// Creates the bridge `name` (up, `mtu`, `accept_ra` 0) unless it exists; returns it and whether
@@ -63,11 +64,12 @@ pub async fn find_bridge(name: &str) -> Result<Option<Bridge>, NetError> {
     Ok(lookup(&handle, name).await?.map(|l| to_bridge(&l)))
 }
 
-/// Deletes the bridge `name` and every `vethwepl*` (and plugin `vethwpl*`) port on it; `false` when it did not exist.
+/// Deletes the bridge `name` and every `vethwepl*` (and plugin `vethwpl*`) port on it, and its
+/// VXLAN port (`vxlan-*`); `false` when it did not exist.
 ///
 /// The ports go first so that containers lose `ethwe` (deleting either end of a veth deletes
-/// both) rather than keep a veth to nowhere. Other ports are left alone; they just lose their
-/// bridge.
+/// both) rather than keep a veth to nowhere, and so that no VXLAN link is left holding its UDP
+/// port. Other ports are left alone; they just lose their bridge.
 pub async fn delete_bridge(name: &str) -> Result<bool, NetError> {
     let handle = link::connect(&format!("deleting bridge {name}"))?;
     let Some(bridge) = lookup(&handle, name).await? else {
@@ -128,7 +130,8 @@ async fn container_ports(handle: &Handle, bridge_index: u32) -> Result<Vec<Link>
         .filter(|l| {
             l.controller == Some(bridge_index)
                 && (l.name.starts_with(HOST_VETH_PREFIX)
-                    || l.name.starts_with(PLUGIN_HOST_VETH_PREFIX))
+                    || l.name.starts_with(PLUGIN_HOST_VETH_PREFIX)
+                    || l.name.starts_with(VXLAN_PREFIX))
         })
         .collect())
 }

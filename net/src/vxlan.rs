@@ -73,8 +73,11 @@ impl VxlanSpec {
 /// The link name weave gives its VXLAN port on UDP port `port`: `vxlan-<port>`, at most 11
 /// bytes, so it always fits the kernel's 15.
 pub fn vxlan_name(port: u16) -> String {
-    format!("vxlan-{port}")
+    format!("{VXLAN_PREFIX}{port}")
 }
+
+/// What the names of weave's VXLAN ports start with.
+pub(crate) const VXLAN_PREFIX: &str = "vxlan-";
 
 /// Makes `spec.name` a VXLAN link as `spec` says, learning on, a port of `spec.bridge`, up;
 /// returns whether it was created (or re-created).

@@ -178,6 +178,11 @@ fn a_restarted_router_keeps_traffic_and_its_blocks() {
         "the restarted router kept its block"
     );
     all_pairs_ping(&hosts, &[a, b, c]);
+
+    // Dropping a router resets it: the VXLAN port goes with the bridge.
+    hosts.hosts[1].weaver = None;
+    let links = weave_tests::hosts::ip(&["-n", &hosts.hosts[1].ns, "-o", "link", "show"]);
+    assert!(!links.contains("vxlan-6789"), "{links}");
 }
 
 #[test]
