@@ -12,6 +12,7 @@ use crate::docker::DockerClient;
 use crate::forward::Context;
 use crate::intercept::{DnsNaming, Settings};
 use crate::listen::Listener;
+use crate::metrics::Metrics;
 use crate::server::Server;
 use crate::tls::UpstreamTls;
 use crate::upstream::Upstream;
@@ -128,6 +129,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
             owner: owner_identity(&config.listen),
         },
     );
+    let metrics = Metrics::new();
+    let attacher = attacher.with_metrics(metrics.clone());
+    let stop_metrics = tokio_util::sync::CancellationToken::new();
+    if let Some(addr) = config.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening for metrics on {addr}"))?;
+        info!(address = %listener.local_addr()?, "metrics at GET /metrics");
+        tokio::spawn(metrics.clone().serve(listener, stop_metrics.clone()));
+    }
     info!(router = %attacher.router_addr(), bridge = %config.weave_bridge, "containers will be attached");
     tokio::spawn(events::watch(attacher.clone(), docker.clone()));
     let context = Context {
@@ -135,10 +146,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
         docker,
         settings,
         attacher,
+        metrics,
     };
     Server::new(context, config.shutdown_grace)
         .run(listeners, shutdown)
         .await;
+    stop_metrics.cancel();
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! Command-line flags and their validation into a [`Config`]; no I/O happens here.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -148,6 +149,10 @@ pub struct Cli {
     #[arg(long, value_name = "KEY")]
     pub hostname_from_label: Option<String>,
 
+    /// Serve Prometheus metrics at GET /metrics on this loopback address, `127.0.0.1:PORT`.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
     /// Regular expression the name (or label) is matched against to form the hostname.
     #[arg(long, value_name = "REGEX", default_value = "(.*)")]
     pub hostname_match: String,
@@ -195,6 +200,8 @@ pub struct Config {
     /// The plain-HTTP listeners the network can reach, which `--tls=false` allowed; the proxy
     /// warns about each when it starts.
     pub plain_network: Vec<DockerAddr>,
+    /// `--metrics-addr`.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Config {
@@ -246,6 +253,13 @@ impl Config {
                 cli.weave_bridge
             ));
         }
+        if let Some(addr) = cli.metrics_addr
+            && !crate::metrics::is_allowed(&addr)
+        {
+            problems.push(format!(
+                "--metrics-addr {addr}: serve the metrics on a loopback address (127.0.0.1:PORT);                  they describe the containers of this host"
+            ));
+        }
         let hostname = HostnameRule::new(
             cli.hostname_from_label.clone(),
             &cli.hostname_match,
@@ -288,6 +302,7 @@ impl Config {
                 hostname,
                 tls,
                 plain_network,
+                metrics_addr: cli.metrics_addr,
             }),
             _ => Err(problems.join("\n")),
         }

@@ -25,6 +25,7 @@ use crate::error::ProxyError;
 use crate::hop::{strip_hop_by_hop, wants_upgrade};
 use crate::intercept::present::Presentation;
 use crate::intercept::{self, Settings};
+use crate::metrics::Metrics;
 use crate::route::{Endpoint, route};
 use crate::upstream::Upstream;
 
@@ -89,6 +90,8 @@ pub struct Context {
     pub settings: Settings,
     /// Attaches containers when they start.
     pub attacher: Attacher,
+    /// Where requests are counted.
+    pub metrics: Metrics,
 }
 
 /// Forwards one client request and returns what the client should see.
@@ -100,10 +103,15 @@ pub async fn forward(
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let response = match exchange(context, request, hijack).await {
+    let endpoint = route(&method, &path);
+    let name = endpoint.name();
+    let response = match exchange(context, request, hijack, endpoint).await {
         Ok(response) => response,
         Err(err) => err.into_response(),
     };
+    context
+        .metrics
+        .request(name, &method, response.status(), started.elapsed());
     debug!(
         %method,
         path,
@@ -118,9 +126,9 @@ async fn exchange(
     context: &Context,
     request: Request<Incoming>,
     hijack: &HijackSlot,
+    endpoint: Endpoint,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let (upstream, settings) = (&context.upstream, &context.settings);
-    let endpoint = route(request.method(), request.uri().path());
     let (mut parts, body) = request.into_parts();
     let presentation = match endpoint {
         Endpoint::ContainerCreate => {

@@ -30,6 +30,7 @@
 //! - [`weavewait`]: installing the weavewait binaries that containers bind at `/w`.
 //! - [`body`], [`socket`]: the body and stream types that flow through all of the above.
 //! - [`sync`]: locking the shared maps and caches.
+//! - [`metrics`]: Prometheus metrics on a loopback `--metrics-addr`.
 //! - [`cmd`]: the `weaveproxy` program itself: flags to a running proxy.
 
 pub mod attach;
@@ -46,6 +47,7 @@ pub mod images;
 pub mod intercept;
 pub mod json;
 pub mod listen;
+pub mod metrics;
 pub mod naming;
 pub mod route;
 pub mod server;

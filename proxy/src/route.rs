@@ -40,6 +40,22 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// The endpoint's name in the metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::ContainerCreate => "container_create",
+            Self::ContainerList => "container_list",
+            Self::ContainerInspect => "container_inspect",
+            Self::ExecCreate { .. } => "exec_create",
+            Self::ContainerStart { .. } => "container_start",
+            Self::Attach => "container_attach",
+            Self::ExecStart => "exec_start",
+            Self::AttachWebsocket => "container_attach_ws",
+            Self::ImageChange => "image_change",
+            Self::Other => "other",
+        }
+    }
+
     /// Endpoints where Docker may take over the connection for a raw bidirectional stream.
     ///
     /// The daemon answers these with `101 UPGRADED` when the client asks for `Upgrade: tcp`,

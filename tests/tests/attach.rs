@@ -909,3 +909,25 @@ fn refuse_connections_on(addr: &str) -> std::os::fd::OwnedFd {
     bind(fd.as_raw_fd(), &SockaddrIn::from(addr)).expect("the stopped router's port is free");
     fd
 }
+
+#[test]
+fn the_proxy_counts_requests_and_attaches_on_its_metrics_address() {
+    let scope = Scope::new();
+    let metrics_addr = weave_tests::weaver::free_tcp_addr();
+    let host = WeaveHost::start_with(Weaver::builder(), &["--metrics-addr", &metrics_addr]);
+    let name = run_sleeper(&host.docker(), &scope, "counted", &[]);
+    assert_eq!(attached(&name).addrs.len(), 1);
+    let (status, text) = weave_tests::http::request(&metrics_addr, "GET", "/metrics", "")
+        .expect("the metrics answer");
+    assert_eq!(status, 200, "{text}");
+    for line in [
+        "weaveproxy_requests_total{endpoint=\"container_create\",method=\"POST\",status=\"201\"} 1",
+        "weaveproxy_requests_total{endpoint=\"container_start\",method=\"POST\",status=\"204\"} 1",
+        "weaveproxy_attaches_total{result=\"attached\",reason=\"\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
+    let (status, _) =
+        weave_tests::http::request(&metrics_addr, "GET", "/other", "").expect("an answer");
+    assert_eq!(status, 404);
+}

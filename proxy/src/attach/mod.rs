@@ -16,6 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use api::RouterClient;
+
+use crate::metrics::Metrics;
 use bollard::models::ContainerInspectResponse;
 use ipnet::Ipv4Net;
 use thiserror::Error;
@@ -66,6 +68,17 @@ async fn handover(process: &Process, waiting: &std::path::Path, limit: Duration)
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(5));
+    }
+}
+
+/// The reason label of a failed attach sequence in the metrics: who failed, not the message.
+fn failure_reason(error: &sequence::AttachError) -> &'static str {
+    match error {
+        sequence::AttachError::Router(api::RouterError::Refused { .. }) => "router_refused",
+        sequence::AttachError::Router(api::RouterError::Cancelled { .. }) => "cancelled",
+        sequence::AttachError::Router(_) => "router_unreachable",
+        sequence::AttachError::Net(_) => "network",
+        sequence::AttachError::Timeout(_) => "timeout",
     }
 }
 
@@ -165,6 +178,8 @@ struct Inner {
     /// Container id → the PID that was attached, so the event for a start the proxy has already
     /// handled costs one inspect and nothing more.
     attached: Mutex<HashMap<String, i32>>,
+    /// Where attaches are counted.
+    metrics: Metrics,
     /// Full ids of containers whose start request is going through the proxy (with a count, as
     /// two clients may start one container at once). The events watcher leaves these to the
     /// request, which alone can tell the client what went wrong.
@@ -185,8 +200,18 @@ impl Attacher {
                 attached: Mutex::new(HashMap::new()),
                 starting: Mutex::new(HashMap::new()),
                 start_done: tokio::sync::Notify::new(),
+                metrics: Metrics::new(),
             }),
         }
+    }
+
+    /// Counts attaches in `metrics` (a new attacher only: before any clone is made).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.metrics = metrics;
+        }
+        self
     }
 
     /// `--attach-timeout`: the bound on one attach.
@@ -348,7 +373,12 @@ impl Attacher {
         };
         let limit = deadline.saturating_duration_since(Instant::now());
         let options = self.inner.settings.options();
-        match sequence::attach(&self.inner.router, target, &options, limit).await {
+        let result = sequence::attach(&self.inner.router, target, &options, limit).await;
+        self.inner.metrics.attach(
+            result.as_ref().map(|_| ()).map_err(failure_reason),
+            started.elapsed(),
+        );
+        match result {
             Ok(done) => {
                 lock(&self.inner.attached).insert(id.clone(), pid);
                 debug!(
