@@ -1,0 +1,171 @@
+//! One weave network across real Docker hosts: two Docker 26 daemons on this machine, each in
+//! its own network and mount namespaces ([`weave_tests::dockerhosts`]), joined through one etcd.
+//! On each host `weave launch --store-endpoints` as a user types it, then `docker run` through
+//! that host's proxy (`eval $(weave env)`); the containers reach each other by address and by
+//! weaveDNS name, `weave status peers` on each host names the other, and the containers keep
+//! talking when one host's router is stopped.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use weave_tests::dockerhosts::{DockerHost, DockerHosts};
+use weave_tests::wait::{eventually, holds_for};
+
+/// How long a new container may take to be reachable from another host, or its name to resolve
+/// there (a watch in the store, not a poll: well under this on an idle machine; the time taken
+/// is printed).
+const CONVERGE: Duration = Duration::from_secs(20);
+/// How long the peers' lease outlives a stopped router (the router's `--peer-ttl`, 15 s), with
+/// room for a loaded machine.
+const LEASE_EXPIRY: Duration = Duration::from_secs(40);
+
+/// `docker run -d --name NAME busybox sleep 1d` through the host's proxy, as a user would after
+/// `eval $(weave env)`; the container's weave address.
+fn run_through_proxy(host: &DockerHost, name: &str) -> Ipv4Addr {
+    let out = host.sh(&format!(
+        "eval $(weave env)\ndocker run -d --name {name} busybox sleep 1d"
+    ));
+    assert_eq!(out.code, 0, "docker run on {}: {out:#?}", host.name);
+    let ethwe = host
+        .docker()
+        .run(&["exec", name, "ip", "-4", "-o", "addr", "show", "ethwe"])
+        .ok()
+        .stdout;
+    // `2: ethwe    inet 10.32.0.1/12 brd ...`
+    ethwe
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|cidr| cidr.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address on {name}'s ethwe: {ethwe}"))
+}
+
+/// Whether `from` (a container on `host`) gets an answer to one ping of `to` within 2 s.
+fn pings(host: &DockerHost, from: &str, to: &str) -> bool {
+    host.docker()
+        .run(&["exec", from, "ping", "-c", "1", "-W", "2", to])
+        .code
+        == 0
+}
+
+/// `weave status peers` on `host`.
+fn peers(host: &DockerHost) -> String {
+    let out = host.sh("weave status peers");
+    assert_eq!(out.code, 0, "weave status peers on {}: {out:#?}", host.name);
+    out.stdout
+}
+
+/// The line of `weave status peers` about the peer nicknamed `nickname`.
+fn peer_line(status: &str, nickname: &str) -> Option<String> {
+    status
+        .lines()
+        .find(|l| l.trim_start().starts_with("->") && l.contains(&format!("({nickname})")))
+        .map(str::to_owned)
+}
+
+#[test]
+fn two_docker_hosts_are_one_network_and_survive_a_stopped_router() {
+    let started = Instant::now();
+    let Some(hosts) = DockerHosts::new(2) else {
+        return;
+    };
+    eprintln!("two dockerds and etcd up after {:?}", started.elapsed());
+    let (a, b) = (hosts.host(0), hosts.host(1));
+
+    let launched = Instant::now();
+    for i in 0..hosts.len() {
+        let out = hosts.launch(i);
+        assert_eq!(out.code, 0, "weave launch on host{}: {out:#?}", i + 1);
+    }
+    eprintln!("weave launched on both after {:?}", launched.elapsed());
+
+    // The proxy's socket is where `weave env` says, in each host's own /var/run/weave.
+    for host in [a, b] {
+        let env = host.sh("weave env").ok().stdout;
+        assert!(
+            env.contains("DOCKER_HOST=unix:///var/run/weave/weave.sock"),
+            "{}: {env}",
+            host.name
+        );
+        let ps = host
+            .proxy()
+            .run(&["ps", "--format", "{{.Names}}"])
+            .ok()
+            .stdout;
+        assert!(ps.contains("weaveproxy"), "{}: {ps}", host.name);
+    }
+
+    let web1 = run_through_proxy(a, "web1");
+    let web2 = run_through_proxy(b, "web2");
+    assert_ne!(web1, web2);
+    let reached = Instant::now();
+    for (host, from, to) in [(a, "web1", web2), (b, "web2", web1)] {
+        eventually(
+            &format!("{from} on {} to reach {to}", host.name),
+            CONVERGE,
+            || pings(host, from, &to.to_string()).then_some(()),
+        );
+    }
+    eprintln!(
+        "reachable both ways by address after {:?}",
+        reached.elapsed()
+    );
+    for (host, from, to) in [(a, "web1", "web2"), (b, "web2", "web1")] {
+        eventually(
+            &format!("{from} on {} to reach {to}.weave.local", host.name),
+            CONVERGE,
+            || pings(host, from, &format!("{to}.weave.local")).then_some(()),
+        );
+    }
+    eprintln!("reachable both ways by name after {:?}", reached.elapsed());
+
+    for (host, other) in [(a, b), (b, a)] {
+        let status = peers(host);
+        let line = peer_line(&status, &other.name).unwrap_or_else(|| {
+            panic!(
+                "{} missing from {}'s peers:\n{status}",
+                other.name, host.name
+            )
+        });
+        assert!(
+            line.contains(&format!("{}:vxlan", other.addr)) && line.ends_with("established"),
+            "{}'s peers:\n{status}",
+            host.name
+        );
+    }
+
+    // The fault: host1's router stops. Its containers keep their place on the network: the
+    // kernel's bridge, VXLAN port and flood entry stay, and host2 still knows web1's name.
+    a.sh("weave stop-router").ok();
+    let running = a
+        .docker()
+        .run(&["inspect", "--format", "{{.State.Running}}", "weave"])
+        .ok()
+        .stdout;
+    assert_eq!(running.trim(), "false", "host1's router still runs");
+    let keep_talking = || {
+        pings(b, "web2", &web1.to_string())
+            && pings(b, "web2", "web1.weave.local")
+            && pings(a, "web1", &web2.to_string())
+    };
+    holds_for(
+        "web1 and web2 talking with host1's router stopped",
+        Duration::from_secs(3),
+        keep_talking,
+    );
+    // Past its lease host1 is shown dead, and still nothing is taken from its containers.
+    let expired = Instant::now();
+    let line = eventually("host2 to see host1 unreachable", LEASE_EXPIRY, || {
+        peer_line(&peers(b), &a.name).filter(|l| l.ends_with("unreachable"))
+    });
+    eprintln!(
+        "host1 unreachable for host2 after {:?}: {line}",
+        expired.elapsed()
+    );
+    assert!(
+        keep_talking(),
+        "web1 and web2 stopped talking once host1's lease expired"
+    );
+    eprintln!("whole test {:?}", started.elapsed());
+}
