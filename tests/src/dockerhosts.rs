@@ -1,7 +1,8 @@
 //! Hosts of a multi-host weave network made of real Docker daemons on one machine
 //! (MULTIHOST.md §6): each host is a Docker 26 dockerd (with its own containerd) in a network
 //! namespace of its own and a private mount namespace, the hosts joined by veths on an underlay
-//! bridge (198.51.100.0/24). Host 0's namespace also runs the etcd the routers share.
+//! bridge (198.51.100.0/24). The first hosts' namespaces also run the members of the etcd
+//! cluster the routers share.
 //!
 //! A host's mount namespace has private `/run/docker` and `/run/containerd` (tmpfs), and its own
 //! `/var/run/weave` and `/var/lib/weave`, bound from the host's scratch directory: `weave launch`
@@ -68,7 +69,8 @@ pub struct DockerHosts {
     dir: TempDir,
     /// Dropped (its daemon stopped) before the namespaces go.
     hosts: Vec<DockerHost>,
-    etcd: Option<Child>,
+    /// The store's members, on the first hosts, by host.
+    etcd: Vec<Option<Child>>,
     /// A directory holding only `weave` (this build's), first on the hosts' PATH.
     bin: PathBuf,
 }
@@ -97,9 +99,10 @@ pub struct DockerHost {
 
 impl DockerHosts {
     /// `n` hosts, each dockerd answering with the weaveexec and busybox images loaded, and an
-    /// etcd member on host 0 with a leader; `None` (after [`skip`]) when this machine cannot run
-    /// them.
-    pub fn new(n: usize) -> Option<Self> {
+    /// etcd member on each of the first `members`, one cluster with a leader; `None` (after
+    /// [`skip`]) when this machine cannot run them.
+    pub fn new(n: usize, members: usize) -> Option<Self> {
+        assert!((1..=n).contains(&members), "1 to {n} store members");
         if !nix::unistd::Uid::effective().is_root() {
             skip("namespaces and daemons need root");
             return None;
@@ -130,7 +133,7 @@ impl DockerHosts {
             underlay: underlay.clone(),
             dir,
             hosts: Vec::new(),
-            etcd: None,
+            etcd: Vec::new(),
             bin,
         };
         ip(&["netns", "add", &underlay]);
@@ -151,7 +154,9 @@ impl DockerHosts {
         for i in 0..n {
             hosts.start_dockerd(i);
         }
-        hosts.start_etcd();
+        for i in 0..members {
+            hosts.start_etcd(i, members);
+        }
         let archive = hosts.dir.path().join("images.tar");
         let archive_arg = archive.to_str().expect("UTF-8 temp path");
         let mut save = vec!["save", "-o", archive_arg];
@@ -314,30 +319,46 @@ impl DockerHosts {
         );
     }
 
-    fn start_etcd(&mut self) {
-        let host = &self.hosts[0];
+    fn start_etcd(&mut self, i: usize, members: usize) {
+        let cluster = self.hosts[..members]
+            .iter()
+            .enumerate()
+            .map(|(m, h)| format!("m{m}=http://{}:2380", h.addr))
+            .collect::<Vec<_>>()
+            .join(",");
+        let host = &self.hosts[i];
         let a = host.addr;
-        let log = fs::File::create(self.dir.path().join("etcd.log")).expect("the etcd log");
+        let log =
+            fs::File::create(self.dir.path().join(format!("etcd{i}.log"))).expect("the etcd log");
         let child = Command::new("ip")
             .args(["netns", "exec", &host.ns])
             // Killed with the test thread that started it, as the daemons are.
             .args(["setpriv", "--pdeathsig", "KILL", "--"])
             .arg(etcd_bin())
-            .args(["--name", "m0"])
+            .args(["--name", &format!("m{i}")])
             .arg("--data-dir")
-            .arg(self.dir.path().join("etcd"))
+            .arg(self.dir.path().join(format!("etcd{i}")))
             .args(["--listen-client-urls", &format!("http://{a}:2379")])
             .args(["--advertise-client-urls", &format!("http://{a}:2379")])
             .args(["--listen-peer-urls", &format!("http://{a}:2380")])
             .args(["--initial-advertise-peer-urls", &format!("http://{a}:2380")])
-            .args(["--initial-cluster", &format!("m0=http://{a}:2380")])
+            .args(["--initial-cluster", &cluster])
             .args(["--initial-cluster-token", &self.tag])
+            .args(["--heartbeat-interval", "100", "--election-timeout", "1000"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("etcd starts");
-        self.etcd = Some(child);
+        self.etcd.push(Some(child));
+    }
+
+    /// Kills host `i`'s store member: a host whose etcd died.
+    pub fn kill_store_member(&mut self, i: usize) {
+        if let Some(mut etcd) = self.etcd.get_mut(i).and_then(Option::take) {
+            let _ = etcd.kill();
+            let _ = etcd.wait();
+        }
     }
 
     fn wait_for_store(&self) {
@@ -348,13 +369,17 @@ impl DockerHosts {
         assert!(
             healthy.is_some(),
             "etcd was not healthy within {STORE_PATIENCE:?}:\n{}",
-            fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default()
+            fs::read_to_string(self.dir.path().join("etcd0.log")).unwrap_or_default()
         );
     }
 
-    /// The store's client endpoint, `198.51.100.1:2379`, for `--store-endpoints`.
+    /// The store's client endpoints, `198.51.100.1:2379,...`, for `--store-endpoints`.
     pub fn store_endpoints(&self) -> String {
-        format!("{}:2379", self.hosts[0].addr)
+        self.hosts[..self.etcd.len()]
+            .iter()
+            .map(|h| format!("{}:2379", h.addr))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Host `i`.
@@ -372,7 +397,7 @@ impl DockerHosts {
         self.hosts.is_empty()
     }
 
-    /// `weave launch --store-endpoints <host 0>:2379 --nickname hostN` on host `i`.
+    /// `weave launch --store-endpoints <members> --nickname hostN` on host `i`.
     pub fn launch(&self, i: usize) -> Output {
         let block = format!(
             "weave launch --store-endpoints {} --nickname {}",
@@ -501,9 +526,8 @@ impl Drop for DockerHosts {
         for host in &mut self.hosts {
             host.stop();
         }
-        if let Some(mut etcd) = self.etcd.take() {
-            let _ = etcd.kill();
-            let _ = etcd.wait();
+        for i in 0..self.etcd.len() {
+            self.kill_store_member(i);
         }
         for host in &self.hosts {
             let _ = Command::new("ip").args(["netns", "del", &host.ns]).status();

@@ -1,9 +1,9 @@
-//! One weave network across real Docker hosts: two Docker 26 daemons on this machine, each in
-//! its own network and mount namespaces ([`weave_tests::dockerhosts`]), joined through one etcd.
+//! One weave network across real Docker hosts: Docker 26 daemons on this machine, each in its
+//! own network and mount namespaces ([`weave_tests::dockerhosts`]), joined through one etcd.
 //! On each host `weave launch --store-endpoints` as a user types it, then `docker run` through
 //! that host's proxy (`eval $(weave env)`); the containers reach each other by address and by
-//! weaveDNS name, `weave status peers` on each host names the other, and the containers keep
-//! talking when one host's router is stopped.
+//! weaveDNS name, `weave status peers` on each host names the others, and the containers keep
+//! talking when one host's router is stopped, or one host's store member dies.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -67,7 +67,7 @@ fn peer_line(status: &str, nickname: &str) -> Option<String> {
 #[test]
 fn two_docker_hosts_are_one_network_and_survive_a_stopped_router() {
     let started = Instant::now();
-    let Some(hosts) = DockerHosts::new(2) else {
+    let Some(hosts) = DockerHosts::new(2, 1) else {
         return;
     };
     eprintln!("two dockerds and etcd up after {:?}", started.elapsed());
@@ -166,6 +166,84 @@ fn two_docker_hosts_are_one_network_and_survive_a_stopped_router() {
     assert!(
         keep_talking(),
         "web1 and web2 stopped talking once host1's lease expired"
+    );
+    eprintln!("whole test {:?}", started.elapsed());
+}
+
+#[test]
+fn three_docker_hosts_reach_each_other_by_name_and_outlive_a_dead_store_member() {
+    let started = Instant::now();
+    let Some(mut hosts) = DockerHosts::new(3, 3) else {
+        return;
+    };
+    eprintln!("three dockerds and etcd up after {:?}", started.elapsed());
+    for i in 0..hosts.len() {
+        let out = hosts.launch(i);
+        assert_eq!(out.code, 0, "weave launch on host{}: {out:#?}", i + 1);
+    }
+    let names: Vec<String> = (1..=hosts.len()).map(|n| format!("web{n}")).collect();
+    let addrs: Vec<Ipv4Addr> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| run_through_proxy(hosts.host(i), name))
+        .collect();
+    let reached = Instant::now();
+    for (i, from) in names.iter().enumerate() {
+        for (j, to) in names.iter().enumerate().filter(|(j, _)| *j != i) {
+            let host = hosts.host(i);
+            eventually(
+                &format!("{from} on {} to reach {to}.weave.local", host.name),
+                CONVERGE,
+                || pings(host, from, &format!("{to}.weave.local")).then_some(()),
+            );
+            assert!(pings(host, from, &addrs[j].to_string()));
+        }
+    }
+    eprintln!("all pairs reachable by name after {:?}", reached.elapsed());
+    for i in 0..hosts.len() {
+        let status = peers(hosts.host(i));
+        for j in (0..hosts.len()).filter(|j| *j != i) {
+            let other = hosts.host(j);
+            let line = peer_line(&status, &other.name).unwrap_or_else(|| {
+                panic!(
+                    "{} missing from host{}'s peers:\n{status}",
+                    other.name,
+                    i + 1
+                )
+            });
+            assert!(line.ends_with("established"), "host{}: {status}", i + 1);
+        }
+    }
+
+    // The fault: host1's store member, the first endpoint every router lists, dies. The store
+    // keeps its quorum on the other two; the routers turn to them.
+    hosts.kill_store_member(0);
+    let all_talk = || {
+        (0..hosts.len()).all(|i| {
+            (0..hosts.len())
+                .filter(|j| *j != i)
+                .all(|j| pings(hosts.host(i), &names[i], &addrs[j].to_string()))
+        })
+    };
+    holds_for(
+        "the containers talking with host1's store member dead",
+        Duration::from_secs(2),
+        all_talk,
+    );
+    // A container started on host3 now gets an address and a name the others resolve.
+    let late = Instant::now();
+    let late_addr = run_through_proxy(hosts.host(2), "late3");
+    for (i, from) in names.iter().enumerate().take(2) {
+        let host = hosts.host(i);
+        eventually(
+            &format!("{from} on {} to reach late3.weave.local", host.name),
+            CONVERGE,
+            || pings(host, from, "late3.weave.local").then_some(()),
+        );
+    }
+    eprintln!(
+        "late3 ({late_addr}) reachable by name from host1 and host2 after {:?}",
+        late.elapsed()
     );
     eprintln!("whole test {:?}", started.elapsed());
 }
