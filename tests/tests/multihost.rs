@@ -3,7 +3,8 @@
 //! On each host `weave launch --store-endpoints` as a user types it, then `docker run` through
 //! that host's proxy (`eval $(weave env)`); the containers reach each other by address and by
 //! weaveDNS name, `weave status peers` on each host names the others, and the containers keep
-//! talking when one host's router is stopped, or one host's store member dies.
+//! talking when one host's router is stopped (and again once it is back), or one host's store
+//! member dies.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -65,7 +66,7 @@ fn peer_line(status: &str, nickname: &str) -> Option<String> {
 }
 
 #[test]
-fn two_docker_hosts_are_one_network_and_survive_a_stopped_router() {
+fn two_docker_hosts_are_one_network_and_survive_a_stopped_router_and_its_return() {
     let started = Instant::now();
     let Some(hosts) = DockerHosts::new(2, 1) else {
         return;
@@ -166,6 +167,29 @@ fn two_docker_hosts_are_one_network_and_survive_a_stopped_router() {
     assert!(
         keep_talking(),
         "web1 and web2 stopped talking once host1's lease expired"
+    );
+
+    // host1's router back: alive again for host2, and web1 finds web2 by name again.
+    let relaunched = Instant::now();
+    let out = a.sh(&format!(
+        "weave launch-router --store-endpoints {} --nickname {}",
+        hosts.store_endpoints(),
+        a.name
+    ));
+    assert_eq!(out.code, 0, "weave launch-router on host1: {out:#?}");
+    eventually("host2 to see host1 alive again", CONVERGE, || {
+        peer_line(&peers(b), &a.name).filter(|l| l.ends_with("established"))
+    });
+    eventually("web1 to reach web2.weave.local again", CONVERGE, || {
+        pings(a, "web1", "web2.weave.local").then_some(())
+    });
+    assert!(
+        keep_talking(),
+        "web1 and web2 after host1's router came back"
+    );
+    eprintln!(
+        "host1's router back and serving names after {:?}",
+        relaunched.elapsed()
     );
     eprintln!("whole test {:?}", started.elapsed());
 }
