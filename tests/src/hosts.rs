@@ -226,28 +226,8 @@ impl Hosts {
     /// Waits until the store has a leader (asked from host 0's namespace).
     pub fn wait_for_store(&self) {
         let ns = self.hosts[0].ns.clone();
-        let addr = self.hosts[0].addr.to_string();
-        let busybox = busybox_binary();
-        let healthy = poll(STORE_PATIENCE, || {
-            // busybox's static wget crashes here; its nc does not.
-            let mut nc = Command::new("ip")
-                .args(["netns", "exec", &ns])
-                .arg(&busybox)
-                .args(["nc", "-w", "2", &addr, "2379"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .ok()?;
-            nc.stdin
-                .take()?
-                .write_all(b"GET /health HTTP/1.0\r\n\r\n")
-                .ok()?;
-            let out = nc.wait_with_output().ok()?;
-            String::from_utf8_lossy(&out.stdout)
-                .contains("\"health\":\"true\"")
-                .then_some(())
-        });
+        let addr = self.hosts[0].addr;
+        let healthy = poll(STORE_PATIENCE, || store_healthy(&ns, addr).then_some(()));
         assert!(
             healthy.is_some(),
             "the etcd cluster was not healthy within {STORE_PATIENCE:?}; member 0's log:\n{}",
@@ -424,6 +404,31 @@ impl Drop for Hosts {
             .args(["netns", "del", &self.underlay])
             .status();
     }
+}
+
+/// Whether the etcd member at `addr:2379` says it is healthy (it has a leader), asked from the
+/// network namespace `ns`.
+pub fn store_healthy(ns: &str, addr: Ipv4Addr) -> bool {
+    // busybox's static wget crashes here; its nc does not.
+    let Ok(mut nc) = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(busybox_binary())
+        .args(["nc", "-w", "2", &addr.to_string(), "2379"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        return false;
+    };
+    let asked = nc
+        .stdin
+        .take()
+        .is_some_and(|mut stdin| stdin.write_all(b"GET /health HTTP/1.0\r\n\r\n").is_ok());
+    let Ok(out) = nc.wait_with_output() else {
+        return false;
+    };
+    asked && String::from_utf8_lossy(&out.stdout).contains("\"health\":\"true\"")
 }
 
 /// The etcd binary: `WEAVE_ETCD_BIN`, else where `scripts/etcd.sh install` puts it.

@@ -12,6 +12,7 @@
 
 pub mod cli;
 pub mod daemon;
+pub mod dockerhosts;
 pub mod engine;
 pub mod hosts;
 pub mod http;

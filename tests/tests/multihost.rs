@@ -1,0 +1,273 @@
+//! One weave network across real Docker hosts: Docker 26 daemons on this machine, each in its
+//! own network and mount namespaces ([`weave_tests::dockerhosts`]), joined through one etcd.
+//! On each host `weave launch --store-endpoints` as a user types it, then `docker run` through
+//! that host's proxy (`eval $(weave env)`); the containers reach each other by address and by
+//! weaveDNS name, `weave status peers` on each host names the others, and the containers keep
+//! talking when one host's router is stopped (and again once it is back), or one host's store
+//! member dies.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use weave_tests::dockerhosts::{DockerHost, DockerHosts};
+use weave_tests::wait::{eventually, holds_for};
+
+/// How long a new container may take to be reachable from another host, or its name to resolve
+/// there (a watch in the store, not a poll: well under this on an idle machine; the time taken
+/// is printed).
+const CONVERGE: Duration = Duration::from_secs(20);
+/// How long the peers' lease outlives a stopped router (the router's `--peer-ttl`, 15 s), with
+/// room for a loaded machine.
+const LEASE_EXPIRY: Duration = Duration::from_secs(40);
+
+/// `docker run -d --name NAME busybox sleep 1d` through the host's proxy, as a user would after
+/// `eval $(weave env)`; the container's weave address.
+fn run_through_proxy(host: &DockerHost, name: &str) -> Ipv4Addr {
+    let out = host.sh(&format!(
+        "eval $(weave env)\ndocker run -d --name {name} busybox sleep 1d"
+    ));
+    assert_eq!(out.code, 0, "docker run on {}: {out:#?}", host.name);
+    let ethwe = host
+        .docker()
+        .run(&["exec", name, "ip", "-4", "-o", "addr", "show", "ethwe"])
+        .ok()
+        .stdout;
+    // `2: ethwe    inet 10.32.0.1/12 brd ...`
+    ethwe
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|cidr| cidr.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address on {name}'s ethwe: {ethwe}"))
+}
+
+/// Whether `from` (a container on `host`) gets an answer to one ping of `to` within 2 s.
+fn pings(host: &DockerHost, from: &str, to: &str) -> bool {
+    host.docker()
+        .run(&["exec", from, "ping", "-c", "1", "-W", "2", to])
+        .code
+        == 0
+}
+
+/// `weave status peers` on `host`.
+fn peers(host: &DockerHost) -> String {
+    let out = host.sh("weave status peers");
+    assert_eq!(out.code, 0, "weave status peers on {}: {out:#?}", host.name);
+    out.stdout
+}
+
+/// The line of `weave status peers` about the peer nicknamed `nickname`.
+fn peer_line(status: &str, nickname: &str) -> Option<String> {
+    status
+        .lines()
+        .find(|l| l.trim_start().starts_with("->") && l.contains(&format!("({nickname})")))
+        .map(str::to_owned)
+}
+
+#[test]
+fn two_docker_hosts_are_one_network_and_survive_a_stopped_router_and_its_return() {
+    let started = Instant::now();
+    let Some(hosts) = DockerHosts::new(2, 1) else {
+        return;
+    };
+    eprintln!("two dockerds and etcd up after {:?}", started.elapsed());
+    let (a, b) = (hosts.host(0), hosts.host(1));
+
+    let launched = Instant::now();
+    for i in 0..hosts.len() {
+        let out = hosts.launch(i);
+        assert_eq!(out.code, 0, "weave launch on host{}: {out:#?}", i + 1);
+    }
+    eprintln!("weave launched on both after {:?}", launched.elapsed());
+
+    // The proxy's socket is where `weave env` says, in each host's own /var/run/weave.
+    for host in [a, b] {
+        let env = host.sh("weave env").ok().stdout;
+        assert!(
+            env.contains("DOCKER_HOST=unix:///var/run/weave/weave.sock"),
+            "{}: {env}",
+            host.name
+        );
+        let ps = host
+            .proxy()
+            .run(&["ps", "--format", "{{.Names}}"])
+            .ok()
+            .stdout;
+        assert!(ps.contains("weaveproxy"), "{}: {ps}", host.name);
+    }
+
+    let web1 = run_through_proxy(a, "web1");
+    let web2 = run_through_proxy(b, "web2");
+    assert_ne!(web1, web2);
+    let reached = Instant::now();
+    for (host, from, to) in [(a, "web1", web2), (b, "web2", web1)] {
+        eventually(
+            &format!("{from} on {} to reach {to}", host.name),
+            CONVERGE,
+            || pings(host, from, &to.to_string()).then_some(()),
+        );
+    }
+    eprintln!(
+        "reachable both ways by address after {:?}",
+        reached.elapsed()
+    );
+    for (host, from, to) in [(a, "web1", "web2"), (b, "web2", "web1")] {
+        eventually(
+            &format!("{from} on {} to reach {to}.weave.local", host.name),
+            CONVERGE,
+            || pings(host, from, &format!("{to}.weave.local")).then_some(()),
+        );
+    }
+    eprintln!("reachable both ways by name after {:?}", reached.elapsed());
+
+    for (host, other) in [(a, b), (b, a)] {
+        let status = peers(host);
+        let line = peer_line(&status, &other.name).unwrap_or_else(|| {
+            panic!(
+                "{} missing from {}'s peers:\n{status}",
+                other.name, host.name
+            )
+        });
+        assert!(
+            line.contains(&format!("{}:vxlan", other.addr)) && line.ends_with("established"),
+            "{}'s peers:\n{status}",
+            host.name
+        );
+    }
+
+    // The fault: host1's router stops. Its containers keep their place on the network: the
+    // kernel's bridge, VXLAN port and flood entry stay, and host2 still knows web1's name.
+    a.sh("weave stop-router").ok();
+    let running = a
+        .docker()
+        .run(&["inspect", "--format", "{{.State.Running}}", "weave"])
+        .ok()
+        .stdout;
+    assert_eq!(running.trim(), "false", "host1's router still runs");
+    let keep_talking = || {
+        pings(b, "web2", &web1.to_string())
+            && pings(b, "web2", "web1.weave.local")
+            && pings(a, "web1", &web2.to_string())
+    };
+    holds_for(
+        "web1 and web2 talking with host1's router stopped",
+        Duration::from_secs(3),
+        keep_talking,
+    );
+    // Past its lease host1 is shown dead, and still nothing is taken from its containers.
+    let expired = Instant::now();
+    let line = eventually("host2 to see host1 unreachable", LEASE_EXPIRY, || {
+        peer_line(&peers(b), &a.name).filter(|l| l.ends_with("unreachable"))
+    });
+    eprintln!(
+        "host1 unreachable for host2 after {:?}: {line}",
+        expired.elapsed()
+    );
+    assert!(
+        keep_talking(),
+        "web1 and web2 stopped talking once host1's lease expired"
+    );
+
+    // host1's router back: alive again for host2, and web1 finds web2 by name again.
+    let relaunched = Instant::now();
+    let out = a.sh(&format!(
+        "weave launch-router --store-endpoints {} --nickname {}",
+        hosts.store_endpoints(),
+        a.name
+    ));
+    assert_eq!(out.code, 0, "weave launch-router on host1: {out:#?}");
+    eventually("host2 to see host1 alive again", CONVERGE, || {
+        peer_line(&peers(b), &a.name).filter(|l| l.ends_with("established"))
+    });
+    eventually("web1 to reach web2.weave.local again", CONVERGE, || {
+        pings(a, "web1", "web2.weave.local").then_some(())
+    });
+    assert!(
+        keep_talking(),
+        "web1 and web2 after host1's router came back"
+    );
+    eprintln!(
+        "host1's router back and serving names after {:?}",
+        relaunched.elapsed()
+    );
+    eprintln!("whole test {:?}", started.elapsed());
+}
+
+#[test]
+fn three_docker_hosts_reach_each_other_by_name_and_outlive_a_dead_store_member() {
+    let started = Instant::now();
+    let Some(mut hosts) = DockerHosts::new(3, 3) else {
+        return;
+    };
+    eprintln!("three dockerds and etcd up after {:?}", started.elapsed());
+    for i in 0..hosts.len() {
+        let out = hosts.launch(i);
+        assert_eq!(out.code, 0, "weave launch on host{}: {out:#?}", i + 1);
+    }
+    let names: Vec<String> = (1..=hosts.len()).map(|n| format!("web{n}")).collect();
+    let addrs: Vec<Ipv4Addr> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| run_through_proxy(hosts.host(i), name))
+        .collect();
+    let reached = Instant::now();
+    for (i, from) in names.iter().enumerate() {
+        for (j, to) in names.iter().enumerate().filter(|(j, _)| *j != i) {
+            let host = hosts.host(i);
+            eventually(
+                &format!("{from} on {} to reach {to}.weave.local", host.name),
+                CONVERGE,
+                || pings(host, from, &format!("{to}.weave.local")).then_some(()),
+            );
+            assert!(pings(host, from, &addrs[j].to_string()));
+        }
+    }
+    eprintln!("all pairs reachable by name after {:?}", reached.elapsed());
+    for i in 0..hosts.len() {
+        let status = peers(hosts.host(i));
+        for j in (0..hosts.len()).filter(|j| *j != i) {
+            let other = hosts.host(j);
+            let line = peer_line(&status, &other.name).unwrap_or_else(|| {
+                panic!(
+                    "{} missing from host{}'s peers:\n{status}",
+                    other.name,
+                    i + 1
+                )
+            });
+            assert!(line.ends_with("established"), "host{}: {status}", i + 1);
+        }
+    }
+
+    // The fault: host1's store member, the first endpoint every router lists, dies. The store
+    // keeps its quorum on the other two; the routers turn to them.
+    hosts.kill_store_member(0);
+    let all_talk = || {
+        (0..hosts.len()).all(|i| {
+            (0..hosts.len())
+                .filter(|j| *j != i)
+                .all(|j| pings(hosts.host(i), &names[i], &addrs[j].to_string()))
+        })
+    };
+    holds_for(
+        "the containers talking with host1's store member dead",
+        Duration::from_secs(2),
+        all_talk,
+    );
+    // A container started on host3 now gets an address and a name the others resolve.
+    let late = Instant::now();
+    let late_addr = run_through_proxy(hosts.host(2), "late3");
+    for (i, from) in names.iter().enumerate().take(2) {
+        let host = hosts.host(i);
+        eventually(
+            &format!("{from} on {} to reach late3.weave.local", host.name),
+            CONVERGE,
+            || pings(host, from, "late3.weave.local").then_some(()),
+        );
+    }
+    eprintln!(
+        "late3 ({late_addr}) reachable by name from host1 and host2 after {:?}",
+        late.elapsed()
+    );
+    eprintln!("whole test {:?}", started.elapsed());
+}
