@@ -335,7 +335,7 @@ fn a_restarted_router_answers_for_what_the_previous_one_made() {
 
     weaver.restart();
     // The address in use survived (saved by the allocator), so a new container gets another
-    // one; the left-over is gone.
+    // one; the left-over is gone as soon as the router reports ready (`restart` waits for that).
     assert_eq!(plugin_addrs(&weaver), std::slice::from_ref(&a1));
     let c2 = sleeper(&docker, &scope, &net, "c2", &[]);
     let a2 = ethwe_addr(&docker, &c2);

@@ -111,6 +111,9 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
     for (id, cidr, err) in &report.conflicts {
         tracing::warn!(container = %id, %cidr, error = %err, "address on a running container is held by another");
     }
+    if !args.plugin.no_plugin {
+        free_plugin_leftovers(&docker, &mut alloc, &args.plugin.plugin_name).await;
+    }
     if !alloc.same_allocations(&loaded) {
         store.save(&alloc)?;
     }
@@ -152,8 +155,6 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
         let names = dns
             .as_ref()
             .map(|dns| plugin::names::Names::new(docker.clone(), dns.registry.clone()));
-        // Before the plugin answers, so that no new address is mistaken for a left-over one.
-        plugin::reconcile::free_unused(&docker, &state, &args.plugin.plugin_name).await;
         Some(serve_plugin(&args.plugin, &state, bridge, names)?)
     };
     tokio::spawn(events::watch(
@@ -177,6 +178,25 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
     // down, as with the original's `weave stop`. `weaver reset` removes them.
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Frees the plugin's addresses that Docker's networks no longer use (releases sent while the
+/// router was down are never replayed). Done on the allocator before it is handed to the API,
+/// so that `/status` answers 200 only once they are gone, and before the plugin answers, so
+/// that no address it hands out is mistaken for a left-over. When Docker cannot be asked,
+/// nothing is freed: an address wrongly kept is a small loss, one wrongly freed a clash.
+async fn free_plugin_leftovers(docker: &bollard::Docker, alloc: &mut Allocator, driver: &str) {
+    match plugin::reconcile::in_use(docker, driver).await {
+        Ok(in_use) => {
+            for addr in plugin::reconcile::free_unused(alloc, &in_use) {
+                tracing::info!(%addr, "[plugin] released an address no network of the plugin uses any more");
+            }
+        }
+        Err(err) => tracing::warn!(
+            error = %err,
+            "[plugin] cannot ask Docker which addresses its networks use; keeping every plugin address"
+        ),
+    }
 }
 
 /// Serves Docker's network plugin on `<plugin-dir>/<plugin-name>.sock`; returns the socket path.
