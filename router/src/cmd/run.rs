@@ -20,7 +20,7 @@ use anyhow::{Context as _, Result, bail};
 use ipnet::Ipv4Net;
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::{DEFAULT_RANGE, PluginArgs, RunArgs};
+use super::{DEFAULT_RANGE, RunArgs};
 
 pub(crate) async fn run(args: RunArgs) -> Result<()> {
     daemon::init_logging(&log_directives(&args.log_level))
@@ -131,6 +131,23 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
         owners = alloc.owners().count(),
         "weaver ready"
     );
+    // Bound before the router reports ready, so that a client that saw `/status` 200 (as
+    // `weave launch`, which then creates the `weave` network) finds the plugin; served only
+    // after, so that Docker's first call finds the allocator in place (it waits in the
+    // socket's backlog meanwhile).
+    let plugin_listener = if args.plugin.no_plugin {
+        None
+    } else {
+        let path = plugin::socket_path(&args.plugin.plugin_dir, &args.plugin.plugin_name);
+        let listener = plugin::bind(&path)
+            .context("serving Docker's network plugin (--no-plugin leaves it out)")?;
+        tracing::info!(socket = %path.display(), name = %args.plugin.plugin_name, "network plugin listening");
+        state.set_plugin_status(http_api::PluginStatus {
+            name: args.plugin.plugin_name.clone(),
+            socket: path.clone(),
+        });
+        Some((listener, path))
+    };
     state.set_ready(alloc, store);
     if let Some(mesh) = &mesh {
         let _ = mesh_slot.set(mesh.clone());
@@ -149,14 +166,13 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
         );
     }
     // After the bridge exists and the allocator is loaded: Docker may call at once.
-    let plugin_socket = if args.plugin.no_plugin {
-        None
-    } else {
+    let plugin_socket = plugin_listener.map(|(listener, path)| {
         let names = dns
             .as_ref()
             .map(|dns| plugin::names::Names::new(docker.clone(), dns.registry.clone()));
-        Some(serve_plugin(&args.plugin, &state, bridge, names)?)
-    };
+        serve_plugin(listener, &args.plugin.plugin_name, &state, bridge, names);
+        path
+    });
     tokio::spawn(events::watch(
         docker,
         state.clone(),
@@ -199,27 +215,20 @@ async fn free_plugin_leftovers(docker: &bollard::Docker, alloc: &mut Allocator, 
     }
 }
 
-/// Serves Docker's network plugin on `<plugin-dir>/<plugin-name>.sock`; returns the socket path.
+/// Serves Docker's network plugin on `listener` as `name`.
 fn serve_plugin(
-    args: &PluginArgs,
+    listener: tokio::net::UnixListener,
+    name: &str,
     state: &ApiState,
     bridge: &str,
     names: Option<plugin::names::Names>,
-) -> Result<PathBuf> {
-    let path = plugin::socket_path(&args.plugin_dir, &args.plugin_name);
-    let listener = plugin::bind(&path)
-        .context("serving Docker's network plugin (--no-plugin leaves it out)")?;
-    tracing::info!(socket = %path.display(), name = %args.plugin_name, "network plugin listening");
-    state.set_plugin_status(http_api::PluginStatus {
-        name: args.plugin_name.clone(),
-        socket: path.clone(),
-    });
+) {
     let mut served = plugin::Plugin::new(state.clone(), bridge);
     if let Some(names) = names {
         // The registry is in memory: containers already on the plugin's networks get their
         // names back.
         let restore = names.clone();
-        let driver = args.plugin_name.clone();
+        let driver = name.to_owned();
         tokio::spawn(async move { restore.restore(&driver).await });
         served = served.with_names(names);
     }
@@ -229,7 +238,6 @@ fn serve_plugin(
             tracing::error!(error = %err, "network plugin server");
         }
     });
-    Ok(path)
 }
 
 /// A bare level applies to weaver; the DNS library logs every query at `info`, so it is kept to
