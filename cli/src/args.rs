@@ -112,6 +112,9 @@ pub struct RouterFlags {
     /// MTU of the weave bridge.
     #[arg(long, value_name = "BYTES")]
     pub mtu: Option<u32>,
+    /// Do not serve Docker's network plugin, and create no `weave` network.
+    #[arg(long)]
+    pub no_plugin: bool,
 }
 
 /// The proxy's flags that `launch` and `launch-proxy` pass on.
