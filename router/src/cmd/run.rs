@@ -91,7 +91,8 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
             bridge,
             bridge_mtu = found.mtu,
             overlay_mtu = mtu,
-            "the bridge was made before with a larger MTU than VXLAN carries: large frames to              other hosts will be dropped until `weave reset` and a new launch"
+            "the bridge was made before with a larger MTU than VXLAN carries: large frames to \
+             other hosts will be dropped until `weave reset` and a new launch"
         );
     }
     let mesh = super::mesh::join(&args.mesh, &args.data.data_dir, bridge, mtu, range).await?;
