@@ -131,6 +131,9 @@ pub struct RouterFlags {
     /// UDP port of the VXLAN data plane, the same on every host [default: 6789].
     #[arg(long, value_name = "PORT", help_heading = "Several hosts")]
     pub vxlan_port: Option<u16>,
+    /// Do not serve Docker's network plugin, and create no `weave` network.
+    #[arg(long)]
+    pub no_plugin: bool,
 }
 
 /// The proxy's flags that `launch` and `launch-proxy` pass on.

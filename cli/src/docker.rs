@@ -6,11 +6,12 @@ use std::path::PathBuf;
 use api::DockerAddr;
 use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, ExecConfig,
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, ExecConfig, Ipam,
+    NetworkCreateRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, InspectContainerOptions, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, InspectContainerOptions, InspectNetworkOptions,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 
@@ -150,6 +151,52 @@ impl Docker {
         match self.api.remove_container(name, Some(options)).await {
             Ok(()) => Ok(()),
             Err(err) if is_not_found(&err) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// The network driver of the network called `name`, if there is one.
+    ///
+    /// # Errors
+    /// When Docker fails.
+    pub async fn network_driver(&self, name: &str) -> Result<Option<String>, Error> {
+        match self
+            .api
+            .inspect_network(name, None::<InspectNetworkOptions>)
+            .await
+        {
+            Ok(found) => Ok(Some(found.driver.unwrap_or_default())),
+            Err(err) if is_not_found(&err) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Creates the network `name` whose network and IPAM driver are both `driver`.
+    ///
+    /// # Errors
+    /// When Docker refuses (the driver does not answer, the name is taken).
+    pub async fn create_network(&self, name: &str, driver: &str) -> Result<(), Error> {
+        let request = NetworkCreateRequest {
+            name: name.to_owned(),
+            driver: Some(driver.to_owned()),
+            ipam: Some(Ipam {
+                driver: Some(driver.to_owned()),
+                ..Ipam::default()
+            }),
+            ..NetworkCreateRequest::default()
+        };
+        self.api.create_network(request).await?;
+        Ok(())
+    }
+
+    /// Removes the network `name`; `false` when there was none.
+    ///
+    /// # Errors
+    /// When Docker refuses (containers are still on it, its driver does not answer).
+    pub async fn remove_network(&self, name: &str) -> Result<bool, Error> {
+        match self.api.remove_network(name).await {
+            Ok(()) => Ok(true),
+            Err(err) if is_not_found(&err) => Ok(false),
             Err(err) => Err(err.into()),
         }
     }

@@ -14,7 +14,7 @@ use crate::args::{CommonFlags, ProxyFlags, RouterFlags};
 use crate::docker::{self, Docker};
 use crate::error::Error;
 use crate::relay::Router;
-use crate::spec::{self, Host, PROXY, ROUTER};
+use crate::spec::{self, Host, NETWORK, PLUGIN, PROXY, ROUTER};
 use crate::tlsdetect;
 
 /// How long a launched program may take to answer.
@@ -81,7 +81,64 @@ pub async fn router(
         route::STATUS.to_owned(),
         "--expect-success".to_owned(),
     ];
-    start_and_wait(ctx, ROUTER, body, probe).await
+    let id = start_and_wait(ctx, ROUTER, body, probe).await?;
+    if !flags.no_plugin {
+        ensure_network(ctx).await?;
+    }
+    Ok(id)
+}
+
+/// Creates the network `weave` on the router's plugin (which answers once the router does),
+/// unless it is there from an earlier launch: Docker keeps a network across restarts of its
+/// driver, and the containers on it with it.
+async fn ensure_network(ctx: &Context) -> Result<(), Error> {
+    match ctx.docker.network_driver(NETWORK).await? {
+        Some(driver) if driver == PLUGIN => Ok(()),
+        Some(driver) => {
+            eprintln!(
+                "Warning: a network called '{NETWORK}' already exists with driver '{driver}': \
+                 containers run with --net={NETWORK} join it, not weave. Remove it and launch \
+                 again to get weave's."
+            );
+            Ok(())
+        }
+        None => ctx
+            .docker
+            .create_network(NETWORK, PLUGIN)
+            .await
+            .map_err(|err| {
+                Error::Failed(format!(
+                    "weave is running, but creating the network '{NETWORK}' on its plugin failed: \
+                 {err}"
+                ))
+            }),
+    }
+}
+
+/// Removes the network `weave` that [`ensure_network`] made, while the router still runs:
+/// Docker asks the network's driver to delete it. One with another driver is not ours. What
+/// cannot be removed is said and left.
+async fn remove_network(ctx: &Context) -> Result<(), Error> {
+    if ctx.docker.network_driver(NETWORK).await?.as_deref() != Some(PLUGIN) {
+        return Ok(());
+    }
+    let router_runs = ctx
+        .docker
+        .container(ROUTER)
+        .await?
+        .is_some_and(|c| docker::is_running(&c));
+    if !router_runs {
+        // Docker would look for the absent plugin for many seconds and then refuse anyway.
+        eprintln!(
+            "Warning: the network '{NETWORK}' stays: its driver, the router, is not running. \
+             'weave launch' then 'weave reset' removes it."
+        );
+        return Ok(());
+    }
+    if let Err(err) = ctx.docker.remove_network(NETWORK).await {
+        eprintln!("Warning: the network '{NETWORK}' stays: {err}");
+    }
+    Ok(())
 }
 
 /// `weave launch-proxy`: the proxy container, listening where `flags` or the client's own
@@ -273,8 +330,8 @@ pub async fn stop_router(ctx: &Context) -> Result<(), Error> {
     Ok(())
 }
 
-/// `weave reset`: the proxy stopped first (it removes its socket itself), both containers
-/// removed, then `weaver reset` run once from the image to remove the bridge, its rules and
+/// `weave reset`: the proxy stopped first (it removes its socket itself), the network `weave`
+/// removed while its driver still runs, both containers removed, then `weaver reset` run once from the image to remove the bridge, its rules and
 /// the saved addresses.
 ///
 /// # Errors
@@ -282,6 +339,7 @@ pub async fn stop_router(ctx: &Context) -> Result<(), Error> {
 pub async fn reset(ctx: &Context) -> Result<(), Error> {
     ctx.docker.stop(PROXY, 10).await?;
     ctx.docker.remove(PROXY).await?;
+    remove_network(ctx).await?;
     ctx.docker.remove(ROUTER).await?;
     if !ctx.docker.has_image(&ctx.image).await? {
         return Err(Error::Refused(format!(

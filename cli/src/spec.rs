@@ -33,6 +33,13 @@ pub const PROXY_BIN: &str = "/home/weave/weaveproxy";
 pub const DATA_DIR: &str = "/var/lib/weave";
 /// Host directory of the proxy's socket.
 pub const RUN_DIR: &str = "/var/run/weave";
+/// Where Docker looks for plugin sockets; the router serves its network plugin there, so the
+/// host's directory is mounted at the same path.
+pub const PLUGIN_DIR: &str = "/run/docker/plugins";
+/// The network `weave launch` creates for `docker run --net=weave`, and its network and IPAM
+/// driver: the router's plugin.
+pub const NETWORK: &str = "weave";
+pub const PLUGIN: &str = "weave";
 /// Where the host's `/` is mounted, read-only, in the router (its iptables and resolv.conf).
 pub const HOST_ROOT: &str = "/host";
 /// Where TLS files are mounted in the proxy.
@@ -166,11 +173,17 @@ pub fn router(host: &Host, common: &CommonFlags, flags: &RouterFlags) -> Contain
     push_opt(&mut cmd, "--advertise-addr", flags.advertise_addr.as_ref());
     push_opt(&mut cmd, "--vxlan-port", flags.vxlan_port);
     push_opt(&mut cmd, "--log-level", common.log_level.as_ref());
-    let binds = vec![
+    let mut binds = vec![
         format!("/:{HOST_ROOT}:ro"),
         format!("{socket}:{socket}"),
         format!("{DATA_DIR}:{DATA_DIR}"),
     ];
+    if flags.no_plugin {
+        cmd.push("--no-plugin".to_owned());
+    } else {
+        // The socket must be where Docker looks: in the host's directory, not the container's.
+        binds.push(format!("{PLUGIN_DIR}:{PLUGIN_DIR}"));
+    }
     ContainerCreateBody {
         host_config: Some(host_config(common, binds, Vec::new())),
         ..base(host, "router", WEAVER_BIN, cmd)
@@ -512,13 +525,23 @@ mod tests {
             [
                 "/:/host:ro",
                 "/var/run/docker.sock:/var/run/docker.sock",
-                "/var/lib/weave:/var/lib/weave"
+                "/var/lib/weave:/var/lib/weave",
+                "/run/docker/plugins:/run/docker/plugins"
             ]
         );
         assert_eq!(
             hc.restart_policy.unwrap().name,
             Some(RestartPolicyNameEnum::ALWAYS)
         );
+        // Without the plugin the router is told so, and the plugin directory stays out.
+        let no_plugin = RouterFlags {
+            no_plugin: true,
+            ..Default::default()
+        };
+        let body = router(&host(), &CommonFlags::default(), &no_plugin);
+        assert!(cmd(&body).ends_with(" --no-plugin"), "{}", cmd(&body));
+        let binds = body.host_config.unwrap().binds.unwrap();
+        assert!(!binds.iter().any(|b| b.contains(PLUGIN_DIR)), "{binds:?}");
         let no_restart = CommonFlags {
             no_restart: true,
             ..Default::default()

@@ -5,6 +5,7 @@
 //! for the network as an exec through the proxy would.
 
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -161,4 +162,56 @@ pub fn in_subnet(addr: &str, cidr: &str) -> bool {
     let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
     let addr = addr.split('/').next().unwrap_or(addr);
     ip(addr) & mask == ip(net) & mask
+}
+
+/// How often the kernel has found its ARP table full: `table_fulls` of
+/// `/proc/net/stat/arp_cache`, summed over the CPUs (0 when the file cannot be read).
+///
+/// The table is one for the whole machine: the entries of every network namespace count
+/// against `net.ipv4.neigh.default.gc_thresh3` (1024 by default), and entries used in the last
+/// five seconds are never forced out. While other tests fill it (a mesh of dozens of
+/// namespaces, each with a neighbour for every other one), a packet to a neighbour not yet
+/// resolved is dropped before it leaves its sender (`neighbor table overflow!` in the kernel
+/// log, drop reason `NEIGH_CREATEFAIL`).
+pub fn arp_table_fulls() -> u64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/net/stat/arp_cache") else {
+        return 0;
+    };
+    // A header line, then one line per CPU; `table_fulls` is the 13th column, in hex.
+    stat.lines()
+        .skip(1)
+        .filter_map(|line| line.split_whitespace().nth(12))
+        .filter_map(|hex| u64::from_str_radix(hex, 16).ok())
+        .sum()
+}
+
+/// How long [`assert_pings`] goes on trying while the machine's ARP table overflows.
+const OVERFLOW_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Asserts that one ping from inside the running container `from` to `to` (an address or a
+/// name) is answered within 5 s (busybox's `ping`, with Docker's default `NET_RAW`).
+///
+/// A ping that fails while the machine's ARP table overflowed ([`arp_table_fulls`] grew) is
+/// tried again, for up to a minute: its packet was dropped by a table every test on the machine
+/// shares, not by what is under test. A ping that fails without an overflow fails the test at
+/// once, and one still failing after a minute of overflows fails it saying so.
+#[track_caller]
+pub fn assert_pings(docker: &Docker, from: &str, to: &str) {
+    let deadline = Instant::now() + OVERFLOW_PATIENCE;
+    loop {
+        let before = arp_table_fulls();
+        let out = docker.run(&["exec", from, "ping", "-c", "1", "-W", "5", to]);
+        if out.code == 0 {
+            return;
+        }
+        let overflowed = arp_table_fulls() > before;
+        assert!(overflowed, "{from} does not reach {to}: {out:#?}");
+        assert!(
+            Instant::now() < deadline,
+            "{from} does not reach {to}, and the machine's ARP table (shared by every network \
+             namespace) has been overflowing for {OVERFLOW_PATIENCE:?}: another test holds over \
+             gc_thresh3 neighbours: {out:#?}"
+        );
+        eprintln!("{from} -> {to}: no answer while the ARP table overflowed; trying again");
+    }
 }

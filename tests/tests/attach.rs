@@ -17,7 +17,8 @@ use serde_json::json;
 use weave_tests::engine;
 use weave_tests::http::Request;
 use weave_tests::netns::{
-    Ethwe, ethwe, ethwe_of_pid, full_id, host_link, host_veth, in_subnet, is_running, running_pid,
+    Ethwe, assert_pings, ethwe, ethwe_of_pid, full_id, host_link, host_veth, in_subnet, is_running,
+    running_pid,
 };
 use weave_tests::{
     Docker, Output, Proxy, Scope, WeaveHost, Weaver, eventually, holds_for, test_image,
@@ -289,10 +290,7 @@ fn containers_on_the_weave_network_ping_each_other_and_a_net_none_one_too() {
     let none = run_sleeper(&docker, &scope, "none", &["--net=none"]);
     let ip = |c: &str| attached(c).addrs[0].split('/').next().unwrap().to_owned();
     let (ip_a, ip_b, ip_none) = (ip(&a), ip(&b), ip(&none));
-    let ping = |from: &str, to: &str| {
-        let out = Docker::daemon().run(&["exec", from, "ping", "-c", "2", "-W", "5", to]);
-        assert_eq!(out.code, 0, "{from} -> {to}: {out:#?}");
-    };
+    let ping = |from: &str, to: &str| assert_pings(&Docker::daemon(), from, to);
     ping(&a, &ip_b);
     ping(&b, &ip_a);
     ping(&none, &ip_a);

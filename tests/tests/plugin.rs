@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use weave_tests::http::Request;
-use weave_tests::netns::in_subnet;
+use weave_tests::netns::{assert_pings, in_subnet};
 use weave_tests::{Docker, Output, Scope, WeaveHost, Weaver, eventually, test_image};
 
 /// The range the test routers allocate from (Weave Net's own default).
@@ -175,16 +175,10 @@ fn containers_get_ethwe_with_an_address_in_the_range_and_reach_each_other() {
     assert_ne!(a1, a2);
     let ip1 = a1.split('/').next().unwrap();
     let ip2 = a2.split('/').next().unwrap();
-    docker
-        .run(&["exec", &c2, "ping", "-c", "1", "-W", "5", ip1])
-        .ok();
-    docker
-        .run(&["exec", &c1, "ping", "-c", "1", "-W", "5", ip2])
-        .ok();
+    assert_pings(&docker, &c2, ip1);
+    assert_pings(&docker, &c1, ip2);
     // Docker's embedded DNS answers for container names on a user-defined network.
-    docker
-        .run(&["exec", &c1, "ping", "-c", "1", "-W", "5", &c2])
-        .ok();
+    assert_pings(&docker, &c1, &c2);
 
     // The router's one allocator holds both, and the veths are ports of its bridge.
     let mut held = plugin_addrs(&weaver);
@@ -335,15 +329,13 @@ fn a_restarted_router_answers_for_what_the_previous_one_made() {
 
     weaver.restart();
     // The address in use survived (saved by the allocator), so a new container gets another
-    // one; the left-over is gone.
+    // one; the left-over is gone as soon as the router reports ready (`restart` waits for that).
     assert_eq!(plugin_addrs(&weaver), std::slice::from_ref(&a1));
     let c2 = sleeper(&docker, &scope, &net, "c2", &[]);
     let a2 = ethwe_addr(&docker, &c2);
     assert_ne!(a1, a2);
     let ip1 = a1.split('/').next().unwrap();
-    docker
-        .run(&["exec", &c2, "ping", "-c", "1", "-W", "5", ip1])
-        .ok();
+    assert_pings(&docker, &c2, ip1);
     // The endpoint made before the restart is removed by the new process: veth and address.
     docker.run(&["rm", "-f", &c1, &c2]).ok();
     eventually("addresses released", Duration::from_secs(10), || {
@@ -467,18 +459,7 @@ fn plugin_and_proxy_attached_containers_share_the_network_and_its_names() {
     // One allocator: two different addresses in the same range.
     assert_ne!(plugin_ip, proxied_ip);
     let ip = |cidr: &str| cidr.split('/').next().unwrap().to_owned();
-    docker
-        .run(&[
-            "exec",
-            &on_plugin,
-            "ping",
-            "-c",
-            "1",
-            "-W",
-            "5",
-            &ip(&proxied_ip),
-        ])
-        .ok();
+    assert_pings(&docker, &on_plugin, &ip(&proxied_ip));
     // The proxy-attached container asks weaveDNS, which knows the plugin's container.
     eventually(
         "the plugin's container in weaveDNS",
@@ -492,9 +473,7 @@ fn plugin_and_proxy_attached_containers_share_the_network_and_its_names() {
                 .then_some(())
         },
     );
-    docker
-        .run(&["exec", &proxied, "ping", "-c", "1", "-W", "5", &on_plugin])
-        .ok();
+    assert_pings(&docker, &proxied, &on_plugin);
     // Through the proxy, a container on the plugin's network is the plugin's alone: the proxy
     // leaves containers on user-defined networks to it, so it has one weave interface.
     let image = test_image();

@@ -429,6 +429,40 @@ fn stop_then_launch_keeps_attached_containers_addresses() {
 }
 
 #[test]
+fn launch_creates_the_weave_network_on_the_plugin_and_no_plugin_leaves_it_out() {
+    let shell = WeaveShell::launched();
+    let docker = Docker::daemon();
+    let drivers = ok(docker.run(&[
+        "network",
+        "inspect",
+        "--format",
+        "{{.Driver}} {{.IPAM.Driver}}",
+        "weave",
+    ]))
+    .stdout;
+    assert_eq!(drivers.trim(), "weave weave");
+    // The router in its container serves the plugin where the host's Docker looks for it.
+    let out = ok(shell.run("docker run --rm --net=weave ubuntu ip -4 -o addr show")).stdout;
+    assert!(
+        out.lines()
+            .any(|l| l.contains(" ethwe0 ") && l.contains("inet 10.32.")),
+        "{out}"
+    );
+    // A second launch finds the network there and keeps it.
+    ok(shell.run("weave stop\nweave launch"));
+    ok(docker.run(&["network", "inspect", "weave"]));
+    ok(shell.run("weave reset"));
+    let gone = docker.run(&["network", "inspect", "weave"]);
+    assert_ne!(gone.code, 0, "reset left the network: {gone:#?}");
+
+    ok(shell.run("weave launch --no-plugin"));
+    let none = docker.run(&["network", "inspect", "weave"]);
+    assert_ne!(none.code, 0, "--no-plugin made the network: {none:#?}");
+    let status = ok(shell.run("weave status")).stdout;
+    assert!(!status.contains("Service: plugin"), "{status}");
+}
+
+#[test]
 fn reset_leaves_nothing_behind() {
     let shell = WeaveShell::launched();
     ok(shell.run("eval \"$(weave env)\"\ndocker run --rm ubuntu true"));
@@ -437,6 +471,8 @@ fn reset_leaves_nothing_behind() {
     let containers =
         ok(Docker::daemon().run(&["ps", "-a", "--filter", "label=works.weave.role", "-q"])).stdout;
     assert_eq!(containers, "");
+    let network = Docker::daemon().run(&["network", "inspect", "weave"]);
+    assert_ne!(network.code, 0, "the network weave is left: {network:#?}");
     let link = std::process::Command::new("ip")
         .args(["link", "show", "weave"])
         .output()

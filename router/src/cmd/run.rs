@@ -21,7 +21,7 @@ use anyhow::{Context as _, Result, bail};
 use ipnet::Ipv4Net;
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::{DEFAULT_RANGE, PluginArgs, RunArgs};
+use super::{DEFAULT_RANGE, RunArgs};
 
 pub(crate) async fn run(args: RunArgs) -> Result<()> {
     daemon::init_logging(&log_directives(&args.log_level))
@@ -112,7 +112,8 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
             bridge,
             bridge_mtu = found.mtu,
             overlay_mtu = mtu,
-            "the bridge was made before with a larger MTU than VXLAN carries: large frames to              other hosts will be dropped until `weave reset` and a new launch"
+            "the bridge was made before with a larger MTU than VXLAN carries: large frames to \
+             other hosts will be dropped until `weave reset` and a new launch"
         );
     }
     let mesh = super::mesh::join(&args.mesh, &args.data.data_dir, bridge, mtu, range).await?;
@@ -132,6 +133,9 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
     for (id, cidr, err) in &report.conflicts {
         tracing::warn!(container = %id, %cidr, error = %err, "address on a running container is held by another");
     }
+    if !args.plugin.no_plugin {
+        free_plugin_leftovers(&docker, &mut alloc, &args.plugin.plugin_name).await;
+    }
     if !alloc.same_allocations(&loaded) {
         store.save(&alloc)?;
     }
@@ -149,6 +153,23 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
         owners = alloc.owners().count(),
         "weaver ready"
     );
+    // Bound before the router reports ready, so that a client that saw `/status` 200 (as
+    // `weave launch`, which then creates the `weave` network) finds the plugin; served only
+    // after, so that Docker's first call finds the allocator in place (it waits in the
+    // socket's backlog meanwhile).
+    let plugin_listener = if args.plugin.no_plugin {
+        None
+    } else {
+        let path = plugin::socket_path(&args.plugin.plugin_dir, &args.plugin.plugin_name);
+        let listener = plugin::bind(&path)
+            .context("serving Docker's network plugin (--no-plugin leaves it out)")?;
+        tracing::info!(socket = %path.display(), name = %args.plugin.plugin_name, "network plugin listening");
+        state.set_plugin_status(http_api::PluginStatus {
+            name: args.plugin.plugin_name.clone(),
+            socket: path.clone(),
+        });
+        Some((listener, path))
+    };
     state.set_ready(alloc, store);
     if let Some(mesh) = &mesh {
         let _ = mesh_slot.set(mesh.clone());
@@ -167,16 +188,13 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
         );
     }
     // After the bridge exists and the allocator is loaded: Docker may call at once.
-    let plugin_socket = if args.plugin.no_plugin {
-        None
-    } else {
+    let plugin_socket = plugin_listener.map(|(listener, path)| {
         let names = dns
             .as_ref()
             .map(|dns| plugin::names::Names::new(docker.clone(), dns.registry.clone()));
-        // Before the plugin answers, so that no new address is mistaken for a left-over one.
-        plugin::reconcile::free_unused(&docker, &state, &args.plugin.plugin_name).await;
-        Some(serve_plugin(&args.plugin, &state, bridge, names)?)
-    };
+        serve_plugin(listener, &args.plugin.plugin_name, &state, bridge, names);
+        path
+    });
     tokio::spawn(events::watch(
         docker,
         state.clone(),
@@ -200,27 +218,39 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// Serves Docker's network plugin on `<plugin-dir>/<plugin-name>.sock`; returns the socket path.
+/// Frees the plugin's addresses that Docker's networks no longer use (releases sent while the
+/// router was down are never replayed). Done on the allocator before it is handed to the API,
+/// so that `/status` answers 200 only once they are gone, and before the plugin answers, so
+/// that no address it hands out is mistaken for a left-over. When Docker cannot be asked,
+/// nothing is freed: an address wrongly kept is a small loss, one wrongly freed a clash.
+async fn free_plugin_leftovers(docker: &bollard::Docker, alloc: &mut Allocator, driver: &str) {
+    match plugin::reconcile::in_use(docker, driver).await {
+        Ok(in_use) => {
+            for addr in plugin::reconcile::free_unused(alloc, &in_use) {
+                tracing::info!(%addr, "[plugin] released an address no network of the plugin uses any more");
+            }
+        }
+        Err(err) => tracing::warn!(
+            error = %err,
+            "[plugin] cannot ask Docker which addresses its networks use; keeping every plugin address"
+        ),
+    }
+}
+
+/// Serves Docker's network plugin on `listener` as `name`.
 fn serve_plugin(
-    args: &PluginArgs,
+    listener: tokio::net::UnixListener,
+    name: &str,
     state: &ApiState,
     bridge: &str,
     names: Option<plugin::names::Names>,
-) -> Result<PathBuf> {
-    let path = plugin::socket_path(&args.plugin_dir, &args.plugin_name);
-    let listener = plugin::bind(&path)
-        .context("serving Docker's network plugin (--no-plugin leaves it out)")?;
-    tracing::info!(socket = %path.display(), name = %args.plugin_name, "network plugin listening");
-    state.set_plugin_status(http_api::PluginStatus {
-        name: args.plugin_name.clone(),
-        socket: path.clone(),
-    });
+) {
     let mut served = plugin::Plugin::new(state.clone(), bridge);
     if let Some(names) = names {
         // The registry is in memory: containers already on the plugin's networks get their
         // names back.
         let restore = names.clone();
-        let driver = args.plugin_name.clone();
+        let driver = name.to_owned();
         tokio::spawn(async move { restore.restore(&driver).await });
         served = served.with_names(names);
     }
@@ -230,7 +260,6 @@ fn serve_plugin(
             tracing::error!(error = %err, "network plugin server");
         }
     });
-    Ok(path)
 }
 
 /// A bare level applies to weaver; the DNS library logs every query at `info`, so it is kept to

@@ -1,5 +1,5 @@
-//! At start-up, before the plugin answers: addresses the plugin holds that no network of its
-//! IPAM driver uses any more are freed.
+//! At start-up, before the router reports ready and before the plugin answers: addresses the
+//! plugin holds that no network of its IPAM driver uses any more are freed.
 //!
 //! Docker releases an endpoint's address by calling the plugin; a call made while the router
 //! was down (a container removed meanwhile) never arrives, and Docker does not replay it. What
@@ -14,7 +14,6 @@ use bollard::models::Network;
 use bollard::query_parameters::{InspectNetworkOptions, ListNetworksOptions};
 
 use super::ipam::{OWNER_PREFIX, owner_id};
-use crate::http_api::ApiState;
 use crate::ipam::Allocator;
 
 /// The plugin's addresses that are not in `in_use`, ascending.
@@ -47,36 +46,24 @@ fn parse_addr(text: &str) -> Option<Ipv4Addr> {
     text.split('/').next()?.parse().ok()
 }
 
-/// Frees what the plugin holds and Docker no longer uses; logs what it did. When Docker cannot
-/// be asked nothing is freed: an address wrongly kept is a small loss, one wrongly freed a
-/// clash.
-pub async fn free_unused(docker: &Docker, state: &ApiState, driver: &str) {
-    let in_use = match in_use(docker, driver).await {
-        Ok(in_use) => in_use,
-        Err(err) => {
-            tracing::warn!(error = %err, "[plugin] cannot ask Docker which addresses its networks use; keeping every plugin address");
-            return;
-        }
-    };
-    let freed = state.update(|alloc| {
-        let stale = unused(alloc, &in_use);
-        for addr in &stale {
-            let _ = alloc.free(&owner_id(*addr), *addr);
-        }
-        stale
-    });
-    match freed {
-        Ok(freed) => {
-            for addr in freed {
-                tracing::info!(%addr, "[plugin] released an address no network of the plugin uses any more");
-            }
-        }
-        Err(err) => tracing::error!(error = %err, "[plugin] releasing unused addresses"),
-    }
+/// Frees in `alloc` the plugin's addresses that are not in `in_use` (see [`in_use`]); the
+/// addresses freed, ascending.
+///
+/// It runs on the allocator before the router hands it to the API: a client that sees the
+/// router ready (`/status` 200) must not see a left-over the router is about to drop, and no
+/// address the plugin hands out later can be mistaken for one.
+pub fn free_unused(alloc: &mut Allocator, in_use: &HashSet<Ipv4Addr>) -> Vec<Ipv4Addr> {
+    let mut stale = unused(alloc, in_use);
+    stale.retain(|addr| alloc.free(&owner_id(*addr), *addr).is_ok());
+    stale
 }
 
 /// Every address the networks of IPAM driver `driver` use: their endpoints' and gateways.
-async fn in_use(
+///
+/// # Errors
+/// When Docker cannot be asked. The caller then frees nothing: an address wrongly kept is a
+/// small loss, one wrongly freed a clash.
+pub async fn in_use(
     docker: &Docker,
     driver: &str,
 ) -> Result<HashSet<Ipv4Addr>, bollard::errors::Error> {
@@ -123,6 +110,16 @@ mod tests {
             unused(&a, &in_use),
             [Ipv4Addr::new(10, 32, 0, 1), Ipv4Addr::new(10, 32, 0, 3)]
         );
+        assert_eq!(
+            free_unused(&mut a, &in_use),
+            [Ipv4Addr::new(10, 32, 0, 1), Ipv4Addr::new(10, 32, 0, 3)]
+        );
+        assert!(unused(&a, &in_use).is_empty());
+        assert_eq!(
+            a.owner_of(Ipv4Addr::new(10, 32, 0, 2)),
+            Some("plugin:10.32.0.2")
+        );
+        assert_eq!(a.owners().count(), 2, "the proxy's owner is kept");
     }
 
     #[test]
