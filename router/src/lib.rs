@@ -1,5 +1,6 @@
-//! `weaver`: the single-host Weave Net router — its HTTP API, IPAM and their persistence, the
-//! `weave` bridge with its firewall rules, and the release of addresses of dead containers.
+//! `weaver`: the Weave Net router — its HTTP API, IPAM and their persistence, the `weave` bridge
+//! with its firewall rules, the release of addresses of dead containers, and, on a network of
+//! several hosts, its part in the mesh (store, blocks, VXLAN flood list, weaveDNS everywhere).
 //!
 //! # Layout
 //! - [`ipam`]: the address allocator (pure): lowest-free allocation, claims, frees, the original's
@@ -15,6 +16,9 @@
 //! - [`dns`]: weaveDNS itself: the name registry, the DNS server (hickory) and its upstreams.
 //! - [`names`]: the weaveDNS part of the HTTP API (`/domain`, `/dns-address`, `/name`).
 //! - [`plugin`]: Docker's network and IPAM driver plugin on a unix socket (`-d weave`).
+//! - [`mesh`]: a network of several hosts on etcd: peers and their liveness, address blocks, the
+//!   VXLAN port's flood list, weaveDNS records both ways, `rmpeer`, and its status texts.
+//! - [`metrics`]: Prometheus metrics at `GET /metrics`.
 //! - [`cmd`]: the `weaver` program: its flags, start-up, `reset`.
 //!
 //! The bridge itself is made by the `weavenet` crate.

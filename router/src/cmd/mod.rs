@@ -22,8 +22,8 @@ const DEFAULT_RANGE: &str = "10.32.0.0/12";
 /// Exit status for bad flags (sysexits' EX_USAGE), as the proxy's.
 const EX_USAGE: u8 = 64;
 
-/// Weave Net's router for a single host: the HTTP API with IPAM, the weave bridge, and the release
-/// of addresses of removed containers.
+/// Weave Net's router: the HTTP API with IPAM, weaveDNS, the weave bridge, the release of
+/// addresses of removed containers, and with --store-endpoints one network across hosts.
 #[derive(Debug, Parser)]
 #[command(name = "weaver", version, args_conflicts_with_subcommands = true)]
 struct Cli {
