@@ -408,27 +408,41 @@ impl Drop for Hosts {
 
 /// Whether the etcd member at `addr:2379` says it is healthy (it has a leader), asked from the
 /// network namespace `ns`.
+///
+/// Asked over a socket opened by a thread inside the namespace, which keeps the connection open
+/// until etcd answers: a client that closes its side after the request (busybox `nc` at the end
+/// of its input) cancels etcd's linearizable read, and a member still settling after its start
+/// then answers `"health":"false"` to every such try.
 pub fn store_healthy(ns: &str, addr: Ipv4Addr) -> bool {
-    // busybox's static wget crashes here; its nc does not.
-    let Ok(mut nc) = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .arg(busybox_binary())
-        .args(["nc", "-w", "2", &addr.to_string(), "2379"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-    else {
+    let Ok(netns) = std::fs::File::open(format!("/run/netns/{ns}")) else {
         return false;
     };
-    let asked = nc
-        .stdin
-        .take()
-        .is_some_and(|mut stdin| stdin.write_all(b"GET /health HTTP/1.0\r\n\r\n").is_ok());
-    let Ok(out) = nc.wait_with_output() else {
-        return false;
-    };
-    asked && String::from_utf8_lossy(&out.stdout).contains("\"health\":\"true\"")
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                if nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET).is_err() {
+                    return false;
+                }
+                let target = std::net::SocketAddr::from((addr, 2379));
+                let Ok(mut stream) =
+                    std::net::TcpStream::connect_timeout(&target, Duration::from_secs(2))
+                else {
+                    return false;
+                };
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                if stream
+                    .write_all(b"GET /health HTTP/1.0\r\nHost: etcd\r\n\r\n")
+                    .is_err()
+                {
+                    return false;
+                }
+                let mut answer = String::new();
+                let _ = std::io::Read::read_to_string(&mut stream, &mut answer);
+                answer.contains("\"health\":\"true\"")
+            })
+            .join()
+            .unwrap_or(false)
+    })
 }
 
 /// The etcd binary: `WEAVE_ETCD_BIN`, else where `scripts/etcd.sh install` puts it.
