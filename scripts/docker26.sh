@@ -159,14 +159,17 @@ api_up() {
 ensure_bridge() {
   if ip link show "$BRIDGE" >/dev/null 2>&1; then
     # Re-use (e.g. left by an earlier start); make sure it is up and addressed.
-    ip addr show dev "$BRIDGE" | grep -q "inet ${BRIDGE_CIDR%/*}/" ||
-      ip addr add "$BRIDGE_CIDR" dev "$BRIDGE"
+    # `replace` is idempotent. A test with `ip addr show | grep -q` is not:
+    # under pipefail, grep quitting at the first match can kill `ip` with
+    # SIGPIPE, the pipeline "fails", and `ip addr add` then dies with
+    # "Address already assigned" (a clean-clone CI run failed so).
+    :
   else
     log "creating bridge $BRIDGE ($BRIDGE_CIDR)"
     ip link add name "$BRIDGE" type bridge
     touch "$BRIDGE_MARK"
-    ip addr add "$BRIDGE_CIDR" dev "$BRIDGE"
   fi
+  ip addr replace "$BRIDGE_CIDR" dev "$BRIDGE"
   ip link set "$BRIDGE" up
 }
 
@@ -384,7 +387,7 @@ do_stop() {
   # matched by OUR containerd socket in their command line, killed by pid.
   for p in /proc/[0-9]*; do
     [ -r "$p/cmdline" ] || continue
-    if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "-address $CTR_SOCK "; then
+    if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -F -- "-address $CTR_SOCK " >/dev/null; then
       log "killing leftover shim ${p#/proc/}"
       kill -KILL "${p#/proc/}" 2>/dev/null || true
     fi
