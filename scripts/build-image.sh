@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Builds the weaveworks/weaveexec image (FROM scratch, static binaries only): the weave command,
-# which is also the router weaver and the proxy weaveproxy when called by those names (links to
-# it), and the three weavewait builds; then tags it weaveworks/weaveexec:<version> and :latest in
-# the daemon DOCKER_HOST points at.
+# Builds the weaveworks/weaveexec image (FROM scratch): the weave command, which is also the router
+# weaver and the proxy weaveproxy when called by those names (links to it), and the three
+# weavewait builds, all static; and etcd (Debian's, with the libc it needs) for the store. Then
+# tags it weaveworks/weaveexec:<version> and :latest in the daemon DOCKER_HOST points at.
 #   scripts/build-image.sh            build and tag
 # CARGO_TARGET_DIR is honoured. Prints the image reference on stdout.
 set -euo pipefail
@@ -26,6 +26,14 @@ ln -s weave "$context/home/weave/weaveproxy"
 install -m 0755 "$release/weavewait" "$context/w/w"
 install -m 0755 "$release/weavewait-nomcast" "$context/w-nomcast/w"
 install -m 0755 "$release/weavewait-noop" "$context/w-noop/w"
+# etcd, for the `weavestore` container a router runs when another host joins it: Debian's Go
+# binary needs only libc and the loader, copied beside it from the machine the image is built on.
+etcd=$(scripts/etcd.sh install)
+install -D -m 0755 "$etcd" "$context/usr/bin/etcd"
+for lib in $(ldd "$etcd" | grep -o '/[^ ]*'); do
+    install -D -m 0755 "$(readlink -f "$lib")" "$context$lib"
+done
+"$context/usr/bin/etcd" --version >/dev/null
 cp image/Dockerfile "$context/Dockerfile"
 
 previous=$(docker image inspect --format '{{.Id}}' "$image:$version" 2>/dev/null || true)

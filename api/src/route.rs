@@ -48,6 +48,16 @@ pub const STATUS_IPAM: &str = "/status/ipam";
 /// even while it is alive). 200 `N IPs taken over from X`.
 pub const PEER: &str = "/peer/{peer}";
 
+/// `POST` on the peer port (6783), asked by other hosts' routers: `{"endpoints": [...]}`, the
+/// store this router uses; one still alone makes a store on its host first.
+pub const PEER_STORE: &str = "/store";
+/// `POST ?peer=HOST`: `weave connect HOST`: joins (or adds) the store HOST's router uses, then
+/// the router starts again on it. 200 with what changed.
+pub const CONNECT: &str = "/connect";
+/// `POST ?peer=HOST`: `weave forget HOST`: the store endpoints on HOST are no longer used after
+/// the router's next start. 200 with what changed.
+pub const FORGET: &str = "/forget";
+
 /// `GET`: Prometheus metrics (text exposition).
 pub const METRICS: &str = "/metrics";
 
@@ -100,6 +110,24 @@ impl Call {
             } else {
                 path
             },
+            &[],
+        )
+    }
+
+    /// `weave connect HOST`: `POST /connect?peer=HOST`.
+    pub fn connect(peer: &str) -> Self {
+        Self::new(
+            Method::POST,
+            format!("{CONNECT}?peer={}", query_value(peer)),
+            &[],
+        )
+    }
+
+    /// `weave forget HOST`: `POST /forget?peer=HOST`.
+    pub fn forget(peer: &str) -> Self {
+        Self::new(
+            Method::POST,
+            format!("{FORGET}?peer={}", query_value(peer)),
             &[],
         )
     }
@@ -195,6 +223,20 @@ impl ErrorKind {
             _ => Self::Internal,
         })
     }
+}
+
+/// `value` percent-encoded for a query string: host names and addresses pass as they are.
+fn query_value(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -39,6 +39,10 @@ pub enum Command {
     /// Take over the address blocks of a peer that is gone for good, and remove its names:
     /// weave rmpeer NAME-OR-NICKNAME [--force].
     Rmpeer(RmpeerArgs),
+    /// Join the network HOST is on (its store), or add HOST's store endpoints: weave connect HOST.
+    Connect(PeerArg),
+    /// Stop using the store endpoints on HOST: weave forget HOST.
+    Forget(PeerArg),
     /// List the weave interfaces of containers: name, MAC and addresses.
     Ps(PsArgs),
     /// Print the versions of this command, of the image it launches and of the running router.
@@ -94,6 +98,11 @@ pub struct CommonFlags {
 /// The router's flags that `launch` and `launch-router` pass on.
 #[derive(Debug, Clone, Default, Args)]
 pub struct RouterFlags {
+    /// Hosts of the network to join, `host[:port]`: each one's router is asked (on port 6783)
+    /// which store the network uses; one still alone makes it. Without any, this host is alone
+    /// until another names it.
+    #[arg(value_name = "PEER")]
+    pub peers: Vec<String>,
     /// The range automatically allocated addresses come from [default: 10.32.0.0/12].
     #[arg(long, value_name = "CIDR")]
     pub ipalloc_range: Option<String>,
@@ -245,6 +254,12 @@ pub struct StatusArgs {
     /// peers (each peer and whether it is alive), connections (whether each peer's VXLAN
     /// endpoint answers, full-size frames included) and ipam (the address blocks per peer).
     pub section: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PeerArg {
+    /// The host, `host[:port]`, as given to `weave launch`.
+    pub peer: String,
 }
 
 #[derive(Debug, Args)]

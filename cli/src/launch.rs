@@ -14,7 +14,7 @@ use crate::args::{CommonFlags, ProxyFlags, RouterFlags};
 use crate::docker::{self, Docker};
 use crate::error::Error;
 use crate::relay::Router;
-use crate::spec::{self, Host, NETWORK, PLUGIN, PROXY, ROUTER};
+use crate::spec::{self, Host, NETWORK, PLUGIN, PROXY, ROUTER, STORE};
 use crate::tlsdetect;
 
 /// How long a launched program may take to answer.
@@ -341,6 +341,9 @@ pub async fn reset(ctx: &Context) -> Result<(), Error> {
     ctx.docker.remove(PROXY).await?;
     remove_network(ctx).await?;
     ctx.docker.remove(ROUTER).await?;
+    // The store this host ran for its network; `weaver reset` below removes its data, which
+    // nothing uses once the container is gone.
+    ctx.docker.remove(STORE).await?;
     if !ctx.docker.has_image(&ctx.image).await? {
         return Err(Error::Refused(format!(
             "image {} not found: build it with scripts/build-image.sh; the bridge and rules \

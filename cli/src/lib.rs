@@ -33,6 +33,7 @@ use crate::args::{Cli, Command, EnvArgs, RouterRequestArgs};
 use crate::error::Error;
 use crate::launch::Context;
 use crate::spec::{ROUTER, WEAVE_BIN};
+use api::Call;
 
 /// The router's default address (`WEAVE_HTTP_ADDR` overrides).
 fn router_addr() -> String {
@@ -125,6 +126,14 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             section => print!("{}", status::status(&ctx, section).await?),
         },
         Command::Rmpeer(args) => println!("{}", mesh::rmpeer(&ctx, &args.peer, args.force).await?),
+        Command::Connect(args) => print!(
+            "{}",
+            mesh::store_change(&ctx, &Call::connect(&args.peer)).await?
+        ),
+        Command::Forget(args) => print!(
+            "{}",
+            mesh::store_change(&ctx, &Call::forget(&args.peer)).await?
+        ),
         Command::Version => print!("{}", status::version(&ctx).await),
         Command::Reset => launch::reset(&ctx).await?,
         Command::Ps(args) if local() => print!("{}", attach::ps(&ctx, &args.containers).await?),

@@ -1,5 +1,6 @@
 //! `weave`'s commands for a network of several hosts: `status peers`, the per-peer `status
-//! ipam`, and `rmpeer`. The router composes the text; a router that is alone answers 404.
+//! ipam`, `rmpeer`, `connect` and `forget`. The router composes the text; a router that is
+//! alone answers 404 to the status and rmpeer requests.
 
 use api::{Call, route};
 
@@ -75,4 +76,21 @@ pub async fn rmpeer(ctx: &Context, peer: &str, force: bool) -> Result<String, Er
         404 if body.is_empty() => Err(alone()),
         _ => Err(Error::Refused(body)),
     }
+}
+
+/// `weave connect HOST` / `weave forget HOST`: what the router changed.
+///
+/// # Errors
+/// When the router does not answer, or refuses (HOST unreachable, the store fixed by
+/// `--store-endpoints`, the last store forgotten).
+pub async fn store_change(ctx: &Context, call: &Call) -> Result<String, Error> {
+    let answer = ctx.router.call(call).await?;
+    if answer.is_success() {
+        return Ok(answer.body);
+    }
+    let message = serde_json::from_str::<serde_json::Value>(&answer.body)
+        .ok()
+        .and_then(|v| v.get("message")?.as_str().map(str::to_owned))
+        .unwrap_or(answer.body);
+    Err(Error::Refused(message.trim_end().to_owned()))
 }

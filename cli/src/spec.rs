@@ -39,6 +39,10 @@ pub const PLUGIN_DIR: &str = "/run/docker/plugins";
 /// The network `weave launch` creates for `docker run --net=weave`, and its network and IPAM
 /// driver: the router's plugin.
 pub const NETWORK: &str = "weave";
+/// The port other hosts' routers ask on (Weave Net's control port).
+pub const PEER_PORT: u16 = 6783;
+/// The store's container, which a router makes when a peer asks to join and it is alone.
+pub const STORE: &str = "weavestore";
 pub const PLUGIN: &str = "weave";
 /// Where the host's `/` is mounted, read-only, in the router (its iptables and resolv.conf).
 pub const HOST_ROOT: &str = "/host";
@@ -172,6 +176,16 @@ pub fn router(host: &Host, common: &CommonFlags, flags: &RouterFlags) -> Contain
     push_opt(&mut cmd, "--nickname", flags.nickname.as_ref());
     push_opt(&mut cmd, "--advertise-addr", flags.advertise_addr.as_ref());
     push_opt(&mut cmd, "--vxlan-port", flags.vxlan_port);
+    for peer in &flags.peers {
+        cmd.extend(["--peer".to_owned(), peer.clone()]);
+    }
+    // Weave Net's control port: where other hosts' routers ask which store to join.
+    cmd.extend([
+        "--peer-addr".to_owned(),
+        format!("0.0.0.0:{PEER_PORT}"),
+        "--store-image".to_owned(),
+        host.image.clone(),
+    ]);
     push_opt(&mut cmd, "--log-level", common.log_level.as_ref());
     let mut binds = vec![
         format!("/:{HOST_ROOT}:ro"),
@@ -485,13 +499,15 @@ mod tests {
             nickname: Some("host1".to_owned()),
             advertise_addr: Some("10.0.0.1".to_owned()),
             vxlan_port: Some(7000),
+            peers: vec!["10.0.0.2".to_owned(), "host3:7783".to_owned()],
             ..Default::default()
         };
         let body = router(&host(), &CommonFlags::default(), &flags);
         assert!(
             cmd(&body).ends_with(
                 "--store-endpoints 10.0.0.1:2379,10.0.0.2:2379 --name aa:bb:cc:dd:ee:ff \
-                 --nickname host1 --advertise-addr 10.0.0.1 --vxlan-port 7000"
+                 --nickname host1 --advertise-addr 10.0.0.1 --vxlan-port 7000 --peer 10.0.0.2 \
+                 --peer host3:7783 --peer-addr 0.0.0.0:6783 --store-image weaveworks/weaveexec:1.0"
             ),
             "{}",
             cmd(&body)
@@ -510,7 +526,8 @@ mod tests {
         assert_eq!(
             cmd(&body),
             "--host-root /host --http-addr 127.0.0.1:6784 --docker-api unix:///var/run/docker.sock \
-             --data-dir /var/lib/weave --ipalloc-range 10.40.0.0/16 --no-dns"
+             --data-dir /var/lib/weave --ipalloc-range 10.40.0.0/16 --no-dns --peer-addr \
+             0.0.0.0:6783 --store-image weaveworks/weaveexec:1.0"
         );
         let hc = body.host_config.unwrap();
         assert_eq!(hc.network_mode.as_deref(), Some("host"));

@@ -57,6 +57,75 @@ pub async fn ensure_bridge(name: &str, mtu: u32) -> Result<(Bridge, bool), NetEr
     Ok((bring_up(&handle, created).await?, true))
 }
 
+/// Brings the bridge `name`, its container ports and every attached container's `ethwe` down to
+/// at most `mtu`; returns how many links changed. A host that was alone (a bridge of 65535)
+/// and joins a network of several hosts needs this: the bridge does not fragment, so a frame
+/// larger than the VXLAN port takes is dropped without a word, and a container whose `ethwe`
+/// still says 65535 would stall every TCP stream to another host. Links already small enough
+/// are left alone; a container that exits meanwhile is skipped.
+///
+/// The container side of a plugin endpoint is not reached (Docker named and moved it); its host
+/// side is lowered, which still caps what crosses the bridge.
+///
+/// # Errors
+/// When the bridge cannot be read or lowered.
+pub async fn lower_mtu(name: &str, mtu: u32) -> Result<usize, NetError> {
+    let handle = link::connect(&format!("lowering the MTU of {name}"))?;
+    let Some(bridge) = lookup(&handle, name).await? else {
+        return Ok(0);
+    };
+    let mut changed = 0;
+    // Ports first: a bridge takes the smallest MTU of its ports whatever it was told.
+    for port in container_ports(&handle, bridge.index).await? {
+        if port.mtu > mtu {
+            set_link_mtu(&handle, &port, mtu).await?;
+            changed += 1;
+        }
+    }
+    if bridge.mtu > mtu {
+        set_link_mtu(&handle, &bridge, mtu).await?;
+        changed += 1;
+    }
+    for pid in attached_pids(name).await? {
+        match lower_ethwe(pid, mtu).await {
+            Ok(true) => changed += 1,
+            Ok(false) => {}
+            Err(err) => debug!(pid, error = %err, "ethwe MTU left: the container is gone"),
+        }
+    }
+    Ok(changed)
+}
+
+async fn set_link_mtu(handle: &Handle, target: &Link, mtu: u32) -> Result<(), NetError> {
+    handle
+        .link()
+        .set(LinkUnspec::new_with_index(target.index).mtu(mtu).build())
+        .execute()
+        .await
+        .map_err(netlink_err(format!(
+            "setting the MTU of {} to {mtu}",
+            target.name
+        )))
+}
+
+/// Lowers `ethwe` inside the network namespace of `pid`; whether it changed.
+async fn lower_ethwe(pid: i32, mtu: u32) -> Result<bool, NetError> {
+    let process = crate::Process::pin(pid)?;
+    let netns = crate::netns::Netns::open(&process)?;
+    netns
+        .run(move || async move {
+            let handle = link::connect("lowering the MTU of ethwe")?;
+            match link::by_name(&handle, crate::CONTAINER_IFNAME).await? {
+                Some(ethwe) if ethwe.mtu > mtu => {
+                    set_link_mtu(&handle, &ethwe, mtu).await?;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            }
+        })
+        .await
+}
+
 /// The bridge `name`, if it exists. A link of that name that is not a bridge is
 /// [`NetError::NotABridge`], so that nobody goes on to create one over it.
 pub async fn find_bridge(name: &str) -> Result<Option<Bridge>, NetError> {

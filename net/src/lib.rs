@@ -44,7 +44,7 @@ mod vxlan;
 pub use attach::{
     WeaveInterface, attach, container_addrs, container_interface, detach, host_addrs,
 };
-pub use bridge::{attached_pids, delete_bridge, ensure_bridge, find_bridge};
+pub use bridge::{attached_pids, delete_bridge, ensure_bridge, find_bridge, lower_mtu};
 pub use endpoint::{
     PLUGIN_HOST_VETH_PREFIX, PLUGIN_PEER_VETH_PREFIX, create_endpoint_veth, delete_endpoint_veth,
     endpoint_veth_names,

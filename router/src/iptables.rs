@@ -1,4 +1,5 @@
-//! The host firewall rules that let containers on the weave bridge talk to each other.
+//! The host firewall rules that let containers on the weave bridge talk to each other, and those
+//! that keep containers from the ports the hosts of a network use between them.
 //!
 //! Docker loads `br_netfilter` and sets `FORWARD` to `DROP`, so bridged traffic between two
 //! containers on our bridge is dropped unless `-i <br> -o <br> -j ACCEPT` lets it through; and, as
@@ -64,6 +65,41 @@ pub fn rules(bridge: &str) -> Vec<Vec<String>> {
         spec(&["-i", DOCKER_BRIDGE, "-o", bridge, "-j", "DROP"]),
         spec(&["-i", bridge, "-o", bridge, "-j", "ACCEPT"]),
     ]
+}
+
+/// The chain of [`input_rules`].
+pub const INPUT_CHAIN: &str = "INPUT";
+
+/// The interfaces containers reach the host from: Docker's default bridge, its user-defined
+/// networks' bridges (`br-<id>`), and the weave bridge (`weave expose` gives the host an
+/// address there).
+fn container_interfaces(bridge: &str) -> [String; 3] {
+    [
+        DOCKER_BRIDGE.to_owned(),
+        "br-+".to_owned(),
+        bridge.to_owned(),
+    ]
+}
+
+/// The rules (in [`INPUT_CHAIN`]) that keep containers away from the ports between hosts: the
+/// peer port, where a router alone can be asked to make a store, and the store's own (etcd's
+/// client and member ports), which hold the network's peers, blocks and names. Other hosts
+/// reach them over the underlay; a container on this host has no business there.
+pub fn input_rules(bridge: &str, peer_port: u16, store_ports: (u16, u16)) -> Vec<Vec<String>> {
+    let mut rules = Vec::new();
+    for iface in container_interfaces(bridge) {
+        for ports in [
+            peer_port.to_string(),
+            format!("{}:{}", store_ports.0, store_ports.1),
+        ] {
+            rules.push(
+                ["-i", &iface, "-p", "tcp", "--dport", &ports, "-j", "DROP"]
+                    .map(str::to_owned)
+                    .to_vec(),
+            );
+        }
+    }
+    rules
 }
 
 /// The program and arguments that run `iptables -w <args>` as the host would: directly when the
@@ -176,6 +212,41 @@ impl HostIptables {
         Ok(added)
     }
 
+    /// Adds whichever of `specs` is missing at the top of [`INPUT_CHAIN`]; returns the rules
+    /// added, as `-A`-style lines.
+    ///
+    /// # Errors
+    /// When iptables cannot be run or refuses a rule.
+    pub async fn ensure_input(&self, specs: &[Vec<String>]) -> Result<Vec<String>, IptablesError> {
+        let mut added = Vec::new();
+        for spec in specs.iter().rev() {
+            if self.test(&with_chain("-C", INPUT_CHAIN, spec)).await? {
+                continue;
+            }
+            let mut insert = with_chain("-I", INPUT_CHAIN, spec);
+            insert.insert(2, "1".to_owned());
+            self.must(&insert).await?;
+            added.push(describe(INPUT_CHAIN, spec));
+        }
+        added.reverse();
+        Ok(added)
+    }
+
+    /// Deletes every copy of `specs` from [`INPUT_CHAIN`]; returns what it deleted.
+    ///
+    /// # Errors
+    /// When iptables cannot be run or refuses a deletion.
+    pub async fn remove_input(&self, specs: &[Vec<String>]) -> Result<Vec<String>, IptablesError> {
+        let mut removed = Vec::new();
+        for spec in specs {
+            while self.test(&with_chain("-C", INPUT_CHAIN, spec)).await? {
+                self.must(&with_chain("-D", INPUT_CHAIN, spec)).await?;
+                removed.push(describe(INPUT_CHAIN, spec));
+            }
+        }
+        Ok(removed)
+    }
+
     /// Deletes every copy of [`rules`] from both chains; returns what it deleted.
     ///
     /// # Errors
@@ -238,6 +309,25 @@ mod tests {
             [
                 "-A FORWARD -i docker0 -o weave -j DROP",
                 "-A FORWARD -i weave -o weave -j ACCEPT",
+            ]
+        );
+    }
+
+    #[test]
+    fn containers_are_kept_from_the_peer_and_store_ports() {
+        let got: Vec<String> = input_rules("weave", 6783, (2379, 2380))
+            .iter()
+            .map(|r| describe(INPUT_CHAIN, r))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "-A INPUT -i docker0 -p tcp --dport 6783 -j DROP",
+                "-A INPUT -i docker0 -p tcp --dport 2379:2380 -j DROP",
+                "-A INPUT -i br-+ -p tcp --dport 6783 -j DROP",
+                "-A INPUT -i br-+ -p tcp --dport 2379:2380 -j DROP",
+                "-A INPUT -i weave -p tcp --dport 6783 -j DROP",
+                "-A INPUT -i weave -p tcp --dport 2379:2380 -j DROP",
             ]
         );
     }

@@ -271,3 +271,200 @@ fn three_docker_hosts_reach_each_other_by_name_and_outlive_a_dead_store_member()
     );
     eprintln!("whole test {:?}", started.elapsed());
 }
+
+/// The MTU of `name`'s `ethwe` on `host`.
+fn ethwe_mtu(host: &DockerHost, name: &str) -> u32 {
+    let link = host
+        .docker()
+        .run(&["exec", name, "cat", "/sys/class/net/ethwe/mtu"])
+        .ok()
+        .stdout;
+    link.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{name}'s ethwe MTU: {link}"))
+}
+
+/// Weave Net's way, with no store set up by hand: host1 is launched alone and runs a container;
+/// host2 is launched naming host1, host3 naming host2. host1's router makes the store (etcd in
+/// the `weavestore` container) when host2 asks, and starts again on it with its container kept
+/// and brought to the overlay's MTU; host2 and host3 join it as clients. The containers of all
+/// three reach each other by address and name. `weave connect` and `weave forget` change the
+/// endpoints a host uses, and refuse to leave it none. `weave reset` on host1 removes the store.
+#[test]
+fn a_host_launched_alone_is_joined_by_naming_it() {
+    let started = Instant::now();
+    let Some(hosts) = DockerHosts::new(3, 0) else {
+        return;
+    };
+    let (a, b, c) = (hosts.host(0), hosts.host(1), hosts.host(2));
+    eprintln!("three dockerds up after {:?}", started.elapsed());
+
+    let out = a.sh(&format!("weave launch --nickname {}", a.name));
+    assert_eq!(out.code, 0, "weave launch on host1: {out:#?}");
+    let web1 = run_through_proxy(a, "web1");
+    assert_eq!(ethwe_mtu(a, "web1"), 65535, "alone, host1 keeps its MTU");
+    let out = a.sh("weave status peers");
+    assert_ne!(out.code, 0, "host1 is alone: {out:#?}");
+
+    let joined = Instant::now();
+    let out = b.sh(&format!("weave launch --nickname {} {}", b.name, a.addr));
+    assert_eq!(out.code, 0, "weave launch host1 on host2: {out:#?}");
+    let out = c.sh(&format!("weave launch --nickname {} {}", c.name, b.addr));
+    assert_eq!(out.code, 0, "weave launch host2 on host3: {out:#?}");
+    for host in [a, b, c] {
+        eventually(
+            &format!("{} to see the two others established", host.name),
+            CONVERGE,
+            || {
+                let out = host.sh("weave status peers");
+                let status = out.stdout;
+                (out.code == 0
+                    && [a, b, c].iter().filter(|h| h.name != host.name).all(|h| {
+                        peer_line(&status, &h.name).is_some_and(|l| l.ends_with("established"))
+                    }))
+                .then_some(())
+            },
+        );
+    }
+    eprintln!("three peers on host1's store after {:?}", joined.elapsed());
+    let store = a
+        .docker()
+        .run(&[
+            "inspect",
+            "--format",
+            "{{.State.Running}} {{.Config.Entrypoint}}",
+            "weavestore",
+        ])
+        .ok()
+        .stdout;
+    assert_eq!(store.trim(), "true [/usr/bin/etcd]", "host1's store");
+    for host in [b, c] {
+        let ps = host
+            .docker()
+            .run(&["ps", "-a", "--format", "{{.Names}}"])
+            .ok()
+            .stdout;
+        assert!(
+            !ps.contains("weavestore"),
+            "{} runs no store: {ps}",
+            host.name
+        );
+    }
+    assert_eq!(
+        ethwe_mtu(a, "web1"),
+        1376,
+        "web1, attached while host1 was alone, is brought to the overlay's MTU"
+    );
+
+    let web2 = run_through_proxy(b, "web2");
+    let web3 = run_through_proxy(c, "web3");
+    assert_eq!(ethwe_mtu(b, "web2"), 1376);
+    let all = [(a, "web1", web1), (b, "web2", web2), (c, "web3", web3)];
+    for (host, from, _) in all {
+        for (_, to, addr) in all.iter().filter(|(_, to, _)| *to != from) {
+            eventually(
+                &format!("{from} on {} to reach {to} ({addr})", host.name),
+                CONVERGE,
+                || pings(host, from, &addr.to_string()).then_some(()),
+            );
+            eventually(
+                &format!("{from} on {} to reach {to}.weave.local", host.name),
+                CONVERGE,
+                || pings(host, from, &format!("{to}.weave.local")).then_some(()),
+            );
+        }
+    }
+    // A packet larger than the overlay's MTU crosses, fragmented by web1 itself: with its ethwe
+    // left at 65535 it would leave whole and be dropped at the VXLAN port without a word.
+    let out = a.docker().run(&[
+        "exec",
+        "web1",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        "-s",
+        "1400",
+        &web2.to_string(),
+    ]);
+    assert_eq!(out.code, 0, "a 1428-byte ping from web1 to web2: {out:#?}");
+
+    let out = c.sh(&format!("weave connect {}", b.addr));
+    assert_eq!(out.code, 0, "weave connect host2 on host3: {out:#?}");
+    assert!(out.stdout.contains("already using"), "{out:#?}");
+    let out = c.sh(&format!("weave forget {}", a.addr));
+    assert_ne!(out.code, 0, "forgetting the only store: {out:#?}");
+    assert!(out.stderr.contains("no store"), "{out:#?}");
+
+    let out = a.sh("weave reset");
+    assert_eq!(out.code, 0, "weave reset on host1: {out:#?}");
+    let ps = a
+        .docker()
+        .run(&["ps", "-a", "--format", "{{.Names}}"])
+        .ok()
+        .stdout;
+    assert!(!ps.contains("weavestore"), "the store outlived reset: {ps}");
+    eprintln!("whole test {:?}", started.elapsed());
+}
+
+/// Two hosts launched at the same moment, each naming the other (Weave Net's habit of giving
+/// every host the same list): exactly one store is made, on the host with the lower address,
+/// and both join it.
+#[test]
+fn two_hosts_naming_each_other_make_one_store() {
+    let Some(hosts) = DockerHosts::new(2, 0) else {
+        return;
+    };
+    let (a, b) = (hosts.host(0), hosts.host(1));
+    let launched = Instant::now();
+    std::thread::scope(|scope| {
+        let launches = [(a, b), (b, a)].map(|(host, other)| {
+            scope.spawn(move || {
+                host.sh(&format!(
+                    "weave launch --nickname {} {}",
+                    host.name, other.addr
+                ))
+            })
+        });
+        for (launch, host) in launches.into_iter().zip([a, b]) {
+            let out = launch.join().expect("the launch thread");
+            assert_eq!(out.code, 0, "weave launch on {}: {out:#?}", host.name);
+        }
+    });
+    for (host, other) in [(a, b), (b, a)] {
+        eventually(
+            &format!("{} to see {} established", host.name, other.name),
+            CONVERGE,
+            || {
+                let out = host.sh("weave status peers");
+                (out.code == 0
+                    && peer_line(&out.stdout, &other.name)
+                        .is_some_and(|l| l.ends_with("established")))
+                .then_some(())
+            },
+        );
+    }
+    eprintln!("one network after {:?}", launched.elapsed());
+    let stores = [a, b].map(|host| {
+        host.docker()
+            .run(&["ps", "-a", "--format", "{{.Names}}"])
+            .ok()
+            .stdout
+            .contains("weavestore")
+    });
+    assert_eq!(
+        stores,
+        [true, false],
+        "the store runs on the lower address only"
+    );
+    let web1 = run_through_proxy(a, "web1");
+    let web2 = run_through_proxy(b, "web2");
+    for (host, from, to) in [(a, "web1", web2), (b, "web2", web1)] {
+        eventually(
+            &format!("{from} on {} to reach {to}", host.name),
+            CONVERGE,
+            || pings(host, from, &to.to_string()).then_some(()),
+        );
+    }
+}

@@ -1,5 +1,6 @@
 //! Joining a network of several hosts at start-up: who this peer is, where its VXLAN port
-//! listens, and the store's settings checked before anything is allocated.
+//! listens, the store's settings checked before anything is allocated, and, on the peer port,
+//! finding a store through other hosts or making one for them.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -9,7 +10,9 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use ipnet::Ipv4Net;
 
+use crate::mesh::discovery::{self, Answerer};
 use crate::mesh::keys::NetConfig;
+use crate::mesh::local_store::LocalStore;
 use crate::mesh::{self, KernelVxlan, Mesh, MeshError};
 
 use super::MeshArgs;
@@ -21,21 +24,20 @@ const NAME_FILE: &str = "peername";
 /// starts anyway and the mesh catches up when the store answers.
 const CHECK_WITHIN: Duration = Duration::from_secs(5);
 
-/// The mesh for `args`, its VXLAN port made on `bridge`; `None` without `--store-endpoints`.
+/// The mesh for `args` on the store at `endpoints`, its VXLAN port made on `bridge`; `None`
+/// without a store.
 pub(super) async fn join(
     args: &MeshArgs,
+    endpoints: &[String],
     data_dir: &Path,
     bridge: &str,
     mtu: u32,
     range: Ipv4Net,
 ) -> Result<Option<Mesh>> {
-    if args.store_endpoints.is_empty() {
+    if endpoints.is_empty() {
         return Ok(None);
     }
-    let name = match &args.name {
-        Some(name) => name.clone(),
-        None => peer_name(data_dir)?,
-    };
+    let name = peer_name(args, data_dir)?;
     let nickname = match &args.nickname {
         Some(nick) => nick.clone(),
         None => nix::unistd::gethostname()
@@ -45,7 +47,7 @@ pub(super) async fn join(
     };
     let vtep = match args.advertise_addr {
         Some(addr) => addr,
-        None => source_address(&args.store_endpoints[0]).await?,
+        None => source_address(&endpoints[0]).await?,
     };
     let mut spec = weavenet::VxlanSpec::new(bridge, vtep, mtu);
     spec.port = args.vxlan_port;
@@ -55,7 +57,7 @@ pub(super) async fn join(
         .with_context(|| format!("setting up the VXLAN port {} on {bridge}", spec.name))?;
     tracing::info!(link = %spec.name, %vtep, port = spec.port, created, "VXLAN port ready");
     let config = mesh::Config {
-        endpoints: args.store_endpoints.clone(),
+        endpoints: endpoints.to_vec(),
         name,
         nickname,
         vtep,
@@ -82,9 +84,68 @@ pub(super) async fn join(
     Ok(Some(mesh))
 }
 
+/// This peer's name: `--name`, else the one kept in the data directory.
+pub(super) fn peer_name(args: &MeshArgs, data_dir: &Path) -> Result<String> {
+    match &args.name {
+        Some(name) => Ok(name.clone()),
+        None => kept_name(data_dir),
+    }
+}
+
+/// Serves the peer port (`--peer-addr`) until `stop`, and while alone with `--peer`s asks them
+/// for a store in the background. Either way, once a store is found or made here, `rejoin` is
+/// notified: the router then starts again on it.
+pub(super) async fn discover(
+    args: &MeshArgs,
+    mesh: Option<&Mesh>,
+    docker: &bollard::Docker,
+    data_dir: &Path,
+    rejoin: &Arc<tokio::sync::Notify>,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let local = match mesh {
+        Some(_) => None,
+        None => Some(Arc::new(LocalStore::new(
+            docker.clone(),
+            args.store_image.clone(),
+            data_dir,
+            peer_name(args, data_dir)?,
+            rejoin.clone(),
+        ))),
+    };
+    if let Some(addr) = args.peer_addr {
+        let answerer = match &local {
+            Some(store) => Answerer::Alone {
+                store: store.clone(),
+                peers: args.peers.clone(),
+            },
+            None => Answerer::Joined(
+                mesh.map(|mesh| mesh.config().endpoints.clone())
+                    .unwrap_or_default(),
+            ),
+        };
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening on the peer port {addr}"))?;
+        tracing::info!(addr = %listener.local_addr()?, "peer port listening");
+        discovery::serve(listener, answerer, stop);
+    }
+    if let Some(local) = local.filter(|_| !args.peers.is_empty()) {
+        let peers = args.peers.clone();
+        tokio::spawn(async move {
+            let endpoints = discovery::find(&peers).await;
+            // Through the local store, so that a peer asking meanwhile is told the same store.
+            if let Err(err) = local.adopt(endpoints).await {
+                tracing::error!(error = %err, "keeping the store found");
+            }
+        });
+    }
+    Ok(())
+}
+
 /// The peer name kept in the data directory, made (a random, locally administered MAC
 /// address, as Weave Net's names look) at the first start.
-fn peer_name(data_dir: &Path) -> Result<String> {
+fn kept_name(data_dir: &Path) -> Result<String> {
     let path = data_dir.join(NAME_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_owned()),

@@ -108,6 +108,19 @@ struct MeshArgs {
     /// traffic [default: the address this host reaches the store from].
     #[arg(long)]
     advertise_addr: Option<std::net::Ipv4Addr>,
+    /// A host to join (`weave launch HOST...`), `host[:port]`, repeatable: its router says which
+    /// store its network uses, and one still alone makes it. Asked in turn, again and again,
+    /// until one answers; the store found is kept in the data directory (`store.json`).
+    #[arg(long = "peer", value_name = "HOST")]
+    peers: Vec<String>,
+    /// Where to serve the peer port, `ip:port`, on which other hosts ask this router which store
+    /// to join (`weave launch` serves it on 0.0.0.0:6783) [default: not served].
+    #[arg(long)]
+    peer_addr: Option<std::net::SocketAddr>,
+    /// The image of the `weavestore` container, which runs etcd on this host when a peer asks
+    /// to join and this router is still alone [default: none; such a peer is refused].
+    #[arg(long)]
+    store_image: Option<String>,
     /// UDP port of the VXLAN data plane, the same on every host (never Weave Net's 6783/6784).
     #[arg(long, default_value_t = weavenet::DEFAULT_VXLAN_PORT)]
     vxlan_port: u16,
@@ -204,7 +217,10 @@ pub fn main() -> ExitCode {
             args,
         }) => return reset::host_exec(&root, &program, &args),
         Some(Command::Reset(args)) => runtime().and_then(|rt| rt.block_on(reset::reset(&args))),
-        None => runtime().and_then(|rt| rt.block_on(run::run(cli.run))),
+        None => match runtime().and_then(|rt| rt.block_on(run::run(cli.run))) {
+            Ok(run::Outcome::Rejoin) => return start_again(),
+            other => other.map(|_| ()),
+        },
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -214,6 +230,20 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Replaces this process by a new run of the same program with the same arguments (and the same
+/// name, which the `weave` binary dispatches on): PID, container and kernel state stay.
+fn start_again() -> ExitCode {
+    use std::os::unix::process::CommandExt as _;
+    let mut args = std::env::args_os();
+    let name = args.next().unwrap_or_else(|| OsString::from("weaver"));
+    let err = match std::env::current_exe() {
+        Ok(exe) => std::process::Command::new(exe).arg0(name).args(args).exec(),
+        Err(err) => err,
+    };
+    eprintln!("weaver: starting again: {err}");
+    ExitCode::FAILURE
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

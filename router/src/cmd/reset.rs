@@ -19,10 +19,23 @@ pub(crate) async fn reset(args: &ResetArgs) -> Result<()> {
     let mut problems = Vec::new();
 
     let helper = std::env::current_exe().context("finding weaver's own binary")?;
-    match HostIptables::new(&args.host.host_root, &helper)
-        .remove(bridge)
-        .await
-    {
+    let firewall = HostIptables::new(&args.host.host_root, &helper);
+    let input = iptables::input_rules(
+        bridge,
+        crate::mesh::discovery::PEER_PORT,
+        (
+            crate::mesh::local_store::CLIENT_PORT,
+            crate::mesh::local_store::MEMBER_PORT,
+        ),
+    );
+    let removed = match firewall.remove(bridge).await {
+        Ok(mut removed) => firewall.remove_input(&input).await.map(|more| {
+            removed.extend(more);
+            removed
+        }),
+        Err(err) => Err(err),
+    };
+    match removed {
         Ok(removed) => {
             for rule in removed {
                 println!("removed iptables rule: {rule}");
@@ -36,6 +49,27 @@ pub(crate) async fn reset(args: &ResetArgs) -> Result<()> {
         Ok(true) => println!("removed bridge {bridge}"),
         Ok(false) => {}
         Err(err) => problems.push(format!("removing bridge {bridge}: {err}")),
+    }
+
+    // The store's endpoints and, below, the data of the store this host ran (`weave reset` has
+    // removed its container first): a host reset leaves its network.
+    match crate::mesh::discovery::remove(&args.data.data_dir) {
+        Ok(true) => println!(
+            "removed {}",
+            args.data
+                .data_dir
+                .join(crate::mesh::discovery::FILE_NAME)
+                .display()
+        ),
+        Ok(false) => {}
+        Err(err) => problems.push(err.to_string()),
+    }
+
+    let store_data = args.data.data_dir.join(crate::mesh::local_store::DATA_DIR);
+    match std::fs::remove_dir_all(&store_data) {
+        Ok(()) => println!("removed {}", store_data.display()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => problems.push(format!("removing {}: {err}", store_data.display())),
     }
 
     let saved = args.data.data_dir.join(store::FILE_NAME);

@@ -11,7 +11,9 @@ use api::DockerAddr;
 
 use crate::docker::{self, DockerLiveness};
 use crate::ipam::Allocator;
-use crate::iptables::HostIptables;
+use crate::iptables::{self, HostIptables};
+use crate::mesh::discovery;
+use crate::mesh::local_store;
 use crate::metrics::Metrics;
 use crate::names;
 use crate::plugin;
@@ -23,7 +25,18 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::{DEFAULT_RANGE, RunArgs};
 
-pub(crate) async fn run(args: RunArgs) -> Result<()> {
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Running,
+    /// A signal stopped it.
+    Stopped,
+    /// It has a store to join now (`store.json` changed): the caller starts it again, which
+    /// keeps the kernel's state and re-lists everything, as any restart does.
+    Rejoin,
+}
+
+pub(crate) async fn run(args: RunArgs) -> Result<Outcome> {
     daemon::init_logging(&log_directives(&args.log_level))
         .with_context(|| format!("bad --log-level {:?}", args.log_level))?;
 
@@ -61,9 +74,27 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
             .await?,
         )
     };
-    let mut app = http_api::router(state.clone());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(Outcome::Running);
+    let stop_tx = Arc::new(stop_tx);
+    let rejoin = Arc::new(tokio::sync::Notify::new());
+    watch_for_stop(stop_tx.clone(), rejoin.clone())?;
+    // `--store-endpoints` first; else the store found earlier (`weave launch HOST`, `weave
+    // connect`), kept in the data directory; else alone.
+    let endpoints = if args.mesh.store_endpoints.is_empty() {
+        discovery::load(&args.data.data_dir)?
+            .map(|saved| saved.endpoints)
+            .unwrap_or_default()
+    } else {
+        args.mesh.store_endpoints.clone()
+    };
+    let mut app =
+        http_api::router(state.clone()).merge(discovery::control_router(discovery::Control {
+            data_dir: args.data.data_dir.clone(),
+            fixed: !args.mesh.store_endpoints.is_empty(),
+            rejoin: rejoin.clone(),
+        }));
     let mesh_slot = crate::mesh::http::MeshSlot::default();
-    if !args.mesh.store_endpoints.is_empty() {
+    if !endpoints.is_empty() {
         app = app.merge(crate::mesh::http::router(mesh_slot.clone(), state.clone()));
     }
     if let Some(dns) = &dns {
@@ -79,10 +110,10 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
             metrics.clone(),
             crate::metrics::track,
         ));
-    let server = listen(&args.http_addr, app).await?;
+    let server = listen(&args.http_addr, app, stopped(&stop_rx)).await?;
 
     check_range(range, user_range, bridge).await?;
-    let mtu = args.mtu.unwrap_or(if args.mesh.store_endpoints.is_empty() {
+    let mtu = args.mtu.unwrap_or(if endpoints.is_empty() {
         weavenet::DEFAULT_MTU
     } else {
         weavenet::OVERLAY_MTU
@@ -106,17 +137,66 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
         ),
         Err(err) => return Err(err).context("adding the iptables rules for the bridge"),
     }
-
-    if !args.mesh.store_endpoints.is_empty() && found.mtu > mtu {
-        tracing::warn!(
+    if let Some(addr) = args.mesh.peer_addr {
+        let specs = iptables::input_rules(
             bridge,
-            bridge_mtu = found.mtu,
-            overlay_mtu = mtu,
-            "the bridge was made before with a larger MTU than VXLAN carries: large frames to \
-             other hosts will be dropped until `weave reset` and a new launch"
+            addr.port(),
+            (local_store::CLIENT_PORT, local_store::MEMBER_PORT),
         );
+        match firewall.ensure_input(&specs).await {
+            Ok(added) => {
+                for rule in added {
+                    tracing::info!(%rule, "added iptables rule");
+                }
+            }
+            Err(err) if err.is_missing_binary() => tracing::warn!(
+                "no iptables on the host: containers can reach the peer port and the store's"
+            ),
+            Err(err) => return Err(err).context("adding the iptables rules for the peer port"),
+        }
     }
-    let mesh = super::mesh::join(&args.mesh, &args.data.data_dir, bridge, mtu, range).await?;
+
+    if !endpoints.is_empty() && found.mtu > mtu {
+        if args.mtu.is_none() {
+            // A host that was alone joins: its bridge and containers came up with the MTU of
+            // one host, larger than VXLAN carries.
+            let lowered = weavenet::lower_mtu(bridge, mtu)
+                .await
+                .with_context(|| format!("lowering the MTU of {bridge} for VXLAN"))?;
+            tracing::info!(
+                bridge,
+                mtu,
+                links = lowered,
+                "lowered the MTU to what VXLAN carries"
+            );
+        } else {
+            tracing::warn!(
+                bridge,
+                bridge_mtu = found.mtu,
+                overlay_mtu = mtu,
+                "the bridge was made before with a larger MTU than VXLAN carries: large frames \
+                 to other hosts will be dropped until `weave reset` and a new launch"
+            );
+        }
+    }
+    let mesh = super::mesh::join(
+        &args.mesh,
+        &endpoints,
+        &args.data.data_dir,
+        bridge,
+        mtu,
+        range,
+    )
+    .await?;
+    super::mesh::discover(
+        &args.mesh,
+        mesh.as_ref(),
+        &docker,
+        &args.data.data_dir,
+        &rejoin,
+        stopped(&stop_rx),
+    )
+    .await?;
 
     let store = Store::new(&args.data.data_dir);
     let loaded = store.load(fresh)?;
@@ -214,8 +294,49 @@ pub(crate) async fn run(args: RunArgs) -> Result<()> {
     }
     // The bridge and the rules stay: running containers keep their network while the router is
     // down, as with the original's `weave stop`. `weaver reset` removes them.
-    tracing::info!("stopped");
+    let outcome = *stop_rx.borrow();
+    if outcome == Outcome::Rejoin {
+        tracing::info!("stopped, to start again on the store");
+        Ok(Outcome::Rejoin)
+    } else {
+        tracing::info!("stopped");
+        Ok(Outcome::Stopped)
+    }
+}
+
+/// Marks the run stopped on the first SIGTERM or SIGINT, or to start again when `rejoin` is
+/// notified.
+fn watch_for_stop(
+    stop: Arc<tokio::sync::watch::Sender<Outcome>>,
+    rejoin: Arc<tokio::sync::Notify>,
+) -> Result<()> {
+    let signalled = stop_signal()?;
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        signalled.await;
+        on_signal.send_replace(Outcome::Stopped);
+    });
+    tokio::spawn(async move {
+        rejoin.notified().await;
+        stop.send_if_modified(|outcome| {
+            let first = *outcome == Outcome::Running;
+            if first {
+                *outcome = Outcome::Rejoin;
+            }
+            first
+        });
+    });
     Ok(())
+}
+
+/// Resolves once the run is stopped, for whatever reason.
+fn stopped(
+    stop: &tokio::sync::watch::Receiver<Outcome>,
+) -> impl Future<Output = ()> + Send + 'static {
+    let mut stop = stop.clone();
+    async move {
+        let _ = stop.wait_for(|outcome| *outcome != Outcome::Running).await;
+    }
 }
 
 /// Frees the plugin's addresses that Docker's networks no longer use (releases sent while the
@@ -322,7 +443,11 @@ fn range_verdict(range: Ipv4Net, user_given: bool, routes: &[Ipv4Net]) -> RangeV
 
 type Server = tokio::task::JoinHandle<std::io::Result<()>>;
 
-async fn listen(addr: &str, app: axum::Router) -> Result<Server> {
+async fn listen(
+    addr: &str,
+    app: axum::Router,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Result<Server> {
     Ok(if addr.starts_with('/') {
         let path = PathBuf::from(addr);
         match std::fs::remove_file(&path) {
@@ -337,7 +462,7 @@ async fn listen(addr: &str, app: axum::Router) -> Result<Server> {
         tracing::info!(addr = %path.display(), "HTTP API listening");
         tokio::spawn(
             axum::serve(listener, app)
-                .with_graceful_shutdown(stop_signal()?)
+                .with_graceful_shutdown(stop)
                 .into_future(),
         )
     } else {
@@ -347,7 +472,7 @@ async fn listen(addr: &str, app: axum::Router) -> Result<Server> {
         tracing::info!(addr = %listener.local_addr()?, "HTTP API listening");
         tokio::spawn(
             axum::serve(listener, app)
-                .with_graceful_shutdown(stop_signal()?)
+                .with_graceful_shutdown(stop)
                 .into_future(),
         )
     })

@@ -7,9 +7,11 @@
 //! the store gone, containers keep talking and allocation goes on inside the blocks already
 //! owned, and every mirror catches up when the store is back.
 
+pub mod discovery;
 pub mod http;
 mod kernel;
 pub mod keys;
+pub mod local_store;
 mod mirror;
 mod names;
 mod peers;

@@ -1,0 +1,262 @@
+//! The store a router makes on its own host when another host asks to join it and it has none:
+//! one etcd member in the `weavestore` container, run from the router's own image (etcd is in
+//! it), its data in `<data-dir>/store`.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, HostConfig, RestartPolicy, RestartPolicyNameEnum};
+use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
+use tokio::sync::{Mutex, Notify};
+
+use super::discovery::{self, StoreEndpoints};
+
+/// The store's container.
+pub const CONTAINER: &str = "weavestore";
+/// The label weave's containers carry, and this one's value of it.
+const ROLE_LABEL: &str = "works.weave.role";
+const ROLE: &str = "store";
+/// The store's data, in the data directory.
+pub const DATA_DIR: &str = "store";
+/// Where etcd is in the image.
+const ETCD_BIN: &str = "/usr/bin/etcd";
+/// etcd's own ports.
+pub const CLIENT_PORT: u16 = 2379;
+pub const MEMBER_PORT: u16 = 2380;
+/// How long a new store may take to answer.
+const READY_WITHIN: Duration = Duration::from_secs(30);
+
+/// Why no store could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalStoreError {
+    #[error(
+        "this router was started without --store-image, so it cannot run a store for the peers \
+         that ask: launch it with `weave launch`"
+    )]
+    NoImage,
+    #[error("starting the {CONTAINER} container: {0}")]
+    Docker(#[from] bollard::errors::Error),
+    #[error("the store on this host did not answer within {READY_WITHIN:?}: {0}")]
+    NotReady(String),
+    #[error(transparent)]
+    File(Box<discovery::DiscoveryError>),
+}
+
+/// Makes the store once, on the first peer's request, and says so to whoever waits to start
+/// again on it.
+#[derive(Debug)]
+pub struct LocalStore {
+    docker: Docker,
+    image: Option<String>,
+    data_dir: PathBuf,
+    name: String,
+    made: Mutex<Option<Vec<String>>>,
+    /// Notified once the store is made and `store.json` written: the router then starts again,
+    /// joined.
+    rejoin: Arc<Notify>,
+}
+
+impl LocalStore {
+    pub fn new(
+        docker: Docker,
+        image: Option<String>,
+        data_dir: &Path,
+        name: String,
+        rejoin: Arc<Notify>,
+    ) -> Self {
+        Self {
+            docker,
+            image,
+            data_dir: data_dir.to_owned(),
+            name,
+            made: Mutex::new(None),
+            rejoin,
+        }
+    }
+
+    /// The endpoints of the store made or adopted, if any yet.
+    pub async fn made(&self) -> Option<Vec<String>> {
+        self.made.lock().await.clone()
+    }
+
+    /// Joins the store at `endpoints`, found through a peer, instead of making one: kept in
+    /// `store.json`, then the router starts again on it. A store already made or adopted wins.
+    ///
+    /// # Errors
+    /// When `store.json` cannot be written.
+    pub async fn adopt(&self, endpoints: Vec<String>) -> Result<Vec<String>, LocalStoreError> {
+        let mut made = self.made.lock().await;
+        if let Some(endpoints) = &*made {
+            return Ok(endpoints.clone());
+        }
+        self.keep(&endpoints)?;
+        tracing::info!(store = %endpoints.join(","), "found the network's store through a peer; starting again, joined");
+        *made = Some(endpoints.clone());
+        discovery::schedule_rejoin(&self.rejoin);
+        Ok(endpoints)
+    }
+
+    fn keep(&self, endpoints: &[String]) -> Result<(), LocalStoreError> {
+        discovery::save(
+            &self.data_dir,
+            &StoreEndpoints {
+                endpoints: endpoints.to_vec(),
+            },
+        )
+        .map_err(|err| LocalStoreError::File(Box::new(err)))
+    }
+
+    /// The store's endpoints, made at `addr` (this host's address as the asking peer reached
+    /// it) on the first call; later calls get the same.
+    ///
+    /// # Errors
+    /// When the container cannot be started or etcd does not answer.
+    pub async fn make(&self, addr: Ipv4Addr) -> Result<Vec<String>, LocalStoreError> {
+        let mut made = self.made.lock().await;
+        if let Some(endpoints) = &*made {
+            return Ok(endpoints.clone());
+        }
+        let image = self.image.clone().ok_or(LocalStoreError::NoImage)?;
+        let body = container(&image, &self.data_dir, &self.name, addr);
+        // A store left by an earlier, unfinished try would hold the ports.
+        let _ = self
+            .docker
+            .remove_container(
+                CONTAINER,
+                Some(RemoveContainerOptionsBuilder::new().force(true).build()),
+            )
+            .await;
+        let options = CreateContainerOptionsBuilder::new().name(CONTAINER).build();
+        let created = self.docker.create_container(Some(options), body).await?;
+        self.docker.start_container(&created.id, None).await?;
+        let endpoint = format!("http://{addr}:{CLIENT_PORT}");
+        wait_ready(&endpoint).await?;
+        let endpoints = vec![endpoint];
+        self.keep(&endpoints)?;
+        tracing::info!(store = %endpoints.join(","), "made a store on this host for the peers that ask; starting again, joined");
+        *made = Some(endpoints.clone());
+        // After the answer is on its way: the asking peer needs it before this router restarts.
+        discovery::schedule_rejoin(&self.rejoin);
+        Ok(endpoints)
+    }
+}
+
+/// Waits until etcd at `endpoint` has a leader.
+async fn wait_ready(endpoint: &str) -> Result<(), LocalStoreError> {
+    let client =
+        etcd::Client::new([endpoint]).map_err(|err| LocalStoreError::NotReady(err.to_string()))?;
+    let deadline = Instant::now() + READY_WITHIN;
+    loop {
+        let last = match client.status().await {
+            Ok(status) if status.has_leader() => return Ok(()),
+            Ok(_) => "no leader yet".to_owned(),
+            Err(err) => err.to_string(),
+        };
+        if Instant::now() > deadline {
+            return Err(LocalStoreError::NotReady(last));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The `weavestore` container: etcd as a one-member cluster named after this peer, on the host's
+/// network at `addr` (and loopback), restarted with the host like the router.
+fn container(image: &str, data_dir: &Path, name: &str, addr: Ipv4Addr) -> ContainerCreateBody {
+    let data = data_dir.join(DATA_DIR).display().to_string();
+    ContainerCreateBody {
+        image: Some(image.to_owned()),
+        entrypoint: Some(vec![ETCD_BIN.to_owned()]),
+        cmd: Some(etcd_args(name, addr, &data)),
+        labels: Some(HashMap::from([(ROLE_LABEL.to_owned(), ROLE.to_owned())])),
+        host_config: Some(HostConfig {
+            network_mode: Some("host".to_owned()),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::ALWAYS),
+                maximum_retry_count: None,
+            }),
+            binds: Some(vec![format!("{data}:{data}")]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// etcd's flags for a one-member cluster `name` at `addr`, keeping its data in `data`.
+/// Revisions are compacted beyond the last 10,000: the watches resume within that, and a
+/// store that is never compacted grows until etcd refuses writes at its quota.
+fn etcd_args(name: &str, addr: Ipv4Addr, data: &str) -> Vec<String> {
+    let client = format!("http://{addr}:{CLIENT_PORT}");
+    let member = format!("http://{addr}:{MEMBER_PORT}");
+    [
+        "--name",
+        name,
+        "--data-dir",
+        data,
+        "--listen-client-urls",
+        &format!("{client},http://127.0.0.1:{CLIENT_PORT}"),
+        "--advertise-client-urls",
+        &client,
+        "--listen-peer-urls",
+        &member,
+        "--initial-advertise-peer-urls",
+        &member,
+        "--initial-cluster",
+        &format!("{name}={member}"),
+        "--initial-cluster-state",
+        "new",
+        "--auto-compaction-mode",
+        "revision",
+        "--auto-compaction-retention",
+        "10000",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_is_one_member_at_the_address_it_was_asked_on() {
+        let args = etcd_args("aa:bb", Ipv4Addr::new(10, 0, 0, 1), "/var/lib/weave/store");
+        let flag = |name: &str| {
+            let at = args.iter().position(|a| a == name).unwrap();
+            args[at + 1].as_str()
+        };
+        assert_eq!(flag("--name"), "aa:bb");
+        assert_eq!(flag("--data-dir"), "/var/lib/weave/store");
+        assert_eq!(
+            flag("--listen-client-urls"),
+            "http://10.0.0.1:2379,http://127.0.0.1:2379"
+        );
+        assert_eq!(flag("--advertise-client-urls"), "http://10.0.0.1:2379");
+        assert_eq!(flag("--initial-cluster"), "aa:bb=http://10.0.0.1:2380");
+        assert_eq!(flag("--initial-cluster-state"), "new");
+    }
+
+    #[test]
+    fn the_container_runs_etcd_on_the_hosts_network_with_its_data_kept() {
+        let body = container(
+            "weaveworks/weaveexec:1",
+            Path::new("/var/lib/weave"),
+            "aa:bb",
+            Ipv4Addr::new(10, 0, 0, 1),
+        );
+        assert_eq!(body.entrypoint.unwrap(), vec![ETCD_BIN.to_owned()]);
+        let hc = body.host_config.unwrap();
+        assert_eq!(hc.network_mode.as_deref(), Some("host"));
+        assert_eq!(
+            hc.binds.unwrap(),
+            vec!["/var/lib/weave/store:/var/lib/weave/store".to_owned()]
+        );
+        assert_eq!(
+            hc.restart_policy.unwrap().name,
+            Some(RestartPolicyNameEnum::ALWAYS)
+        );
+    }
+}
