@@ -381,6 +381,16 @@ fn stock_project_through_the_proxy_is_on_weave_by_service_name() {
                 ping.stdout
             );
         }
+        // Compose's own view is unchanged by the rewrite: `up` again recreates nothing.
+        let ids =
+            |project: &Project| sorted_lines(&project.run(&via_proxy, &["ps", "-q"]).ok().stdout);
+        let before = ids(&project);
+        project.run(&via_proxy, &["up", "-d"]).ok();
+        assert_eq!(
+            ids(&project),
+            before,
+            "{program}: a second up recreated containers"
+        );
         let names = host.weaver.names();
         for (service, addr) in [("web", &web), ("client", &client)] {
             assert!(
