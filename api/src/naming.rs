@@ -16,6 +16,9 @@ pub struct Names {
     pub extra_hosts: Vec<String>,
     /// `HostsPath`: where Docker keeps the file it mounts at `/etc/hosts`.
     pub hosts_path: Option<PathBuf>,
+    /// Further fully qualified names weaveDNS is told for the same addresses (a Compose
+    /// service's name); not read from Docker's answer, so empty from [`Names::from_inspect`].
+    pub aliases: Vec<String>,
 }
 
 impl Names {
@@ -40,6 +43,7 @@ impl Names {
                 .as_deref()
                 .filter(|p| !p.is_empty())
                 .map(PathBuf::from),
+            aliases: Vec::new(),
         }
     }
 }

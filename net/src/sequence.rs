@@ -155,12 +155,20 @@ async fn run<T: Transport>(
     })
     .await?;
     progress.created = attached.created;
-    if options.register_names && !target.names.fqdn.is_empty() {
-        for cidr in &addrs {
-            router
-                .register_name(target.id, cidr.addr(), &target.names.fqdn, true)
-                .await?;
-            progress.named.push(cidr.addr());
+    if options.register_names {
+        let names = target.names;
+        let all = std::iter::once(&names.fqdn)
+            .chain(&names.aliases)
+            .filter(|name| !name.is_empty());
+        for name in all {
+            for cidr in &addrs {
+                router
+                    .register_name(target.id, cidr.addr(), name, true)
+                    .await?;
+                if !progress.named.contains(&cidr.addr()) {
+                    progress.named.push(cidr.addr());
+                }
+            }
         }
     }
     Ok(Done {

@@ -21,6 +21,7 @@
 //! - [`dnscache`]: the router's weaveDNS settings, cached for a second.
 //! - [`naming`]: hostnames from names or labels, and weaveDNS settings (pure).
 //! - [`cidr`]: the attach-or-leave-alone decision from `WEAVE_CIDR` and the network mode (pure).
+//! - [`compose`]: containers on a Compose project's default network, attached beside it (pure).
 //! - [`attach`]: attaching started containers (router addresses, `ethwe`), the events watcher
 //!   and the start-up sweep.
 //! - [`weavecontainer`]: the weave container model: `/w/w`, the weavewait mount, the owner
@@ -37,6 +38,7 @@ pub mod attach;
 pub mod body;
 pub mod cidr;
 pub mod cmd;
+pub mod compose;
 pub mod config;
 pub mod dnscache;
 pub mod docker;

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use api::CidrError;
 
 use crate::cidr::{Decision, decide};
+use crate::compose;
 use crate::json;
 
 /// The path of weavewait inside every rewritten container.
@@ -70,7 +71,8 @@ pub fn owner_of(container: &ContainerInspectResponse) -> Option<&str> {
 }
 
 /// The weave decision for a container created through the proxy (entrypoint `/w/w`), from its
-/// network mode and environment (which includes the image's); `None` for any other container.
+/// network mode (a Compose project's default network counting as the bridge) and environment
+/// (which includes the image's); `None` for any other container.
 pub fn weave_decision(
     container: &ContainerInspectResponse,
     no_default_ipalloc: bool,
@@ -85,6 +87,10 @@ pub fn weave_decision(
         .as_ref()
         .and_then(|hc| hc.network_mode.as_deref())
         .unwrap_or("");
+    let network_mode = compose::weave_network_mode(
+        network_mode,
+        compose::inspect_label(container, compose::PROJECT_LABEL),
+    );
     let env = config.env.as_deref().unwrap_or_default();
     Some(decide(
         network_mode,

@@ -400,6 +400,30 @@ impl DockerHosts {
         self.hosts.is_empty()
     }
 
+    /// Restarts host `i`'s dockerd as a machine's service manager would: TERM (Docker stops its
+    /// containers and keeps them), then a new dockerd on the same data, which starts again the
+    /// containers whose restart policy says so. The new one has a fresh mount namespace, as after
+    /// a reboot: `/run/docker` (the plugins' sockets) starts empty.
+    pub fn restart_dockerd(&mut self, i: usize) {
+        let host = &mut self.hosts[i];
+        if let Some(mut dockerd) = host.dockerd.take() {
+            let pid = nix::unistd::Pid::from_raw(dockerd.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let stopped = poll(STOP_PATIENCE, || dockerd.try_wait().ok().flatten());
+            assert!(
+                stopped.is_some(),
+                "{}'s dockerd did not stop on TERM:\n{}",
+                host.name,
+                host.dockerd_log()
+            );
+        }
+        if let Some(ns) = host.mount_ns.take() {
+            kill_in_mount_ns(&ns);
+        }
+        self.start_dockerd(i);
+        self.wait_for_dockerd(i);
+    }
+
     /// `weave launch --store-endpoints <members> --nickname hostN` on host `i`.
     pub fn launch(&self, i: usize) -> Output {
         let block = format!(

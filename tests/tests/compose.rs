@@ -17,6 +17,9 @@ const LOGS_PATIENCE: Duration = Duration::from_secs(30);
 
 const MANY: usize = 50;
 
+/// The range the test routers allocate from (Weave Net's own default).
+const WEAVE_RANGE: &str = "10.32.0.0/12";
+
 #[test]
 fn three_service_project_up_ps_logs_down_match_the_daemon() {
     let image = test_image();
@@ -288,6 +291,279 @@ fn services_reach_each_other_by_service_name_over_weave() {
             "{program}: `web` is its weave address {web_ip}:\n{logs}"
         );
         project.down(&via_proxy);
+    }
+}
+
+/// A stock Compose file (services only: no `network_mode`, no `networks:` for them) through the
+/// rewriting proxy: each service keeps the project network Compose made and gets `ethwe` with an
+/// address from the weave range beside it; it reaches the other by service name, which resolves
+/// to the other's weave address (weaveDNS knows it by that name); `WEAVE_CIDR=none` opts out and
+/// a network the file names is left to the plugin; `down` gives every address back.
+#[test]
+fn stock_project_through_the_proxy_is_on_weave_by_service_name() {
+    let image = test_image();
+    for program in installed_programs() {
+        let scope = Scope::new();
+        let host = WeaveHost::start_with(Weaver::builder().dns(), &[]);
+        let label = scope.label();
+        let sleeper = |extra: Value| {
+            let mut service = json!({
+                "image": image,
+                "labels": [label],
+                "command": ["sleep", "300"],
+            });
+            for (key, value) in extra.as_object().expect("an object") {
+                service[key] = value.clone();
+            }
+            service
+        };
+        let spec = json!({
+            "version": "2.4",
+            "services": {
+                "web": sleeper(json!({})),
+                "client": sleeper(json!({})),
+                "optout": sleeper(json!({"environment": ["WEAVE_CIDR=none"]})),
+                // On a network the file names: the user chose it, so it stays the plugin's.
+                "named": sleeper(json!({"networks": ["front"]})),
+            },
+            "networks": {"front": {"labels": [label]}},
+        });
+        let project = Project::new(&program, &scope, "stock", &spec);
+        let via_proxy = host.proxy.host();
+        project.run(&via_proxy, &["up", "-d"]).ok();
+
+        let id = |service: &str| {
+            let out = project.run(&via_proxy, &["ps", "-q", service]).ok();
+            out.out().to_owned()
+        };
+        let weave_ip = |service: &str| {
+            let ethwe = weave_tests::netns::ethwe(&id(service))
+                .unwrap_or_else(|| panic!("{program}: {service} has no ethwe"));
+            assert_eq!(ethwe.addrs.len(), 1, "{program}: {service}: {ethwe:?}");
+            let addr = ethwe.addrs[0].split('/').next().unwrap().to_owned();
+            assert!(
+                weave_tests::netns::in_subnet(&addr, WEAVE_RANGE),
+                "{program}: {service} has {addr}, outside {WEAVE_RANGE}"
+            );
+            addr
+        };
+        let (web, client) = (weave_ip("web"), weave_ip("client"));
+        assert_ne!(web, client, "{program}");
+        for service in ["optout", "named"] {
+            assert!(
+                weave_tests::netns::ethwe(&id(service)).is_none(),
+                "{program}: {service} was attached"
+            );
+        }
+        // Compose's own network is still there, beside weave.
+        let networks = Docker::new(target_daemon())
+            .run(&[
+                "inspect",
+                "--format",
+                "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+                &id("web"),
+            ])
+            .ok();
+        assert_eq!(
+            networks.out(),
+            format!("{}_default", project.name),
+            "{program}: web's Docker networks"
+        );
+
+        // By service name, to the weave address, from either side.
+        for (from, to, addr) in [("client", "web", &web), ("web", "client", &client)] {
+            let ping = project
+                .run(&via_proxy, &["exec", "-T", from, "ping", "-c1", "-W5", to])
+                .ok();
+            assert!(
+                ping.stdout.contains(&format!("PING {to} ({addr})")),
+                "{program}: {from} pings {to} at its weave address {addr}:\n{}",
+                ping.stdout
+            );
+        }
+        // Compose's own view is unchanged by the rewrite: `up` again recreates nothing.
+        let ids =
+            |project: &Project| sorted_lines(&project.run(&via_proxy, &["ps", "-q"]).ok().stdout);
+        let before = ids(&project);
+        project.run(&via_proxy, &["up", "-d"]).ok();
+        assert_eq!(
+            ids(&project),
+            before,
+            "{program}: a second up recreated containers"
+        );
+        let names = host.weaver.names();
+        for (service, addr) in [("web", &web), ("client", &client)] {
+            assert!(
+                names
+                    .iter()
+                    .any(|(name, a, _)| name == &format!("{service}.weave.local.") && a == addr),
+                "{program}: weaveDNS knows {service} as {addr}: {names:?}"
+            );
+        }
+
+        project.down(&via_proxy);
+        eventually(
+            &format!("{program}: every address given back after down"),
+            Duration::from_secs(10),
+            || host.weaver.owned().is_empty().then_some(()),
+        );
+    }
+}
+
+/// The opt-outs hold for a stock Compose file as for `docker run`: with `--no-default-ipalloc`
+/// only a service that sets `WEAVE_CIDR` is attached.
+#[test]
+fn stock_project_opts_out_with_no_default_ipalloc() {
+    let image = test_image();
+    for program in installed_programs() {
+        let scope = Scope::new();
+        let host = WeaveHost::start_with(Weaver::builder(), &["--no-default-ipalloc"]);
+        let label = scope.label();
+        let spec = json!({
+            "version": "2.4",
+            "services": {
+                "plain": {"image": image, "labels": [label], "command": ["sleep", "300"]},
+                "asks": {
+                    "image": image,
+                    "labels": [label],
+                    "environment": ["WEAVE_CIDR="],
+                    "command": ["sleep", "300"],
+                },
+            },
+        });
+        let project = Project::new(&program, &scope, "optout", &spec);
+        let via_proxy = host.proxy.host();
+        project.run(&via_proxy, &["up", "-d"]).ok();
+        let id = |service: &str| {
+            let out = project.run(&via_proxy, &["ps", "-q", service]).ok();
+            out.out().to_owned()
+        };
+        assert!(
+            weave_tests::netns::ethwe(&id("plain")).is_none(),
+            "{program}: plain was attached"
+        );
+        assert!(
+            weave_tests::netns::ethwe(&id("asks")).is_some(),
+            "{program}: asks was not attached"
+        );
+        project.down(&via_proxy);
+    }
+}
+
+/// A project whose default network is the plugin's weave network (`networks: default:
+/// external`), against the daemon itself: every service gets `ethwe` from the plugin, reaches
+/// the others by service name (Docker's DNS knows Compose's aliases on that network), and
+/// `down` gives every address back and leaves the network to its owner. The plugin and its
+/// network have names of their own here, so that a real `weave` network is never touched.
+#[test]
+fn project_on_the_external_weave_network_comes_up_and_goes_down_clean() {
+    let image = test_image();
+    let plugin = format!("weavetest{}compose", std::process::id());
+    let weaver = Weaver::builder().plugin(&plugin).start();
+    let docker = Docker::new(target_daemon());
+    for program in installed_programs() {
+        let scope = Scope::new();
+        let label = scope.label();
+        let net = scope.name("weave");
+        docker
+            .run(&[
+                "network",
+                "create",
+                "-d",
+                &plugin,
+                "--ipam-driver",
+                &plugin,
+                "--label",
+                &label,
+                &net,
+            ])
+            .ok();
+        // Compose v1 reads `external: {name: N}`; v2 wants `external: true` and `name: N`.
+        let default = if program == "docker-compose" {
+            json!({"external": {"name": net}})
+        } else {
+            json!({"external": true, "name": net})
+        };
+        let service = json!({"image": image, "labels": [label], "command": ["sleep", "300"]});
+        let spec = json!({
+            "version": "2.4",
+            "services": {"web": service, "client": service},
+            "networks": {"default": default},
+        });
+        let project = Project::new(&program, &scope, "external", &spec);
+        let direct = target_daemon();
+        project.run(&direct, &["up", "-d"]).ok();
+
+        let weave_ip = |service: &str| {
+            let out = project
+                .run(&direct, &["exec", "-T", service, "ip", "-o", "-4", "addr"])
+                .ok();
+            let addr = out
+                .stdout
+                .lines()
+                .filter(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .is_some_and(|i| i.starts_with("ethwe"))
+                })
+                .find_map(|l| {
+                    let words: Vec<&str> = l.split_whitespace().collect();
+                    let at = words.iter().position(|w| *w == "inet")?;
+                    words.get(at + 1)?.split('/').next().map(str::to_owned)
+                })
+                .unwrap_or_else(|| panic!("{program}: {service} has no ethwe:\n{}", out.stdout));
+            assert!(
+                weave_tests::netns::in_subnet(&addr, WEAVE_RANGE),
+                "{program}: {service} has {addr}, outside {WEAVE_RANGE}"
+            );
+            addr
+        };
+        let (web, client) = (weave_ip("web"), weave_ip("client"));
+        assert_ne!(web, client, "{program}");
+        let mut held: Vec<String> = weaver.owned().into_values().flatten().collect();
+        held.sort();
+        let mut want = vec![format!("{web}/12"), format!("{client}/12")];
+        want.sort();
+        assert_eq!(
+            held, want,
+            "{program}: the router holds what the services have"
+        );
+        for (from, to, addr) in [("client", "web", &web), ("web", "client", &client)] {
+            let ping = project
+                .run(&direct, &["exec", "-T", from, "ping", "-c1", "-W5", to])
+                .ok();
+            assert!(
+                ping.stdout.contains(&format!("PING {to} ({addr})")),
+                "{program}: {from} pings {to} at {addr}:\n{}",
+                ping.stdout
+            );
+        }
+
+        let started = Instant::now();
+        project.run(&direct, &["down", "-t", "0"]).ok();
+        let down = started.elapsed();
+        eventually(
+            &format!("{program}: every address given back after down"),
+            Duration::from_secs(10),
+            || weaver.owned().is_empty().then_some(()),
+        );
+        // External: `down` leaves it, and it is empty.
+        let left = docker
+            .run(&[
+                "network",
+                "inspect",
+                "--format",
+                "{{len .Containers}}",
+                &net,
+            ])
+            .ok();
+        assert_eq!(
+            left.out(),
+            "0",
+            "{program}: the external network after down"
+        );
+        docker.run(&["network", "rm", &net]).ok();
+        eprintln!("{program}: on the external network, down took {down:?}");
     }
 }
 

@@ -11,7 +11,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use weave_tests::http::Request;
 use weave_tests::netns::{assert_pings, in_subnet};
@@ -267,13 +267,25 @@ fn subnets_inside_the_range_and_fixed_addresses() {
     assert!(plugin_addrs(&weaver).is_empty(), "{:?}", weaver.owned());
 }
 
+/// The issue's 200 run/rm cycles on the plugin's network leave nothing allocated: in a /28 (14
+/// addresses), which more than 14 cycles only pass if every address comes back. Four runs at a
+/// time against Docker 26 (150 s here beside other tests), one at a time (195 s) against a
+/// daemon whose libnetwork
+/// deadlocks when one container leaves a network while another's endpoint is deleted
+/// (tests::daemon::churn_deadlock). `WEAVE_TEST_PLUGIN_CYCLES` changes the count.
 #[test]
 fn no_address_is_left_after_run_rm_cycles() {
-    // 20 by default; the issue's 200 with WEAVE_TEST_PLUGIN_CYCLES=200 (about two minutes).
     let cycles: usize = std::env::var("WEAVE_TEST_PLUGIN_CYCLES")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(20);
+        .unwrap_or(200);
+    let workers = match weave_tests::daemon::churn_deadlock() {
+        Some(why) => {
+            eprintln!("one run at a time: {why}");
+            1
+        }
+        None => 4,
+    };
     let plugin = plugin_name();
     let weaver = router(&plugin);
     let scope = Scope::new();
@@ -287,28 +299,33 @@ fn no_address_is_left_after_run_rm_cycles() {
         &["--subnet", "10.32.6.0/28"],
     )
     .ok();
-    // A /28 holds 14 hosts: more cycles than that only pass if every address comes back.
-    for i in 0..cycles {
-        let out = run(
-            &docker,
-            &scope,
-            &net,
-            &[],
-            &["ip", "-o", "-4", "addr", "show"],
-        );
-        assert_eq!(out.code, 0, "cycle {i}: {out:?}");
-        assert!(
-            weave_addr(&out.stdout).is_some(),
-            "cycle {i}: {}",
-            out.stdout
-        );
-    }
+    let started = Instant::now();
+    std::thread::scope(|threads| {
+        for worker in 0..workers {
+            let (docker, scope, net) = (&docker, &scope, &net);
+            threads.spawn(move || {
+                for i in (worker..cycles).step_by(workers) {
+                    let out = run(docker, scope, net, &[], &["ip", "-o", "-4", "addr", "show"]);
+                    assert_eq!(out.code, 0, "cycle {i}: {out:?}");
+                    let addr = weave_addr(&out.stdout);
+                    assert!(
+                        addr.as_deref()
+                            .is_some_and(|a| in_subnet(a, "10.32.6.0/28")),
+                        "cycle {i}: {}",
+                        out.stdout
+                    );
+                }
+            });
+        }
+    });
+    let took = started.elapsed();
     eventually("every address released", Duration::from_secs(10), || {
         plugin_addrs(&weaver).is_empty().then_some(())
     });
     assert!(plugin_ports(&weaver).is_empty(), "{:?}", weaver.ports());
     docker.run(&["network", "rm", &net]).ok();
     assert!(weaver.owned().is_empty(), "{:?}", weaver.owned());
+    eprintln!("{cycles} run/rm cycles, {workers} at a time: {took:?}");
 }
 
 #[test]
@@ -528,4 +545,85 @@ fn a_stopped_container_releases_its_address_and_a_fixed_one_comes_back_on_start(
     assert_eq!(plugin_addrs(&weaver), ["10.32.7.9/24"]);
     docker.run(&["rm", "-f", &fixed]).ok();
     docker.run(&["network", "rm", &net]).ok();
+}
+
+/// The daemon restarted (TERM, then a new dockerd on the same data, as a service manager does it)
+/// on a private Docker 26 host: the router comes back with it (`weave launch`'s restart policy),
+/// Docker finds the plugin again, and the containers on the `weave` network that it restarts get
+/// their endpoints again: `ethwe` with an address from the range, reaching each other by name,
+/// and the router holding exactly their addresses (nothing from before the restart left).
+#[test]
+#[ignore = "fails: after a dockerd restart the --restart=always containers on the weave network stay \
+            Exited (255), started by Docker before the router (a container of the same daemon) serves \
+            the plugin again"]
+fn a_restarted_daemon_rejoins_the_containers_on_the_network() {
+    let Some(mut hosts) = weave_tests::dockerhosts::DockerHosts::new(1, 1) else {
+        return;
+    };
+    hosts.launch(0).ok();
+    let image = test_image();
+    let run = format!(
+        "for c in c1 c2; do docker run -d --name $c --restart always --net weave {image} sleep 1d; done"
+    );
+    hosts.host(0).sh(&run).ok();
+    let addr_of = |hosts: &weave_tests::dockerhosts::DockerHosts, c: &str| {
+        let out = hosts
+            .host(0)
+            .sh(&format!("docker exec {c} ip -o -4 addr show"));
+        (out.code == 0).then(|| weave_addr(&out.stdout)).flatten()
+    };
+    let before = [addr_of(&hosts, "c1"), addr_of(&hosts, "c2")];
+    assert!(before.iter().all(Option::is_some), "{before:?}");
+
+    hosts.restart_dockerd(0);
+    let restarted = Instant::now();
+    let after = weave_tests::wait::poll(Duration::from_secs(180), || {
+        match (addr_of(&hosts, "c1"), addr_of(&hosts, "c2")) {
+            (Some(a), Some(b)) => Some([a, b]),
+            _ => None,
+        }
+    })
+    .unwrap_or_else(|| {
+        let ps = hosts.host(0).sh(
+            "docker ps -a; docker network ls; \
+             grep -v 'exec command' $HOME/dockerd.log | grep -i 'c1\\|c2\\|plugin\\|weave' | tail -30",
+        );
+        panic!(
+            "the containers are not back on the network after 180 s:\n{}",
+            ps.stdout
+        )
+    });
+    eprintln!(
+        "back on the network {:?} after the restart",
+        restarted.elapsed()
+    );
+    for addr in &after {
+        assert!(in_subnet(addr, RANGE), "{addr} not in {RANGE}");
+    }
+    assert_ne!(after[0], after[1]);
+    hosts.host(0).sh("docker exec c1 ping -c1 -W5 c2").ok();
+    // The router's IPAM holds the two addresses the containers have, and nothing else.
+    let ip = |cidr: &str| cidr.split('/').next().unwrap_or_default().to_owned();
+    let held = eventually(
+        "the router to hold just the containers' addresses",
+        Duration::from_secs(30),
+        || {
+            let out = hosts.host(0).sh(
+                "exec 3<>/dev/tcp/127.0.0.1/6784; printf 'GET /ip HTTP/1.0\r\n\r\n' >&3; cat <&3",
+            );
+            let body = out.stdout.split("\r\n\r\n").nth(1)?.to_owned();
+            let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let mut held: Vec<String> = json["owned"]
+                .as_array()?
+                .iter()
+                .flat_map(|e| e["addrs"].as_array().cloned().unwrap_or_default())
+                .filter_map(|a| a.as_str().map(ip))
+                .collect();
+            held.sort();
+            let mut want: Vec<String> = after.iter().map(|a| ip(a)).collect();
+            want.sort();
+            (held == want).then_some(held)
+        },
+    );
+    eprintln!("before the restart {before:?}, after {after:?}, the router holds {held:?}");
 }

@@ -9,6 +9,7 @@ use api::{CidrError, CidrToken};
 use bollard::models::ContainerInspectResponse;
 
 use crate::cidr::{Decision, LeaveAlone};
+use crate::compose;
 use crate::weavecontainer::{mounts_weavewait_from, owner_of, weave_decision};
 
 /// What to do with a container that has (re)started.
@@ -95,7 +96,10 @@ pub fn plan(
             id: id.to_owned(),
             pid,
             tokens,
-            names: Names::from_inspect(container),
+            names: Names {
+                aliases: compose::dns_aliases(container),
+                ..Names::from_inspect(container)
+            },
         }),
         _ => Ok(Plan::Skip(Skip::NotRunning)),
     }
@@ -148,6 +152,7 @@ mod tests {
                 fqdn: "web.weave.local".into(),
                 extra_hosts: vec!["static.name:10.9.9.9".into()],
                 hosts_path: Some("/var/lib/docker/containers/c0ffee/hosts".into()),
+                aliases: Vec::new(),
             },
         };
         let cases = [
@@ -209,6 +214,31 @@ mod tests {
                 "{doc}"
             );
         }
+    }
+
+    #[test]
+    fn a_compose_container_on_its_project_network_is_attached_and_named_by_service() {
+        let mut doc = container(json!(["/w/w", "sh"]), &[], "shop_default", true, 4321);
+        doc["Config"]["Hostname"] = json!("shop-web-1");
+        doc["Config"]["Labels"] = json!({
+            "com.docker.compose.project": "shop",
+            "com.docker.compose.service": "web",
+        });
+        let Plan::Attach { names, tokens, .. } = plan(&doc, false, Path::new(ROOT), None).unwrap()
+        else {
+            panic!("not attached: {doc}");
+        };
+        assert_eq!(tokens, vec![CidrToken::DefaultSubnet]);
+        assert_eq!(names.fqdn, "shop-web-1.weave.local");
+        assert_eq!(names.aliases, vec!["web.weave.local".to_owned()]);
+        // The same container on a network its Compose file names is the plugin's.
+        doc["HostConfig"]["NetworkMode"] = json!("shop_front");
+        assert_eq!(
+            plan(&doc, false, Path::new(ROOT), None).unwrap(),
+            Plan::Skip(Skip::LeftAlone(LeaveAlone::NetworkMode(
+                "shop_front".into()
+            )))
+        );
     }
 
     #[test]
@@ -309,6 +339,7 @@ mod tests {
                     fqdn: "web.weave.local".into(),
                     extra_hosts: vec!["static.name:10.9.9.9".into()],
                     hosts_path: Some(hosts_path.into()),
+                    aliases: Vec::new(),
                 },
             }
         );

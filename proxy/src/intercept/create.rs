@@ -23,6 +23,7 @@ use api::cidr::{CidrError, CidrToken, WEAVE_CIDR};
 use super::{DnsNaming, Settings, read_body, send, send_json};
 use crate::body::ProxyBody;
 use crate::cidr::{Decision, decide};
+use crate::compose;
 use crate::docker::{DockerClient, DockerError};
 use crate::error::ProxyError;
 use crate::json::{self, WrongType};
@@ -44,7 +45,8 @@ pub enum Plan {
 /// decision and the rewrite.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateRequest {
-    /// `HostConfig.NetworkMode`; empty when not set.
+    /// `HostConfig.NetworkMode`; empty when not set, `bridge` for a Compose project's default
+    /// network.
     pub network_mode: String,
     /// `Env` (`KEY=value`).
     pub env: Vec<String>,
@@ -125,9 +127,15 @@ pub fn plan(body: &Value, no_default_ipalloc: bool) -> Result<Plan, CidrError> {
     let network_mode = match json::object(object, "HostConfig")
         .and_then(|hc| hc.map(|hc| json::string(hc, "NetworkMode")).transpose())
     {
-        Ok(mode) => mode.flatten().unwrap_or("").to_owned(),
+        Ok(mode) => mode.flatten().unwrap_or(""),
         Err(err) => return shape(err),
     };
+    // A Compose project's default network counts as the bridge (see crate::compose).
+    let network_mode = compose::weave_network_mode(
+        network_mode,
+        compose::body_label(object, compose::PROJECT_LABEL),
+    )
+    .to_owned();
     let env = match json::string_list(object, "Env") {
         Ok(env) => env.unwrap_or_default(),
         Err(err) => return shape(err),
@@ -403,6 +411,11 @@ async fn name_container(
         Ok(None) => {}
         Err(wrong) => debug!(%wrong, "create: DNS settings left as they are"),
     }
+    if compose::body_on_project_default(body)
+        && let Err(wrong) = compose::prefer_weave_names(body)
+    {
+        debug!(%wrong, "create: DnsOptions left as they are");
+    }
     Ok(())
 }
 
@@ -652,6 +665,22 @@ mod tests {
             (
                 json!({"Image": "b", "HostConfig": {"NetworkMode": "none"}}),
                 Some(Some("b")),
+            ),
+            // A Compose project's default network is attached beside; its other networks not.
+            (
+                json!({"Image": "b", "HostConfig": {"NetworkMode": "shop_default"},
+                       "Labels": {"com.docker.compose.project": "shop"}}),
+                Some(Some("b")),
+            ),
+            (
+                json!({"Image": "b", "HostConfig": {"NetworkMode": "shop_front"},
+                       "Labels": {"com.docker.compose.project": "shop"}}),
+                None,
+            ),
+            (
+                json!({"Image": "b", "HostConfig": {"NetworkMode": "weave"},
+                       "Labels": {"com.docker.compose.project": "shop"}}),
+                None,
             ),
             (json!({"Image": "b", "HostConfig": null}), Some(Some("b"))),
             (json!({"Image": "b", "Env": ["WEAVE_CIDR=none"]}), None),
