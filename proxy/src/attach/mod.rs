@@ -41,10 +41,21 @@ const UNDO_GRACE: Duration = Duration::from_secs(6);
 /// and for the daemon to have seen a program that already ended.
 const EXEC_WAIT: Duration = Duration::from_secs(1);
 
+/// How long a start request watches the program it has just seen exec'd, in case it ends at
+/// once (`echo`, `ls`, a command that fails). The daemon answers its own starts some
+/// milliseconds after the exec of the container's first process, once it has recorded the
+/// container as running, and a program that short has mostly ended by then: a client reading
+/// the logs at once finds the output. Through the proxy, that first process is weavewait, so
+/// the program's exec comes later and is seen by the proxy at once; without this watch the
+/// client would find its output less often through the proxy than direct. The cost is this
+/// much on the start of every program that keeps running, against the hundreds of
+/// milliseconds a start with an attach takes.
+const EXIT_GRACE: Duration = Duration::from_millis(3);
+
 /// Where the container's first process stands once it is attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Handover {
-    /// It runs the container's program.
+    /// It runs the container's program, and still did `grace` after the exec was seen.
     Running,
     /// It has ended: the program ran (or weavewait gave up).
     Ended,
@@ -53,14 +64,24 @@ enum Handover {
 }
 
 /// Waits until `process` no longer runs `waiting` (weavewait, as the container names it), at
-/// most `limit`.
-async fn handover(process: &Process, waiting: &std::path::Path, limit: Duration) -> Handover {
+/// most `limit`; then, if it runs a program, watches that program for `grace` in case it ends.
+///
+/// weavewait is known by its whole path in the container: the proxy binds its own directory
+/// at `/w`, over anything the image has there, so only weavewait is `/w/w`; a program of the
+/// container's that is called `w` anywhere else is the program. The path is read with
+/// `readlink` of `/proc/<pid>/exe`, which follows nothing the container controls.
+async fn handover(
+    process: &Process,
+    waiting: &std::path::Path,
+    limit: Duration,
+    grace: Duration,
+) -> Handover {
     let deadline = Instant::now() + limit;
     let mut pause = Duration::from_micros(100);
     loop {
         match process.exe() {
             Ok(exe) if exe == waiting => {}
-            Ok(_) => return Handover::Running,
+            Ok(_) => break,
             Err(_) => return Handover::Ended,
         }
         if Instant::now() >= deadline {
@@ -68,6 +89,19 @@ async fn handover(process: &Process, waiting: &std::path::Path, limit: Duration)
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(5));
+    }
+    let watched = Instant::now() + grace;
+    loop {
+        // An exiting process loses its `exe` first, before its pidfd tells of the end (a
+        // namespace's PID 1 waits for the rest of the namespace to die in between).
+        if process.exe().is_err() {
+            return Handover::Ended;
+        }
+        if Instant::now() >= watched {
+            return Handover::Running;
+        }
+        // Tokio's timer counts whole milliseconds: a 3 ms grace is three or four looks.
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 
@@ -437,13 +471,17 @@ impl Attacher {
     }
 
     /// Makes the answer to a start request mean what the daemon's does: the container's program
-    /// runs, not weavewait about to hand over to it. A program that has already ended is waited
-    /// for until the daemon has seen it end, which it marks only once it has copied the
-    /// program's output: a client that starts a short container and reads its logs at once
-    /// finds them.
+    /// runs, not weavewait about to hand over to it. A program that has already ended, or ends
+    /// within [`EXIT_GRACE`] of its exec, is waited for until the daemon has seen it end, which
+    /// it marks only once it has copied the program's output: a client that starts a short
+    /// container and reads its logs at once finds them. All of it within [`EXEC_WAIT`], and
+    /// in this request's task alone: other requests go on meanwhile.
     async fn settle(&self, id: &str, process: &Process) {
         let deadline = Instant::now() + EXEC_WAIT;
-        match handover(process, std::path::Path::new(WEAVEWAIT), EXEC_WAIT).await {
+        let weavewait = std::path::Path::new(WEAVEWAIT);
+        let handed = handover(process, weavewait, EXEC_WAIT, EXIT_GRACE).await;
+        debug!(container = %short(id), ?handed, "start settling");
+        match handed {
             Handover::Running => {}
             Handover::Waiting => {
                 debug!(container = %short(id), "weavewait has not handed over yet; answering");
@@ -537,6 +575,7 @@ impl From<Plan> for Outcome {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
     use std::process::{Child, Command, Stdio};
 
     use super::*;
@@ -573,17 +612,65 @@ mod tests {
     async fn the_handover_is_the_exec_of_the_program_or_the_end() {
         let (child, process, waiting, spawned) = shell("sleep 0.3; exec sleep 0.2");
         let limit = Duration::from_secs(10);
-        assert_eq!(handover(&process, &waiting, limit).await, Handover::Running);
+        let no_grace = Duration::ZERO;
+        let running = handover(&process, &waiting, limit, no_grace).await;
+        assert_eq!(running, Handover::Running);
         assert!(spawned.elapsed() >= Duration::from_millis(300));
         end(child);
 
         let (child, process, waiting, _) = shell("sleep 0.5; true");
-        assert_eq!(handover(&process, &waiting, limit).await, Handover::Ended);
+        let ended = handover(&process, &waiting, limit, no_grace).await;
+        assert_eq!(ended, Handover::Ended);
         end(child);
 
         let (mut child, process, waiting, _) = shell("sleep 5; true");
         let short = Duration::from_millis(50);
-        assert_eq!(handover(&process, &waiting, short).await, Handover::Waiting);
+        let waited = handover(&process, &waiting, short, no_grace).await;
+        assert_eq!(waited, Handover::Waiting);
+        child.kill().unwrap();
+        end(child);
+    }
+
+    /// A program that ends within the grace after its exec is an ended one (its output is to
+    /// be waited for); one that outlives it runs.
+    #[tokio::test]
+    async fn a_program_that_ends_within_the_grace_has_ended() {
+        let limit = Duration::from_secs(10);
+        let (child, process, waiting, _) = shell("sleep 0.2; exec sleep 0.1");
+        let long_grace = Duration::from_secs(10);
+        let ended = handover(&process, &waiting, limit, long_grace).await;
+        assert_eq!(ended, Handover::Ended);
+        end(child);
+
+        let (mut child, process, waiting, _) = shell("sleep 0.2; exec sleep 10");
+        let short_grace = Duration::from_millis(20);
+        let running = handover(&process, &waiting, limit, short_grace).await;
+        assert_eq!(running, Handover::Running);
+        child.kill().unwrap();
+        end(child);
+    }
+
+    /// weavewait is known by its whole path in the container (`/w/w`, where the proxy mounts
+    /// it), never by its name alone: a container whose own program is called `w` has started.
+    #[tokio::test]
+    async fn a_program_named_w_is_not_weavewait() {
+        let dir = tempfile::tempdir().unwrap();
+        let own_w = dir.path().join("w");
+        std::fs::create_dir(&own_w).unwrap();
+        let program = own_w.join("w");
+        std::fs::copy("/bin/sleep", &program).unwrap();
+        let mut child = Command::new(&program).arg("5").spawn().unwrap();
+        let process = Process::pin(i32::try_from(child.id()).unwrap()).unwrap();
+        let weavewait = Path::new(WEAVEWAIT);
+        let limit = Duration::from_secs(10);
+        // Until the fork has exec'd, the child runs this test's own program.
+        let me = std::env::current_exe().unwrap();
+        while process.exe().unwrap() == me {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(process.exe().unwrap().file_name(), weavewait.file_name());
+        let running = handover(&process, weavewait, limit, Duration::ZERO).await;
+        assert_eq!(running, Handover::Running);
         child.kill().unwrap();
         end(child);
     }
