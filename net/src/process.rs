@@ -85,6 +85,22 @@ impl Process {
         Ok(PathBuf::from(OsStr::from_bytes(target.as_bytes())))
     }
 
+    /// The text of `/proc/<pid>/<entry>` (`stat`, `schedstat`: files the kernel writes, at
+    /// paths the process cannot change), checked to be still this process's.
+    ///
+    /// # Errors
+    /// [`NetError::Namespace`] when the process has exited or the entry cannot be read.
+    pub fn read_proc(&self, entry: &str) -> Result<String, NetError> {
+        let mut text = String::new();
+        io::Read::read_to_string(&mut self.open_proc(entry)?, &mut text).map_err(|source| {
+            NetError::Namespace {
+                pid: self.pid,
+                source,
+            }
+        })?;
+        Ok(text)
+    }
+
     /// A second descriptor of the pidfd, for a worker thread to own (`setns` with a pidfd enters
     /// the namespaces of the process it names).
     pub(crate) fn pidfd_owned(&self) -> io::Result<OwnedFd> {

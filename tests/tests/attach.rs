@@ -687,22 +687,15 @@ fn a_thousand_create_start_rm_cycles_leak_nothing() {
 }
 
 /// `start` through the proxy means what it means on the daemon: when it is answered, the
-/// container's program runs (or has run), not weavewait about to hand over to it; and a program
-/// that has already ended has its output in the logs, as the daemon keeps it once it reports the
-/// container exited. A client that starts a short container and reads its logs at once, as
-/// docker-py's own tests do, finds them.
-///
-/// The daemon answers a start once the process exists, so a client reading the logs of a
-/// program that is still about to print them may find nothing, direct or through the proxy:
-/// those counts are printed, beside the direct ones, not compared.
+/// container's program runs (or has run), not weavewait about to hand over to it.
 #[test]
 fn a_start_through_the_proxy_is_answered_once_the_program_runs() {
     const ROUNDS: usize = 20;
     let scope = Scope::new();
     let host = WeaveHost::start();
     let daemon = weave_tests::daemon::target_socket();
-    let image = test_image();
-    let sleeper = json!({ "Image": image, "Cmd": ["sleep", "300"], "Labels": scope.labels() });
+    let sleeper =
+        json!({ "Image": test_image(), "Cmd": ["sleep", "300"], "Labels": scope.labels() });
     for _ in 0..ROUNDS {
         let id = engine::create(host.proxy.socket(), &sleeper);
         let (status, answer) = engine::start(host.proxy.socket(), &id);
@@ -717,34 +710,51 @@ fn a_start_through_the_proxy_is_answered_once_the_program_runs() {
         );
         engine::remove(host.proxy.socket(), &id);
     }
-    let echo = json!({ "Image": image, "Cmd": ["echo", "hi"], "Labels": scope.labels() });
-    // Whether the logs read at once held the output: `None` when the program was still running
-    // right after the answer (the daemon's own race), else `Some(held)`.
+}
+
+/// A client that starts a short container and reads its logs at once, as docker-py's own tests
+/// do (build, create `ls -a`, start, logs), finds the output through the proxy at least as often
+/// as straight from the daemon, in the same run: a program that has already ended when the
+/// proxy answers has its output in the logs, as the daemon keeps it once it reports the
+/// container exited.
+///
+/// The daemon answers a start once the process exists, so a client reading the logs of a
+/// program that is still about to print them may find nothing, direct or through the proxy;
+/// hence a comparison with the daemon in the same run, not a count of twenty. Through the proxy
+/// the answer comes later in the container's life (after the attach and weavewait's exec, or
+/// once the daemon has seen the program end), so the output must be found no less often.
+#[test]
+fn logs_read_at_once_after_a_start_hold_the_output_as_often_as_direct() {
+    const ROUNDS: usize = 20;
+    let scope = Scope::new();
+    let host = WeaveHost::start();
+    let daemon = weave_tests::daemon::target_socket();
+    let echo = json!({ "Image": test_image(), "Cmd": ["echo", "hi"], "Labels": scope.labels() });
+    // Whether the logs, read right after the start was answered, held the output.
     let start_and_read = |socket: &Path| {
         let id = engine::create(socket, &echo);
         let (status, answer) = engine::start(socket, &id);
         assert_eq!(status, 204, "start of {id}: {answer}");
-        let state = engine::get_json(socket, &format!("/containers/{id}/json"))["State"].take();
-        let ended = state["Running"] == false;
         let logs = engine::call(
             socket,
             Request::get(&format!("/containers/{id}/logs?stdout=1")),
         );
         engine::remove(socket, &id);
-        (ended, logs.body.contains("hi\n"))
+        logs.body.contains("hi\n")
     };
     let (mut proxied, mut direct) = (0, 0);
+    // Alternated, so that a change in the machine's load falls on both alike.
     for _ in 0..ROUNDS {
-        let (ended, held) = start_and_read(host.proxy.socket());
-        assert!(
-            held || !ended,
-            "an echo that had ended when its start was answered has no output in its logs"
-        );
-        proxied += usize::from(held);
-        direct += usize::from(start_and_read(&daemon).1);
+        proxied += usize::from(start_and_read(host.proxy.socket()));
+        direct += usize::from(start_and_read(&daemon));
     }
     println!(
         "logs read at once held the output {proxied}/{ROUNDS} through the proxy, \
+         {direct}/{ROUNDS} direct"
+    );
+    assert!(
+        proxied >= direct,
+        "logs read at once held the output {proxied}/{ROUNDS} times through the proxy, \
          {direct}/{ROUNDS} direct"
     );
 }

@@ -41,10 +41,24 @@ const UNDO_GRACE: Duration = Duration::from_secs(6);
 /// and for the daemon to have seen a program that already ended.
 const EXEC_WAIT: Duration = Duration::from_secs(1);
 
+/// How long a start request watches, at most, the program it has just seen exec'd, in case it
+/// ends at once (`echo`, `ls`, a command that fails); see [`first_moments_over`] for when the
+/// watch ends sooner. The daemon answers its own starts some milliseconds after the exec of
+/// the container's first process, once it has recorded the container as running, and a
+/// program that short has mostly ended by then: a client reading the logs at once finds the
+/// output. Through the proxy, that first process is weavewait, so the program's exec comes
+/// later and is seen by the proxy at once; without this watch a client would find the output
+/// less often through the proxy than direct.
+const EXIT_WATCH: Duration = Duration::from_millis(100);
+
+/// CPU time after which a program that has not ended is taken to run: an `echo` needs a
+/// fraction of it.
+const CPU_GRACE: Duration = Duration::from_millis(2);
+
 /// Where the container's first process stands once it is attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Handover {
-    /// It runs the container's program.
+    /// It runs the container's program, past its first moments.
     Running,
     /// It has ended: the program ran (or weavewait gave up).
     Ended,
@@ -53,14 +67,26 @@ enum Handover {
 }
 
 /// Waits until `process` no longer runs `waiting` (weavewait, as the container names it), at
-/// most `limit`.
-async fn handover(process: &Process, waiting: &std::path::Path, limit: Duration) -> Handover {
+/// most `limit`; then, if it runs a program, watches that program for at most `watch`, until
+/// its first moments are over ([`first_moments_over`]) or it ends.
+///
+/// weavewait is known by its whole path in the container: the proxy binds its own directory
+/// at `/w`, over anything the image has there, so only weavewait is `/w/w`; a program of the
+/// container's that is called `w` anywhere else is the program. The path is read with
+/// `readlink` of `/proc/<pid>/exe`, and the program's state from `/proc/<pid>/stat` and
+/// `schedstat`, which the kernel writes: nothing the container controls is followed.
+async fn handover(
+    process: &Process,
+    waiting: &std::path::Path,
+    limit: Duration,
+    watch: Duration,
+) -> Handover {
     let deadline = Instant::now() + limit;
     let mut pause = Duration::from_micros(100);
     loop {
         match process.exe() {
             Ok(exe) if exe == waiting => {}
-            Ok(_) => return Handover::Running,
+            Ok(_) => break,
             Err(_) => return Handover::Ended,
         }
         if Instant::now() >= deadline {
@@ -69,6 +95,46 @@ async fn handover(process: &Process, waiting: &std::path::Path, limit: Duration)
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(5));
     }
+    let watched = Instant::now() + watch;
+    let cpu_at_exec = cpu_time(process);
+    loop {
+        let state = process.read_proc("stat").ok().and_then(|s| proc_state(&s));
+        let ran = cpu_time(process)
+            .zip(cpu_at_exec)
+            .map(|(now, then)| now.saturating_sub(then));
+        // Read after the state: a PID 1 that exits loses its `exe` before it sleeps waiting
+        // for the rest of its namespace to end, and before its pidfd tells of the end.
+        if process.exe().is_err() {
+            return Handover::Ended;
+        }
+        if first_moments_over(state, ran) || Instant::now() >= watched {
+            return Handover::Running;
+        }
+        // Tokio's timer counts whole milliseconds.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Whether a program just exec'd has got past its first moments: it waits for something (`S`:
+/// input, a timer, a connection, a child; `T`/`t`: stopped), or has run [`CPU_GRACE`] on a CPU
+/// without ending. One that is runnable but not yet run (under load), or waits for the disk
+/// (`D`, its exec's page-ins), may still be about to print and end.
+fn first_moments_over(state: Option<char>, ran: Option<Duration>) -> bool {
+    matches!(state, Some('S' | 'T' | 't')) || ran.is_some_and(|ran| ran >= CPU_GRACE)
+}
+
+/// The state letter of `/proc/<pid>/stat`: after the command name, which the container
+/// chooses and which may hold spaces and parentheses, so read after its last `)`.
+fn proc_state(stat: &str) -> Option<char> {
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// The time `process` has run on a CPU: the first field of `/proc/<pid>/schedstat`, in
+/// nanoseconds.
+fn cpu_time(process: &Process) -> Option<Duration> {
+    let schedstat = process.read_proc("schedstat").ok()?;
+    let nanos = schedstat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(nanos))
 }
 
 /// The reason label of a failed attach sequence in the metrics: who failed, not the message.
@@ -437,13 +503,17 @@ impl Attacher {
     }
 
     /// Makes the answer to a start request mean what the daemon's does: the container's program
-    /// runs, not weavewait about to hand over to it. A program that has already ended is waited
-    /// for until the daemon has seen it end, which it marks only once it has copied the
-    /// program's output: a client that starts a short container and reads its logs at once
-    /// finds them.
+    /// runs, not weavewait about to hand over to it. A program that has already ended, or ends
+    /// in its first moments (see [`handover`]), is waited for until the daemon has seen it end, which
+    /// it marks only once it has copied the program's output: a client that starts a short
+    /// container and reads its logs at once finds them. All of it within [`EXEC_WAIT`], and
+    /// in this request's task alone: other requests go on meanwhile.
     async fn settle(&self, id: &str, process: &Process) {
         let deadline = Instant::now() + EXEC_WAIT;
-        match handover(process, std::path::Path::new(WEAVEWAIT), EXEC_WAIT).await {
+        let weavewait = std::path::Path::new(WEAVEWAIT);
+        let handed = handover(process, weavewait, EXEC_WAIT, EXIT_WATCH).await;
+        debug!(container = %short(id), ?handed, "start settling");
+        match handed {
             Handover::Running => {}
             Handover::Waiting => {
                 debug!(container = %short(id), "weavewait has not handed over yet; answering");
@@ -537,6 +607,7 @@ impl From<Plan> for Outcome {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
     use std::process::{Child, Command, Stdio};
 
     use super::*;
@@ -573,17 +644,92 @@ mod tests {
     async fn the_handover_is_the_exec_of_the_program_or_the_end() {
         let (child, process, waiting, spawned) = shell("sleep 0.3; exec sleep 0.2");
         let limit = Duration::from_secs(10);
-        assert_eq!(handover(&process, &waiting, limit).await, Handover::Running);
+        let no_watch = Duration::ZERO;
+        let running = handover(&process, &waiting, limit, no_watch).await;
+        assert_eq!(running, Handover::Running);
         assert!(spawned.elapsed() >= Duration::from_millis(300));
         end(child);
 
         let (child, process, waiting, _) = shell("sleep 0.5; true");
-        assert_eq!(handover(&process, &waiting, limit).await, Handover::Ended);
+        let ended = handover(&process, &waiting, limit, no_watch).await;
+        assert_eq!(ended, Handover::Ended);
         end(child);
 
         let (mut child, process, waiting, _) = shell("sleep 5; true");
         let short = Duration::from_millis(50);
-        assert_eq!(handover(&process, &waiting, short).await, Handover::Waiting);
+        let waited = handover(&process, &waiting, short, no_watch).await;
+        assert_eq!(waited, Handover::Waiting);
+        child.kill().unwrap();
+        end(child);
+    }
+
+    /// A program that ends at once is an ended one (its output is to be waited for); one that
+    /// waits for something, or keeps a CPU busy, runs.
+    #[tokio::test]
+    async fn a_program_that_ends_at_once_has_ended() {
+        let limit = Duration::from_secs(10);
+        let cases = [
+            ("sleep 0.2; exec true", Handover::Ended),
+            ("sleep 0.2; exec sleep 10", Handover::Running),
+            ("sleep 0.2; exec yes", Handover::Running),
+        ];
+        for (script, want) in cases {
+            let (mut child, process, waiting, _) = shell(script);
+            let got = handover(&process, &waiting, limit, limit).await;
+            assert_eq!(got, want, "{script}");
+            let _ = child.kill();
+            end(child);
+        }
+    }
+
+    #[test]
+    fn first_moments_end_when_the_program_waits_or_has_run() {
+        let ms = Duration::from_millis;
+        let cases = [
+            (Some('S'), Some(ms(0)), true),
+            (Some('T'), None, true),
+            (Some('t'), None, true),
+            (Some('R'), Some(ms(0)), false),
+            (Some('R'), Some(CPU_GRACE), true),
+            (Some('D'), Some(ms(1)), false),
+            (None, None, false),
+            (None, Some(ms(5)), true),
+        ];
+        for (state, ran, want) in cases {
+            assert_eq!(first_moments_over(state, ran), want, "{state:?} {ran:?}");
+        }
+        let stats = [
+            ("42 (sleep) S 1 42 42 0 -1", Some('S')),
+            ("42 (a) R (b) Z) R 1 42", Some('R')),
+            ("42 (x y) D 1", Some('D')),
+            ("42 no name", None),
+        ];
+        for (stat, want) in stats {
+            assert_eq!(proc_state(stat), want, "{stat}");
+        }
+    }
+
+    /// weavewait is known by its whole path in the container (`/w/w`, where the proxy mounts
+    /// it), never by its name alone: a container whose own program is called `w` has started.
+    #[tokio::test]
+    async fn a_program_named_w_is_not_weavewait() {
+        let dir = tempfile::tempdir().unwrap();
+        let own_w = dir.path().join("w");
+        std::fs::create_dir(&own_w).unwrap();
+        let program = own_w.join("w");
+        std::fs::copy("/bin/sleep", &program).unwrap();
+        let mut child = Command::new(&program).arg("5").spawn().unwrap();
+        let process = Process::pin(i32::try_from(child.id()).unwrap()).unwrap();
+        let weavewait = Path::new(WEAVEWAIT);
+        let limit = Duration::from_secs(10);
+        // Until the fork has exec'd, the child runs this test's own program.
+        let me = std::env::current_exe().unwrap();
+        while process.exe().unwrap() == me {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(process.exe().unwrap().file_name(), weavewait.file_name());
+        let running = handover(&process, weavewait, limit, Duration::ZERO).await;
+        assert_eq!(running, Handover::Running);
         child.kill().unwrap();
         end(child);
     }
