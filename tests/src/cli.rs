@@ -151,3 +151,19 @@ pub fn output_of(mut cmd: Command, stdin: Option<&[u8]>) -> Output {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// The address (`10.32.0.1/12`) on the `ethwe*` line of `ip -o -4 addr show`.
+pub fn weave_addr(listing: &str) -> Option<String> {
+    listing
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|i| i.starts_with("ethwe"))
+        })
+        .find_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let at = words.iter().position(|w| *w == "inet")?;
+            words.get(at + 1).map(|s| (*s).to_owned())
+        })
+}

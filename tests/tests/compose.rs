@@ -371,16 +371,10 @@ fn stock_project_through_the_proxy_is_on_weave_by_service_name() {
         );
 
         // By service name, to the weave address, from either side.
-        for (from, to, addr) in [("client", "web", &web), ("web", "client", &client)] {
-            let ping = project
-                .run(&via_proxy, &["exec", "-T", from, "ping", "-c1", "-W5", to])
-                .ok();
-            assert!(
-                ping.stdout.contains(&format!("PING {to} ({addr})")),
-                "{program}: {from} pings {to} at its weave address {addr}:\n{}",
-                ping.stdout
-            );
-        }
+        project.ping_each_other(
+            &via_proxy,
+            [("web", web.as_str()), ("client", client.as_str())],
+        );
         // Compose's own view is unchanged by the rewrite: `up` again recreates nothing.
         let ids =
             |project: &Project| sorted_lines(&project.run(&via_proxy, &["ps", "-q"]).ok().stdout);
@@ -392,7 +386,7 @@ fn stock_project_through_the_proxy_is_on_weave_by_service_name() {
             "{program}: a second up recreated containers"
         );
         let names = host.weaver.names();
-        for (service, addr) in [("web", &web), ("client", &client)] {
+        for (service, addr) in [("web", web.as_str()), ("client", client.as_str())] {
             assert!(
                 names
                     .iter()
@@ -498,19 +492,8 @@ fn project_on_the_external_weave_network_comes_up_and_goes_down_clean() {
             let out = project
                 .run(&direct, &["exec", "-T", service, "ip", "-o", "-4", "addr"])
                 .ok();
-            let addr = out
-                .stdout
-                .lines()
-                .filter(|l| {
-                    l.split_whitespace()
-                        .nth(1)
-                        .is_some_and(|i| i.starts_with("ethwe"))
-                })
-                .find_map(|l| {
-                    let words: Vec<&str> = l.split_whitespace().collect();
-                    let at = words.iter().position(|w| *w == "inet")?;
-                    words.get(at + 1)?.split('/').next().map(str::to_owned)
-                })
+            let addr = weave_tests::cli::weave_addr(&out.stdout)
+                .and_then(|cidr| cidr.split('/').next().map(str::to_owned))
                 .unwrap_or_else(|| panic!("{program}: {service} has no ethwe:\n{}", out.stdout));
             assert!(
                 weave_tests::netns::in_subnet(&addr, WEAVE_RANGE),
@@ -528,16 +511,10 @@ fn project_on_the_external_weave_network_comes_up_and_goes_down_clean() {
             held, want,
             "{program}: the router holds what the services have"
         );
-        for (from, to, addr) in [("client", "web", &web), ("web", "client", &client)] {
-            let ping = project
-                .run(&direct, &["exec", "-T", from, "ping", "-c1", "-W5", to])
-                .ok();
-            assert!(
-                ping.stdout.contains(&format!("PING {to} ({addr})")),
-                "{program}: {from} pings {to} at {addr}:\n{}",
-                ping.stdout
-            );
-        }
+        project.ping_each_other(
+            &direct,
+            [("web", web.as_str()), ("client", client.as_str())],
+        );
 
         let started = Instant::now();
         project.run(&direct, &["down", "-t", "0"]).ok();
@@ -620,6 +597,22 @@ impl Project {
             name: scope.name(what),
             file,
             _dir: dir,
+        }
+    }
+
+    /// Each of two services pings the other by service name (through `host`), and the name
+    /// resolves to the other's weave address.
+    fn ping_each_other(&self, host: &str, services: [(&str, &str); 2]) {
+        let program = &self.program;
+        for (from, (to, addr)) in [(services[1].0, services[0]), (services[0].0, services[1])] {
+            let ping = self
+                .run(host, &["exec", "-T", from, "ping", "-c1", "-W5", to])
+                .ok();
+            assert!(
+                ping.stdout.contains(&format!("PING {to} ({addr})")),
+                "{program}: {from} pings {to} at its weave address {addr}:\n{}",
+                ping.stdout
+            );
         }
     }
 

@@ -86,23 +86,8 @@ fn ethwe_addr(docker: &Docker, container: &str) -> String {
     let out = docker
         .run(&["exec", container, "ip", "-o", "-4", "addr", "show"])
         .ok();
-    weave_addr(&out.stdout).unwrap_or_else(|| panic!("{container} has no ethwe: {}", out.stdout))
-}
-
-/// The address on the `ethwe*` line of `ip -o -4 addr show`.
-fn weave_addr(listing: &str) -> Option<String> {
-    listing
-        .lines()
-        .filter(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .is_some_and(|i| i.starts_with("ethwe"))
-        })
-        .find_map(|l| {
-            let words: Vec<&str> = l.split_whitespace().collect();
-            let at = words.iter().position(|w| *w == "inet")?;
-            words.get(at + 1).map(|s| (*s).to_owned())
-        })
+    weave_tests::cli::weave_addr(&out.stdout)
+        .unwrap_or_else(|| panic!("{container} has no ethwe: {}", out.stdout))
 }
 
 /// The plugin's addresses the router holds (`GET /ip` entries owned by `plugin:<ip>`).
@@ -144,7 +129,8 @@ fn containers_get_ethwe_with_an_address_in_the_range_and_reach_each_other() {
     assert_eq!(inspect.out(), format!("{plugin} {plugin} {RANGE}"));
 
     let out = run(&docker, &scope, &net, &[], &["ip", "-o", "addr", "show"]).ok();
-    let addr = weave_addr(&out.stdout).unwrap_or_else(|| panic!("no ethwe: {}", out.stdout));
+    let addr = weave_tests::cli::weave_addr(&out.stdout)
+        .unwrap_or_else(|| panic!("no ethwe: {}", out.stdout));
     assert!(in_subnet(&addr, RANGE), "{addr} not in {RANGE}");
     assert!(addr.ends_with("/12"), "{addr}");
     let link = run(&docker, &scope, &net, &[], &["ip", "-o", "link", "show"]).ok();
@@ -236,7 +222,7 @@ fn subnets_inside_the_range_and_fixed_addresses() {
         &["ip", "-o", "-4", "addr", "show"],
     )
     .ok();
-    let addr = weave_addr(&out.stdout).unwrap();
+    let addr = weave_tests::cli::weave_addr(&out.stdout).unwrap();
     assert!(
         in_subnet(&addr, "10.32.5.0/24") && addr.ends_with("/24"),
         "{addr}"
@@ -260,7 +246,10 @@ fn subnets_inside_the_range_and_fixed_addresses() {
         &["ip", "-o", "-4", "addr", "show"],
     )
     .ok();
-    assert_eq!(weave_addr(&out.stdout).as_deref(), Some("10.32.5.2/24"));
+    assert_eq!(
+        weave_tests::cli::weave_addr(&out.stdout).as_deref(),
+        Some("10.32.5.2/24")
+    );
 
     docker.run(&["rm", "-f", &fixed]).ok();
     docker.run(&["network", "rm", &net]).ok();
@@ -307,7 +296,7 @@ fn no_address_is_left_after_run_rm_cycles() {
                 for i in (worker..cycles).step_by(workers) {
                     let out = run(docker, scope, net, &[], &["ip", "-o", "-4", "addr", "show"]);
                     assert_eq!(out.code, 0, "cycle {i}: {out:?}");
-                    let addr = weave_addr(&out.stdout);
+                    let addr = weave_tests::cli::weave_addr(&out.stdout);
                     assert!(
                         addr.as_deref()
                             .is_some_and(|a| in_subnet(a, "10.32.6.0/28")),
@@ -570,7 +559,9 @@ fn a_restarted_daemon_rejoins_the_containers_on_the_network() {
         let out = hosts
             .host(0)
             .sh(&format!("docker exec {c} ip -o -4 addr show"));
-        (out.code == 0).then(|| weave_addr(&out.stdout)).flatten()
+        (out.code == 0)
+            .then(|| weave_tests::cli::weave_addr(&out.stdout))
+            .flatten()
     };
     let before = [addr_of(&hosts, "c1"), addr_of(&hosts, "c2")];
     assert!(before.iter().all(Option::is_some), "{before:?}");

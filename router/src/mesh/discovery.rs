@@ -378,6 +378,27 @@ pub struct Control {
     pub rejoin: Arc<tokio::sync::Notify>,
 }
 
+impl Control {
+    /// The endpoints in `store.json`; none when there is no such file.
+    fn current(&self) -> Result<Vec<String>, DiscoveryError> {
+        Ok(load(&self.data_dir)?
+            .map(|saved| saved.endpoints)
+            .unwrap_or_default())
+    }
+
+    /// Keeps `endpoints` in `store.json`, then has the router start again on them.
+    fn switch(&self, endpoints: &[String]) -> Result<(), DiscoveryError> {
+        save(
+            &self.data_dir,
+            &StoreEndpoints {
+                endpoints: endpoints.to_vec(),
+            },
+        )?;
+        schedule_rejoin(&self.rejoin);
+        Ok(())
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct PeerQuery {
     peer: String,
@@ -399,9 +420,7 @@ async fn connect(
         return Err(DiscoveryError::Fixed);
     }
     let found = ask(&query.peer, true).await?;
-    let current = load(&control.data_dir)?
-        .map(|s| s.endpoints)
-        .unwrap_or_default();
+    let current = control.current()?;
     let endpoints = merged(&current, &found);
     if endpoints == current {
         return Ok(format!(
@@ -410,13 +429,7 @@ async fn connect(
             found.join(",")
         ));
     }
-    save(
-        &control.data_dir,
-        &StoreEndpoints {
-            endpoints: endpoints.clone(),
-        },
-    )?;
-    schedule_rejoin(&control.rejoin);
+    control.switch(&endpoints)?;
     Ok(format!(
         "store {}: the router starts again on it\n",
         endpoints.join(",")
@@ -430,9 +443,7 @@ async fn forget(
     if control.fixed {
         return Err(DiscoveryError::Fixed);
     }
-    let current = load(&control.data_dir)?
-        .map(|s| s.endpoints)
-        .unwrap_or_default();
+    let current = control.current()?;
     let mut endpoints = without_host(&current, host_of(&query.peer));
     // A host may be named by a name where the endpoints hold its address.
     if let Ok(addrs) = tokio::net::lookup_host(peer_addr(&query.peer)).await {
@@ -449,13 +460,7 @@ async fn forget(
     if endpoints.is_empty() {
         return Err(DiscoveryError::LastStore { peer: query.peer });
     }
-    save(
-        &control.data_dir,
-        &StoreEndpoints {
-            endpoints: endpoints.clone(),
-        },
-    )?;
-    schedule_rejoin(&control.rejoin);
+    control.switch(&endpoints)?;
     Ok(format!(
         "forgot {}: store {}; the router starts again on it\n",
         query.peer,
