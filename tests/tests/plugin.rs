@@ -542,9 +542,6 @@ fn a_stopped_container_releases_its_address_and_a_fixed_one_comes_back_on_start(
 /// their endpoints again: `ethwe` with an address from the range, reaching each other by name,
 /// and the router holding exactly their addresses (nothing from before the restart left).
 #[test]
-#[ignore = "fails: after a dockerd restart the --restart=always containers on the weave network stay \
-            Exited (255), started by Docker before the router (a container of the same daemon) serves \
-            the plugin again"]
 fn a_restarted_daemon_rejoins_the_containers_on_the_network() {
     let Some(mut hosts) = weave_tests::dockerhosts::DockerHosts::new(1, 1) else {
         return;

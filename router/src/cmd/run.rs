@@ -273,6 +273,10 @@ pub(crate) async fn run(args: RunArgs) -> Result<Outcome> {
             .as_ref()
             .map(|dns| plugin::names::Names::new(docker.clone(), dns.registry.clone()));
         serve_plugin(listener, &args.plugin.plugin_name, &state, bridge, names);
+        tokio::spawn(plugin::revive::restart_given_up(
+            docker.clone(),
+            args.plugin.plugin_name.clone(),
+        ));
         path
     });
     tokio::spawn(events::watch(

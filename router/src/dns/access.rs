@@ -13,7 +13,7 @@
 //!   `dockerd --bridge` can give that one any name): containers on Docker's networks, which ask
 //!   from their Docker address when weaveDNS is reached through their default route.
 //!
-//! The host's part is re-read now and then, and at once (but at most once a second) when a
+//! The host's part is re-read now and then, and at once (but at most ten times a second) when a
 //! source is refused, since Docker networks come and go after the router starts.
 
 use std::io;
@@ -28,9 +28,12 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 pub const REFRESH_EVERY: Duration = Duration::from_secs(30);
 
 /// A refused source makes us re-read the host's networks (a Docker network may have just been
-/// created), but no more often than this, so that a flood of refused queries costs one read a
-/// second.
-const REFRESH_ON_MISS_AFTER: Duration = Duration::from_secs(1);
+/// created), but no more often than this, so that a flood of refused queries costs ten reads a
+/// second (a `getifaddrs` each). Short, because a read made just before a network's bridge got
+/// its address would otherwise refuse that network's first containers for this long: a Compose
+/// project's first lookup of a service name, refused, fell through to Docker's own resolver
+/// and the wrong address (seen in CI with a 1 s window).
+const REFRESH_ON_MISS_AFTER: Duration = Duration::from_millis(100);
 
 /// Whether `src` is in one of `list`. An IPv4-mapped IPv6 source (`::ffff:a.b.c.d`, what a
 /// dual-stack `[::]` socket reports for an IPv4 client) is its IPv4 address.
@@ -164,30 +167,35 @@ impl AccessList {
             .clone()
     }
 
-    /// Whether `src` may ask. A refused source makes the host be read again first, at most once
-    /// a second, since a Docker network created since the last read is the likeliest reason.
+    /// Whether `src` may ask. A refused source makes the host be read again first (unless it
+    /// was read in the last [`REFRESH_ON_MISS_AFTER`]), since a Docker network created since
+    /// the last read is the likeliest reason. A read under way is waited for: its result is as
+    /// good as ours, and only then can the source be judged.
     pub fn permits(&self, src: IpAddr) -> bool {
         if allowed(src, &self.networks()) {
             return true;
         }
-        let due = match self.last_read.try_lock() {
-            Ok(last) => last.elapsed() >= REFRESH_ON_MISS_AFTER,
-            // Someone is reading the host right now; their result is as good as ours.
-            Err(_) => false,
-        };
-        if due {
-            self.refresh();
-            return allowed(src, &self.networks());
+        let mut last = self
+            .last_read
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.elapsed() >= REFRESH_ON_MISS_AFTER {
+            self.read(&mut last);
         }
-        false
+        drop(last);
+        allowed(src, &self.networks())
     }
 
-    /// Reads the host's networks again. On failure the last list stays: refusing everyone
-    /// because the kernel could not be asked once would break every container's names.
+    /// Reads the host's networks again, unless someone is reading them right now.
     pub fn refresh(&self) {
-        let Ok(mut last) = self.last_read.try_lock() else {
-            return;
-        };
+        if let Ok(mut last) = self.last_read.try_lock() {
+            self.read(&mut last);
+        }
+    }
+
+    /// Reads the host's networks, `last` held. On failure the last list stays: refusing
+    /// everyone because the kernel could not be asked once would break every container's names.
+    fn read(&self, last: &mut Instant) {
         *last = Instant::now();
         match (self.read_host)() {
             Ok(addrs) => {

@@ -44,6 +44,8 @@ pub enum LocalStoreError {
     NotReady(String),
     #[error(transparent)]
     File(Box<discovery::DiscoveryError>),
+    #[error("removing the data of an earlier store, {0}: {1}")]
+    Stale(PathBuf, std::io::Error),
 }
 
 /// Makes the store once, on the first peer's request, and says so to whoever waits to start
@@ -122,7 +124,8 @@ impl LocalStore {
         }
         let image = self.image.clone().ok_or(LocalStoreError::NoImage)?;
         let body = container(&image, &self.data_dir, &self.name, addr);
-        // A store left by an earlier, unfinished try would hold the ports.
+        // A store left by an earlier, unfinished try would hold the ports, and its data would
+        // make etcd ignore the flags of the new cluster.
         let _ = self
             .docker
             .remove_container(
@@ -130,6 +133,13 @@ impl LocalStore {
                 Some(RemoveContainerOptionsBuilder::new().force(true).build()),
             )
             .await;
+        let data = self.data_dir.join(DATA_DIR);
+        match std::fs::remove_dir_all(&data) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                return Err(LocalStoreError::Stale(data, err));
+            }
+            _ => {}
+        }
         let options = CreateContainerOptionsBuilder::new().name(CONTAINER).build();
         let created = self.docker.create_container(Some(options), body).await?;
         self.docker.start_container(&created.id, None).await?;

@@ -22,6 +22,7 @@ pub mod names;
 pub mod network;
 pub mod protocol;
 pub mod reconcile;
+pub mod revive;
 
 use std::path::{Path, PathBuf};
 
