@@ -142,11 +142,25 @@ impl LocalStore {
         }
         let options = CreateContainerOptionsBuilder::new().name(CONTAINER).build();
         let created = self.docker.create_container(Some(options), body).await?;
-        self.docker.start_container(&created.id, None).await?;
         let endpoint = format!("http://{addr}:{CLIENT_PORT}");
-        wait_ready(&endpoint).await?;
-        let endpoints = vec![endpoint];
-        self.keep(&endpoints)?;
+        let endpoints = vec![endpoint.clone()];
+        let started = async {
+            self.docker.start_container(&created.id, None).await?;
+            wait_ready(&endpoint).await?;
+            self.keep(&endpoints)
+        };
+        if let Err(err) = started.await {
+            // A store nobody will use must not keep running (its restart policy would bring it
+            // back with the host) nor hold the ports for the next try.
+            let _ = self
+                .docker
+                .remove_container(
+                    &created.id,
+                    Some(RemoveContainerOptionsBuilder::new().force(true).build()),
+                )
+                .await;
+            return Err(err);
+        }
         tracing::info!(store = %endpoints.join(","), "made a store on this host for the peers that ask; starting again, joined");
         *made = Some(endpoints.clone());
         // After the answer is on its way: the asking peer needs it before this router restarts.
