@@ -96,6 +96,15 @@ impl Answer {
     pub fn is_success(&self) -> bool {
         self.status == StatusCode::OK || self.status == StatusCode::NO_CONTENT
     }
+
+    /// What an error answer says: the `message` of a JSON body (`{"message": ...}`, Docker's
+    /// shape), else the body itself.
+    pub fn message(self) -> String {
+        serde_json::from_str::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| v.get("message")?.as_str().map(str::to_owned))
+            .unwrap_or(self.body)
+    }
 }
 
 /// How a [`Call`] reaches the router.

@@ -88,9 +88,5 @@ pub async fn store_change(ctx: &Context, call: &Call) -> Result<String, Error> {
     if answer.is_success() {
         return Ok(answer.body);
     }
-    let message = serde_json::from_str::<serde_json::Value>(&answer.body)
-        .ok()
-        .and_then(|v| v.get("message")?.as_str().map(str::to_owned))
-        .unwrap_or(answer.body);
-    Err(Error::Refused(message.trim_end().to_owned()))
+    Err(Error::Refused(answer.message().trim_end().to_owned()))
 }

@@ -188,13 +188,9 @@ pub async fn ask(peer: &str, may_make: bool) -> Result<Vec<String>, DiscoveryErr
         .await
         .map_err(|err| DiscoveryError::Peer(err.to_string()))?;
     if !answer.is_success() {
-        let message = serde_json::from_str::<serde_json::Value>(&answer.body)
-            .ok()
-            .and_then(|v| v.get("message")?.as_str().map(str::to_owned))
-            .unwrap_or(answer.body);
         return Err(DiscoveryError::Refused {
             peer: addr,
-            message,
+            message: answer.message(),
         });
     }
     match serde_json::from_str::<StoreEndpoints>(&answer.body) {
