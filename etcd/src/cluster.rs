@@ -16,6 +16,18 @@ pub struct Member {
     pub is_learner: bool,
 }
 
+impl Member {
+    fn from_wire(m: wire::MemberWire) -> Self {
+        Self {
+            id: m.id,
+            name: m.name,
+            peer_urls: m.peer_urls,
+            client_urls: m.client_urls,
+            is_learner: m.is_learner,
+        }
+    }
+}
+
 /// One member's status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
@@ -73,16 +85,51 @@ impl Client {
     /// [`Error::Unavailable`].
     pub async fn members(&self) -> Result<Vec<Member>, Error> {
         let r: wire::MemberListResponse = self.call("/v3/cluster/member/list", &Empty {}).await?;
-        Ok(r.members
-            .into_iter()
-            .map(|m| Member {
-                id: m.id,
-                name: m.name,
-                peer_urls: m.peer_urls,
-                client_urls: m.client_urls,
-                is_learner: m.is_learner,
-            })
-            .collect())
+        Ok(r.members.into_iter().map(Member::from_wire).collect())
+    }
+
+    /// Adds a member that will listen for its peers at `peer_urls`, as a learner (it copies
+    /// the data but does not vote until promoted) when `learner`. Answers the new member and
+    /// every member now, which is what the new member's `--initial-cluster` must name.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`]; [`Error::Refused`] when a member already has those URLs or the
+    /// cluster has no quorum to agree.
+    pub async fn add_member(
+        &self,
+        peer_urls: &[String],
+        learner: bool,
+    ) -> Result<(Member, Vec<Member>), Error> {
+        let request = wire::MemberAddRequest {
+            peer_urls,
+            is_learner: learner,
+        };
+        let r: wire::MemberAddResponse = self.call("/v3/cluster/member/add", &request).await?;
+        Ok((
+            Member::from_wire(r.member),
+            r.members.into_iter().map(Member::from_wire).collect(),
+        ))
+    }
+
+    /// Makes the learner `id` a voting member.
+    ///
+    /// # Errors
+    /// [`Error::Refused`] while the learner has not caught up with the leader (try again), or
+    /// when `id` is no learner.
+    pub async fn promote_member(&self, id: u64) -> Result<(), Error> {
+        let request = wire::MemberIdRequest { id: id.to_string() };
+        let _: wire::Ignored = self.call("/v3/cluster/member/promote", &request).await?;
+        Ok(())
+    }
+
+    /// Removes the member `id` from the cluster.
+    ///
+    /// # Errors
+    /// [`Error::Refused`] when there is no such member.
+    pub async fn remove_member(&self, id: u64) -> Result<(), Error> {
+        let request = wire::MemberIdRequest { id: id.to_string() };
+        let _: wire::Ignored = self.call("/v3/cluster/member/remove", &request).await?;
+        Ok(())
     }
 
     /// The status of the member that answers (the current endpoint, else the next...).

@@ -199,6 +199,33 @@ pub(crate) struct MemberWire {
     pub(crate) is_learner: bool,
 }
 
+/// `MemberAdd`: the new member, and the list it makes (the new member's `--initial-cluster`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct MemberAddResponse {
+    pub(crate) member: MemberWire,
+    pub(crate) members: Vec<MemberWire>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct MemberAddRequest<'a> {
+    #[serde(rename = "peerURLs")]
+    pub(crate) peer_urls: &'a [String],
+    #[serde(rename = "isLearner")]
+    pub(crate) is_learner: bool,
+}
+
+/// `MemberPromote` and `MemberRemove` name the member by id, a 64-bit integer sent as a string.
+#[derive(Debug, Serialize)]
+pub(crate) struct MemberIdRequest {
+    #[serde(rename = "ID")]
+    pub(crate) id: String,
+}
+
+/// An answer whose content is not needed, only that it came.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Ignored {}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub(crate) struct MemberListResponse {

@@ -238,3 +238,62 @@ async fn a_watch_without_quorum_anywhere_fails_then_resumes() {
     assert_eq!(got, history(&c, Keys::prefix("/w/"), r1 + 1, r2).await);
     assert_eq!(watch.next_revision(), r2 + 1);
 }
+
+/// How a store grows with the hosts that join it: a member added as a learner copies the data,
+/// is refused promotion only until it has caught up, then votes and serves; removed, it is gone
+/// from the list.
+#[tokio::test]
+async fn a_learner_catches_up_is_promoted_serves_and_is_removed() {
+    let mut cluster = Cluster::start(1).await;
+    let c = cluster.client();
+    for i in 0..50 {
+        c.put(format!("k/{i}"), "v", None).await.unwrap();
+    }
+    let id = cluster.grow(true).await;
+    let members = c.members().await.unwrap();
+    assert_eq!(members.len(), 2, "{members:?}");
+    let added = members.iter().find(|m| m.id == id).expect("the new member");
+    assert!(added.is_learner, "{added:?}");
+
+    let started = Instant::now();
+    loop {
+        match c.promote_member(id).await {
+            Ok(()) => break,
+            Err(Error::Refused { message, .. }) if started.elapsed() < Duration::from_secs(20) => {
+                eprintln!("not promoted yet: {message}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => panic!("promoting {id:x}: {err}\n{}", cluster.logs()),
+        }
+    }
+    eprintln!("promoted after {:?}", started.elapsed());
+    let members = c.members().await.unwrap();
+    assert!(members.iter().all(|m| !m.is_learner), "{members:?}");
+
+    let new = Client::with_timeouts([cluster.endpoint(1)], TIMEOUTS).unwrap();
+    let got = new.get(&Keys::prefix("k/")).await.unwrap();
+    assert_eq!(
+        got.kvs.len(),
+        50,
+        "the new member serves the data it copied"
+    );
+
+    assert!(
+        matches!(c.promote_member(id).await, Err(Error::Refused { .. })),
+        "a voting member cannot be promoted again"
+    );
+    // etcd refuses to remove a member until the others have been connected for a few seconds
+    // ("unhealthy cluster"); a caller retries.
+    let started = Instant::now();
+    while let Err(err) = c.remove_member(id).await {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "removing {id:x}: {err}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("removed after {:?}", started.elapsed());
+    let members = c.members().await.unwrap();
+    assert_eq!(members.len(), 1, "{members:?}");
+    assert!(members.iter().all(|m| m.id != id));
+}

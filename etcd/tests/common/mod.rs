@@ -67,6 +67,8 @@ struct Member {
     name: String,
     client_port: u16,
     peer_port: u16,
+    /// Added to a running cluster (`--initial-cluster-state existing`), not one of the first.
+    joined: bool,
     child: Option<Child>,
 }
 
@@ -106,6 +108,7 @@ impl Cluster {
                 name: format!("{run}-m{i}"),
                 client_port: ports[2 * i],
                 peer_port: ports[2 * i + 1],
+                joined: false,
                 child: None,
             })
             .collect();
@@ -159,7 +162,10 @@ impl Cluster {
             .args(["--initial-advertise-peer-urls", &peer_url])
             .args(["--initial-cluster", &initial_cluster])
             .args(["--initial-cluster-token", &self.token])
-            .args(["--initial-cluster-state", "new"])
+            .args([
+                "--initial-cluster-state",
+                if m.joined { "existing" } else { "new" },
+            ])
             // Elections in a fraction of a second on loopback, so that a killed leader is
             // replaced within a test's patience.
             .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
@@ -259,6 +265,40 @@ impl Cluster {
             "member {i} did not come back:\n{}",
             self.logs()
         );
+    }
+
+    /// Adds a member through the cluster's own API (a learner when `learner`) and starts it;
+    /// returns its id once it answers. It is the last member, at index `len - 1`.
+    pub async fn grow(&mut self, learner: bool) -> u64 {
+        let ports = free_ports(2);
+        let name = format!("{}-m{}", self.token, self.members.len());
+        let peer_url = format!("http://127.0.0.1:{}", ports[1]);
+        let (added, _) = self
+            .client()
+            .add_member(std::slice::from_ref(&peer_url), learner)
+            .await
+            .unwrap_or_else(|err| panic!("adding a member at {peer_url}: {err}"));
+        self.members.push(Member {
+            name,
+            client_port: ports[0],
+            peer_port: ports[1],
+            joined: true,
+            child: None,
+        });
+        let i = self.members.len() - 1;
+        self.spawn_member(i);
+        let endpoint = self.endpoint(i);
+        let client = Client::with_timeouts([&endpoint], TIMEOUTS).expect("endpoint");
+        let deadline = tokio::time::Instant::now() + START_WITHIN;
+        while client.member_status(&endpoint).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the added member did not answer:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        added.id
     }
 
     /// The members' logs, for a failure message.
