@@ -16,6 +16,10 @@ use weave_tests::wait::{eventually, holds_for};
 /// there (a watch in the store, not a poll: well under this on an idle machine; the time taken
 /// is printed).
 const CONVERGE: Duration = Duration::from_secs(20);
+/// How long the store may take to grow to three voting members once the third host is up: a
+/// look at the members every 10 s on each router, a learner's catch-up, and a restart of every
+/// router on the new endpoints.
+const GROW: Duration = Duration::from_secs(90);
 /// How long the peers' lease outlives a stopped router (the router's `--peer-ttl`, 15 s), with
 /// room for a loaded machine.
 const LEASE_EXPIRY: Duration = Duration::from_secs(40);
@@ -287,9 +291,11 @@ fn ethwe_mtu(host: &DockerHost, name: &str) -> u32 {
 /// Weave Net's way, with no store set up by hand: host1 is launched alone and runs a container;
 /// host2 is launched naming host1, host3 naming host2. host1's router makes the store (etcd in
 /// the `weavestore` container) when host2 asks, and starts again on it with its container kept
-/// and brought to the overlay's MTU; host2 and host3 join it as clients. The containers of all
-/// three reach each other by address and name. `weave connect` and `weave forget` change the
-/// endpoints a host uses, and refuse to leave it none. `weave reset` on host1 removes the store.
+/// and brought to the overlay's MTU; host2 and host3 join it, and the store grows with them to
+/// three voting members. The containers of all three reach each other by address and name, and
+/// go on doing so, new names included, once host1's member is gone. `weave connect` and `weave
+/// forget` change the endpoints a host uses, and refuse to leave it none. `weave reset` on
+/// host1 removes its member from the store, and the store goes on with two.
 #[test]
 fn a_host_launched_alone_is_joined_by_naming_it() {
     let started = Instant::now();
@@ -309,6 +315,20 @@ fn a_host_launched_alone_is_joined_by_naming_it() {
     let joined = Instant::now();
     let out = b.sh(&format!("weave launch --nickname {} {}", b.name, a.addr));
     assert_eq!(out.code, 0, "weave launch host1 on host2: {out:#?}");
+    eventually("host2 to see host1 established", CONVERGE, || {
+        let out = b.sh("weave status peers");
+        (out.code == 0
+            && peer_line(&out.stdout, &a.name).is_some_and(|l| l.ends_with("established")))
+        .then_some(())
+    });
+    // Two hosts: host2 uses host1's store, and nothing else.
+    let out = b.sh(&format!("weave connect {}", a.addr));
+    assert_eq!(out.code, 0, "weave connect host1 on host2: {out:#?}");
+    assert!(out.stdout.contains("already using"), "{out:#?}");
+    let out = b.sh(&format!("weave forget {}", a.addr));
+    assert_ne!(out.code, 0, "forgetting the only store: {out:#?}");
+    assert!(out.stderr.contains("no store"), "{out:#?}");
+
     let out = c.sh(&format!("weave launch --nickname {} {}", c.name, b.addr));
     assert_eq!(out.code, 0, "weave launch host2 on host3: {out:#?}");
     for host in [a, b, c] {
@@ -338,17 +358,37 @@ fn a_host_launched_alone_is_joined_by_naming_it() {
         .ok()
         .stdout;
     assert_eq!(store.trim(), "true [/usr/bin/etcd]", "host1's store");
+    // The store grows with the hosts that joined: host2's member waits as a learner until
+    // host3 comes, then both vote, and every router follows the three.
+    let grown = Instant::now();
+    for host in [a, b, c] {
+        let line = eventually(
+            &format!("{}'s router on a store of 3 voting members", host.name),
+            GROW,
+            || {
+                let out = host.sh("weave status");
+                out.stdout
+                    .lines()
+                    .find(|l| l.trim_start().starts_with("Store:"))
+                    .filter(|l| {
+                        l.contains("3 member(s), leader") && l.contains("(3 endpoint(s) given)")
+                    })
+                    .map(str::to_owned)
+            },
+        );
+        eprintln!("{}: {}", host.name, line.trim());
+    }
+    eprintln!(
+        "the store grew to 3 voting members after {:?}",
+        grown.elapsed()
+    );
     for host in [b, c] {
-        let ps = host
+        let running = host
             .docker()
-            .run(&["ps", "-a", "--format", "{{.Names}}"])
+            .run(&["inspect", "--format", "{{.State.Running}}", "weavestore"])
             .ok()
             .stdout;
-        assert!(
-            !ps.contains("weavestore"),
-            "{} runs no store: {ps}",
-            host.name
-        );
+        assert_eq!(running.trim(), "true", "{}'s store member", host.name);
     }
     assert_eq!(
         ethwe_mtu(a, "web1"),
@@ -390,21 +430,40 @@ fn a_host_launched_alone_is_joined_by_naming_it() {
     ]);
     assert_eq!(out.code, 0, "a 1428-byte ping from web1 to web2: {out:#?}");
 
-    let out = c.sh(&format!("weave connect {}", b.addr));
-    assert_eq!(out.code, 0, "weave connect host2 on host3: {out:#?}");
-    assert!(out.stdout.contains("already using"), "{out:#?}");
-    let out = c.sh(&format!("weave forget {}", a.addr));
-    assert_ne!(out.code, 0, "forgetting the only store: {out:#?}");
-    assert!(out.stderr.contains("no store"), "{out:#?}");
+    // The fault: the store's first member, on host1, is gone. The two others are a quorum: a
+    // container started now on host2 gets an address and a name that host3 resolves.
+    a.docker().run(&["rm", "-f", "weavestore"]).ok();
+    let web4 = run_through_proxy(b, "web4");
+    assert!(![web1, web2, web3].contains(&web4), "{web4} given twice");
+    for (host, from) in [(c, "web3"), (a, "web1")] {
+        eventually(
+            &format!("{from} on {} to reach web4.weave.local", host.name),
+            CONVERGE,
+            || pings(host, from, "web4.weave.local").then_some(()),
+        );
+    }
 
+    // host1 leaves: its member is removed from the store, which goes on with two.
     let out = a.sh("weave reset");
     assert_eq!(out.code, 0, "weave reset on host1: {out:#?}");
+    assert!(
+        out.stdout
+            .contains("removed this host's member from the store"),
+        "{out:#?}"
+    );
     let ps = a
         .docker()
         .run(&["ps", "-a", "--format", "{{.Names}}"])
         .ok()
         .stdout;
     assert!(!ps.contains("weavestore"), "the store outlived reset: {ps}");
+    eventually("host2's router on a store of 2 members", GROW, || {
+        let out = b.sh("weave status");
+        out.stdout
+            .lines()
+            .find(|l| l.contains("Store: 2 member(s), leader"))
+            .map(str::to_owned)
+    });
     eprintln!("whole test {:?}", started.elapsed());
 }
 
@@ -465,6 +524,82 @@ fn two_hosts_naming_each_other_make_one_store() {
             &format!("{from} on {} to reach {to}", host.name),
             CONVERGE,
             || pings(host, from, &to.to_string()).then_some(()),
+        );
+    }
+}
+
+/// Issue 15 on several hosts: each host's `weave` network (the plugin's, local scope) is one
+/// segment with the others', with addresses from the one allocator and names in the one
+/// weaveDNS. Containers started on the daemons directly with `--net=weave` reach each other
+/// and a proxy-attached container across the hosts, and their names, registered on either
+/// host, resolve for a proxy-attached container and in `weave dns-lookup` on the other host.
+#[test]
+fn plugin_networks_on_two_hosts_are_one_segment() {
+    let Some(hosts) = DockerHosts::new(2, 1) else {
+        return;
+    };
+    let (a, b) = (hosts.host(0), hosts.host(1));
+    for i in 0..hosts.len() {
+        let out = hosts.launch(i);
+        assert_eq!(out.code, 0, "weave launch on host{}: {out:#?}", i + 1);
+    }
+    let run_on_weave = |host: &DockerHost, name: &str| -> Ipv4Addr {
+        let out = host.sh(&format!(
+            "docker run -d --name {name} --net=weave $(weave dns-args) busybox sleep 1d"
+        ));
+        assert_eq!(
+            out.code, 0,
+            "docker run --net=weave on {}: {out:#?}",
+            host.name
+        );
+        let addr = host
+            .docker()
+            .run(&[
+                "inspect",
+                "--format",
+                "{{.NetworkSettings.Networks.weave.IPAddress}}",
+                name,
+            ])
+            .ok()
+            .stdout;
+        addr.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} has no address on weave: {addr:?}"))
+    };
+    let p1 = run_on_weave(a, "p1");
+    let p2 = run_on_weave(b, "p2");
+    assert_ne!(p1, p2, "one allocator across the hosts");
+    let web2 = run_through_proxy(b, "web2");
+
+    let reached = Instant::now();
+    for (host, from, to) in [
+        (a, "p1", p2.to_string()),
+        (b, "p2", p1.to_string()),
+        (a, "p1", web2.to_string()),
+        // A proxy-attached container asks weaveDNS, which knows the plugin's containers of
+        // every host.
+        (b, "web2", "p1.weave.local".to_owned()),
+        (b, "web2", "p2.weave.local".to_owned()),
+    ] {
+        eventually(
+            &format!("{from} on {} to reach {to}", host.name),
+            CONVERGE,
+            || pings(host, from, &to).then_some(()),
+        );
+    }
+    eprintln!("all reached after {:?}", reached.elapsed());
+    for (host, name, addr) in [(a, "p2", p2), (b, "p1", p1)] {
+        let out = host.sh(&format!("weave dns-lookup {name}.weave.local"));
+        assert_eq!(
+            out.code, 0,
+            "weave dns-lookup {name} on {}: {out:#?}",
+            host.name
+        );
+        assert_eq!(
+            out.stdout.trim(),
+            addr.to_string(),
+            "{name} on {}",
+            host.name
         );
     }
 }

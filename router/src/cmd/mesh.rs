@@ -143,6 +143,12 @@ pub(super) async fn discover(
     Ok(())
 }
 
+/// The peer name kept in the data directory, if one was made there.
+pub(super) fn kept_peer_name(data_dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(data_dir.join(NAME_FILE)).ok()?;
+    Some(text.trim().to_owned()).filter(|name| !name.is_empty())
+}
+
 /// The peer name kept in the data directory, made (a random, locally administered MAC
 /// address, as Weave Net's names look) at the first start.
 fn kept_name(data_dir: &Path) -> Result<String> {

@@ -5,6 +5,7 @@ use std::ffi::{CString, OsString};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use crate::iptables::{self, HostIptables};
 use crate::store;
@@ -51,6 +52,12 @@ pub(crate) async fn reset(args: &ResetArgs) -> Result<()> {
         Err(err) => problems.push(format!("removing bridge {bridge}: {err}")),
     }
 
+    // Before its endpoints go: this host's member leaves the store, so that the others' quorum
+    // no longer counts it.
+    if let Err(err) = leave_store(&args.data.data_dir).await {
+        problems.push(err);
+    }
+
     // The store's endpoints and, below, the data of the store this host ran (`weave reset` has
     // removed its container first): a host reset leaves its network.
     match crate::mesh::discovery::remove(&args.data.data_dir) {
@@ -87,6 +94,46 @@ pub(crate) async fn reset(args: &ResetArgs) -> Result<()> {
         Ok(())
     } else {
         bail!("reset incomplete: {}", problems.join("; "))
+    }
+}
+
+/// How long a member's removal is tried: etcd refuses it ("unhealthy cluster") until the
+/// others have been connected for a few seconds.
+const LEAVE_WITHIN: Duration = Duration::from_secs(15);
+
+/// Removes this host's member (named after its peer) from the store in `store.json`, unless it
+/// is the store's only member (the store then ends with it).
+async fn leave_store(data_dir: &Path) -> Result<(), String> {
+    let Ok(Some(saved)) = crate::mesh::discovery::load(data_dir) else {
+        return Ok(());
+    };
+    let Some(me) = super::mesh::kept_peer_name(data_dir) else {
+        return Ok(());
+    };
+    let store = etcd::Client::new(&saved.endpoints).map_err(|err| err.to_string())?;
+    let deadline = tokio::time::Instant::now() + LEAVE_WITHIN;
+    loop {
+        let tried = async {
+            let members = store.members().await?;
+            match members.iter().find(|m| m.name == me) {
+                Some(m) if members.len() > 1 => store.remove_member(m.id).await.map(|()| true),
+                _ => Ok(false),
+            }
+        };
+        match tried.await {
+            Ok(true) => {
+                println!("removed this host's member from the store");
+                return Ok(());
+            }
+            Ok(false) => return Ok(()),
+            Err(err) if tokio::time::Instant::now() >= deadline => {
+                return Err(format!(
+                    "removing this host's member from the store ({}): {err}",
+                    saved.endpoints.join(",")
+                ));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
     }
 }
 

@@ -260,6 +260,26 @@ pub(crate) async fn run(args: RunArgs) -> Result<Outcome> {
             crate::mesh::status::router_lines(&shown.view(), &config.name, config.endpoints.len())
         })));
         mesh.start(dns.as_ref().map(|dns| dns.registry.clone()), state.clone());
+        // A store weave found or made grows with the hosts that join it; one the user runs
+        // (`--store-endpoints`) is theirs to shape.
+        if let (true, Some(image), Some(_)) = (
+            args.mesh.store_endpoints.is_empty(),
+            &args.mesh.store_image,
+            args.mesh.peer_addr,
+        ) {
+            tokio::spawn(
+                crate::mesh::growth::Growth {
+                    store: mesh.store().clone(),
+                    docker: docker.clone(),
+                    image: image.clone(),
+                    data_dir: args.data.data_dir.clone(),
+                    me: mesh.config().name.clone(),
+                    addr: mesh.config().vtep,
+                    rejoin: rejoin.clone(),
+                }
+                .tend(),
+            );
+        }
         tracing::info!(
             peer = %mesh.config().name,
             nickname = %mesh.config().nickname,

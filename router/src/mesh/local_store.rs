@@ -1,6 +1,7 @@
-//! The store a router makes on its own host when another host asks to join it and it has none:
-//! one etcd member in the `weavestore` container, run from the router's own image (etcd is in
-//! it), its data in `<data-dir>/store`.
+//! The store's member on this host: the one-member store a router makes when another host asks
+//! to join it and it has none, and the members added later as hosts join (`growth`). Each is
+//! etcd in the `weavestore` container, run from the router's own image (etcd is in it), its
+//! data in `<data-dir>/store`.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -123,44 +124,19 @@ impl LocalStore {
             return Ok(endpoints.clone());
         }
         let image = self.image.clone().ok_or(LocalStoreError::NoImage)?;
-        let body = container(&image, &self.data_dir, &self.name, addr);
-        // A store left by an earlier, unfinished try would hold the ports, and its data would
-        // make etcd ignore the flags of the new cluster.
-        let _ = self
-            .docker
-            .remove_container(
-                CONTAINER,
-                Some(RemoveContainerOptionsBuilder::new().force(true).build()),
-            )
-            .await;
-        let data = self.data_dir.join(DATA_DIR);
-        match std::fs::remove_dir_all(&data) {
-            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
-                return Err(LocalStoreError::Stale(data, err));
-            }
-            _ => {}
-        }
-        let options = CreateContainerOptionsBuilder::new().name(CONTAINER).build();
-        let created = self.docker.create_container(Some(options), body).await?;
-        let endpoint = format!("http://{addr}:{CLIENT_PORT}");
+        let member = MemberSpec {
+            name: &self.name,
+            addr,
+            initial_cluster: format!("{}={}", self.name, member_url(addr)),
+            existing: false,
+        };
+        let endpoint = client_url(addr);
         let endpoints = vec![endpoint.clone()];
-        let started = async {
-            self.docker.start_container(&created.id, None).await?;
+        start_member(&self.docker, &image, &self.data_dir, &member, async {
             wait_ready(&endpoint).await?;
             self.keep(&endpoints)
-        };
-        if let Err(err) = started.await {
-            // A store nobody will use must not keep running (its restart policy would bring it
-            // back with the host) nor hold the ports for the next try.
-            let _ = self
-                .docker
-                .remove_container(
-                    &created.id,
-                    Some(RemoveContainerOptionsBuilder::new().force(true).build()),
-                )
-                .await;
-            return Err(err);
-        }
+        })
+        .await?;
         tracing::info!(store = %endpoints.join(","), "made a store on this host for the peers that ask; starting again, joined");
         *made = Some(endpoints.clone());
         // After the answer is on its way: the asking peer needs it before this router restarts.
@@ -169,8 +145,83 @@ impl LocalStore {
     }
 }
 
+/// The URL etcd's members reach the one at `addr` on.
+pub fn member_url(addr: Ipv4Addr) -> String {
+    format!("http://{addr}:{MEMBER_PORT}")
+}
+
+/// The URL clients reach the member at `addr` on.
+pub fn client_url(addr: Ipv4Addr) -> String {
+    format!("http://{addr}:{CLIENT_PORT}")
+}
+
+/// One etcd member to run on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberSpec<'a> {
+    /// Its name: the peer's.
+    pub name: &'a str,
+    /// This host's address, where the other members and the clients reach it.
+    pub addr: Ipv4Addr,
+    /// `name=url,...` of every member, this one included.
+    pub initial_cluster: String,
+    /// Whether it joins a cluster that runs (added first through the cluster's API), rather
+    /// than starting a new one.
+    pub existing: bool,
+}
+
+/// Runs `member` in the `weavestore` container, on empty data, and waits for `ready`; on any
+/// failure the container is removed again.
+///
+/// # Errors
+/// When the container cannot be started, or `ready` fails.
+pub async fn start_member(
+    docker: &Docker,
+    image: &str,
+    data_dir: &Path,
+    member: &MemberSpec<'_>,
+    ready: impl Future<Output = Result<(), LocalStoreError>>,
+) -> Result<(), LocalStoreError> {
+    // A store left by an earlier, unfinished try would hold the ports, and its data would
+    // make etcd ignore the flags of the new member.
+    let _ = docker
+        .remove_container(
+            CONTAINER,
+            Some(RemoveContainerOptionsBuilder::new().force(true).build()),
+        )
+        .await;
+    let data = data_dir.join(DATA_DIR);
+    match std::fs::remove_dir_all(&data) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            return Err(LocalStoreError::Stale(data, err));
+        }
+        _ => {}
+    }
+    let options = CreateContainerOptionsBuilder::new().name(CONTAINER).build();
+    let body = container(image, data_dir, member);
+    let created = docker.create_container(Some(options), body).await?;
+    let started = async {
+        docker.start_container(&created.id, None).await?;
+        ready.await
+    };
+    if let Err(err) = started.await {
+        // A member nobody will use must not keep running (its restart policy would bring it
+        // back with the host) nor hold the ports for the next try.
+        let _ = docker
+            .remove_container(
+                &created.id,
+                Some(RemoveContainerOptionsBuilder::new().force(true).build()),
+            )
+            .await;
+        return Err(err);
+    }
+    Ok(())
+}
+
 /// Waits until etcd at `endpoint` has a leader.
-async fn wait_ready(endpoint: &str) -> Result<(), LocalStoreError> {
+///
+/// # Errors
+/// [`LocalStoreError::NotReady`] past [`READY_WITHIN`].
+pub async fn wait_ready(endpoint: &str) -> Result<(), LocalStoreError> {
     let client =
         etcd::Client::new([endpoint]).map_err(|err| LocalStoreError::NotReady(err.to_string()))?;
     let deadline = Instant::now() + READY_WITHIN;
@@ -187,14 +238,14 @@ async fn wait_ready(endpoint: &str) -> Result<(), LocalStoreError> {
     }
 }
 
-/// The `weavestore` container: etcd as a one-member cluster named after this peer, on the host's
-/// network at `addr` (and loopback), restarted with the host like the router.
-fn container(image: &str, data_dir: &Path, name: &str, addr: Ipv4Addr) -> ContainerCreateBody {
+/// The `weavestore` container: the etcd member named after this peer, on the host's network
+/// at its address (and loopback), restarted with the host like the router.
+fn container(image: &str, data_dir: &Path, member: &MemberSpec<'_>) -> ContainerCreateBody {
     let data = data_dir.join(DATA_DIR).display().to_string();
     ContainerCreateBody {
         image: Some(image.to_owned()),
         entrypoint: Some(vec![ETCD_BIN.to_owned()]),
-        cmd: Some(etcd_args(name, addr, &data)),
+        cmd: Some(etcd_args(member, &data)),
         labels: Some(HashMap::from([(ROLE_LABEL.to_owned(), ROLE.to_owned())])),
         host_config: Some(HostConfig {
             network_mode: Some("host".to_owned()),
@@ -209,15 +260,15 @@ fn container(image: &str, data_dir: &Path, name: &str, addr: Ipv4Addr) -> Contai
     }
 }
 
-/// etcd's flags for a one-member cluster `name` at `addr`, keeping its data in `data`.
-/// Revisions are compacted beyond the last 10,000: the watches resume within that, and a
-/// store that is never compacted grows until etcd refuses writes at its quota.
-fn etcd_args(name: &str, addr: Ipv4Addr, data: &str) -> Vec<String> {
-    let client = format!("http://{addr}:{CLIENT_PORT}");
-    let member = format!("http://{addr}:{MEMBER_PORT}");
+/// etcd's flags for `member`, keeping its data in `data`. Revisions are compacted beyond the
+/// last 10,000: the watches resume within that, and a store that is never compacted grows
+/// until etcd refuses writes at its quota.
+fn etcd_args(member: &MemberSpec<'_>, data: &str) -> Vec<String> {
+    let client = client_url(member.addr);
+    let peer = member_url(member.addr);
     [
         "--name",
-        name,
+        member.name,
         "--data-dir",
         data,
         "--listen-client-urls",
@@ -225,13 +276,13 @@ fn etcd_args(name: &str, addr: Ipv4Addr, data: &str) -> Vec<String> {
         "--advertise-client-urls",
         &client,
         "--listen-peer-urls",
-        &member,
+        &peer,
         "--initial-advertise-peer-urls",
-        &member,
+        &peer,
         "--initial-cluster",
-        &format!("{name}={member}"),
+        &member.initial_cluster,
         "--initial-cluster-state",
-        "new",
+        if member.existing { "existing" } else { "new" },
         "--auto-compaction-mode",
         "revision",
         "--auto-compaction-retention",
@@ -247,7 +298,13 @@ mod tests {
 
     #[test]
     fn the_store_is_one_member_at_the_address_it_was_asked_on() {
-        let args = etcd_args("aa:bb", Ipv4Addr::new(10, 0, 0, 1), "/var/lib/weave/store");
+        let member = MemberSpec {
+            name: "aa:bb",
+            addr: Ipv4Addr::new(10, 0, 0, 1),
+            initial_cluster: "aa:bb=http://10.0.0.1:2380".to_owned(),
+            existing: false,
+        };
+        let args = etcd_args(&member, "/var/lib/weave/store");
         let flag = |name: &str| {
             let at = args.iter().position(|a| a == name).unwrap();
             args[at + 1].as_str()
@@ -264,12 +321,38 @@ mod tests {
     }
 
     #[test]
+    fn a_member_added_to_a_running_store_joins_the_existing_cluster() {
+        let member = MemberSpec {
+            name: "cc:dd",
+            addr: Ipv4Addr::new(10, 0, 0, 2),
+            initial_cluster: "aa:bb=http://10.0.0.1:2380,cc:dd=http://10.0.0.2:2380".to_owned(),
+            existing: true,
+        };
+        let args = etcd_args(&member, "/var/lib/weave/store");
+        let flag = |name: &str| {
+            let at = args.iter().position(|a| a == name).unwrap();
+            args[at + 1].as_str()
+        };
+        assert_eq!(
+            flag("--initial-advertise-peer-urls"),
+            "http://10.0.0.2:2380"
+        );
+        assert_eq!(flag("--initial-cluster"), member.initial_cluster);
+        assert_eq!(flag("--initial-cluster-state"), "existing");
+    }
+
+    #[test]
     fn the_container_runs_etcd_on_the_hosts_network_with_its_data_kept() {
+        let member = MemberSpec {
+            name: "aa:bb",
+            addr: Ipv4Addr::new(10, 0, 0, 1),
+            initial_cluster: "aa:bb=http://10.0.0.1:2380".to_owned(),
+            existing: false,
+        };
         let body = container(
             "weaveworks/weaveexec:1",
             Path::new("/var/lib/weave"),
-            "aa:bb",
-            Ipv4Addr::new(10, 0, 0, 1),
+            &member,
         );
         assert_eq!(body.entrypoint.unwrap(), vec![ETCD_BIN.to_owned()]);
         let hc = body.host_config.unwrap();

@@ -8,6 +8,7 @@
 //! owned, and every mirror catches up when the store is back.
 
 pub mod discovery;
+pub mod growth;
 pub mod http;
 mod kernel;
 pub mod keys;
@@ -334,6 +335,7 @@ impl Mesh {
                 .otherwise(etcd::Op::Get(Keys::key(keys::alive(&name))));
             let result = store.txn(txn).await?;
             if result.succeeded {
+                self.remove_member_of(&name).await;
                 let blocks: Vec<Ipv4Net> = theirs.iter().map(|(b, _)| *b).collect();
                 let mut view = self.lock();
                 for block in &blocks {
@@ -354,6 +356,30 @@ impl Mesh {
             call: "/v3/kv/txn",
             tried: vec![("rmpeer".to_owned(), "its blocks kept changing".to_owned())],
         }))
+    }
+
+    /// Removes the store member that the removed peer `name` ran, if any (a store weave grew,
+    /// `growth`): a dead member counts against the quorum until it is gone. Best effort: the
+    /// peer itself is already removed.
+    async fn remove_member_of(&self, name: &str) {
+        let store = &self.inner.store;
+        let member = match store.members().await {
+            Ok(members) => members.into_iter().find(|m| m.name == name),
+            Err(err) => {
+                tracing::warn!(peer = name, error = %err, "rmpeer: cannot list the store's members");
+                return;
+            }
+        };
+        if let Some(member) = member {
+            match store.remove_member(member.id).await {
+                Ok(()) => {
+                    tracing::info!(peer = name, member = %format!("{:x}", member.id), "rmpeer: removed the peer's store member")
+                }
+                Err(err) => {
+                    tracing::warn!(peer = name, error = %err, "rmpeer: the peer's store member stays")
+                }
+            }
+        }
     }
 }
 

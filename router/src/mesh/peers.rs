@@ -253,8 +253,12 @@ pub(super) fn store_health(
                 .and_then(|m| m.iter().find(|m| m.id == s.leader))
                 .map_or_else(|| format!("{:x}", s.leader), |m| m.name.clone());
             let count = members.map_or_else(|| "?".to_owned(), |m| m.len().to_string());
+            let learners = match members.map_or(0, |m| m.iter().filter(|m| m.is_learner).count()) {
+                0 => String::new(),
+                n => format!(" ({n} learning)"),
+            };
             format!(
-                "{count} member(s), leader {leader}, revision {}, quorum",
+                "{count} member(s){learners}, leader {leader}, revision {}, quorum",
                 s.revision
             )
         }
@@ -448,6 +452,12 @@ mod tests {
         assert_eq!(
             store_health(Ok(&status(8)), Some(&members)),
             "3 member(s), leader m1, revision 42, quorum"
+        );
+        let mut learning = members.to_vec();
+        learning[2].is_learner = true;
+        assert_eq!(
+            store_health(Ok(&status(8)), Some(&learning)),
+            "3 member(s) (1 learning), leader m1, revision 42, quorum"
         );
         assert!(
             store_health(Ok(&status(0)), None)
