@@ -222,6 +222,18 @@ impl ApiState {
         }
     }
 
+    /// Gives `id` an address in the default subnet, as `POST /ip/{id}` does: the one it holds,
+    /// else the lowest free, claiming a block in the store first when needed.
+    ///
+    /// # Errors
+    /// [`ApiError`] when not ready or the store fails; the inner [`IpamError`] when the subnet
+    /// is full.
+    pub async fn allocate_default(&self, id: &str) -> Result<Result<Ipv4Net, IpamError>, ApiError> {
+        let subnet = self.inner.default_subnet;
+        self.change_claiming(|alloc| alloc.allocate(id, subnet, false))
+            .await
+    }
+
     /// When `err` says the allocator needs a block this peer does not own (and a store to
     /// claim it in is set), claims it. One claim at a time: requests that all found their
     /// blocks full claim one block between them, not one each.

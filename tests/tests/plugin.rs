@@ -400,7 +400,13 @@ fn status_shows_the_plugin_and_bad_requests_get_an_error_body() {
 #[test]
 fn containers_on_the_network_are_named_in_weavedns() {
     let plugin = plugin_name();
-    let mut weaver = Weaver::builder().dns().plugin(&plugin).start();
+    // A range of its own: the host's address, put on the bridge for the containers' route to
+    // weaveDNS, brings a route to the range with it, which must not meet another test's.
+    let mut weaver = Weaver::builder()
+        .dns()
+        .range("10.60.0.0/16")
+        .plugin(&plugin)
+        .start();
     let scope = Scope::new();
     let docker = Docker::daemon();
     let net = scope.name("dns");
@@ -450,12 +456,30 @@ fn containers_on_the_network_are_named_in_weavedns() {
 #[test]
 fn plugin_and_proxy_attached_containers_share_the_network_and_its_names() {
     let plugin = plugin_name();
-    let weave = WeaveHost::start_with(Weaver::builder().dns().plugin(&plugin), &[]);
+    let weave = WeaveHost::start_with(
+        Weaver::builder()
+            .dns()
+            .range("10.61.0.0/16")
+            .plugin(&plugin),
+        &[],
+    );
     let scope = Scope::new();
     let docker = Docker::daemon();
     let net = scope.name("mixed");
     network(&docker, &scope, &plugin, "mixed", &[]).ok();
-    let on_plugin = sleeper(&docker, &scope, &net, "onplugin", &[]);
+    let dns = weave
+        .weaver
+        .dns_addr()
+        .expect("weaveDNS's address")
+        .to_owned();
+    // As `$(weave dns-args)` gives them.
+    let on_plugin = sleeper(
+        &docker,
+        &scope,
+        &net,
+        "onplugin",
+        &["--dns", &dns, "--dns-search", "weave.local"],
+    );
     let plugin_ip = ethwe_addr(&docker, &on_plugin);
     let proxied =
         weave
@@ -480,6 +504,37 @@ fn plugin_and_proxy_attached_containers_share_the_network_and_its_names() {
         },
     );
     assert_pings(&docker, &proxied, &on_plugin);
+    // And the other way: Docker's embedded DNS does not know the proxied container on this
+    // network, and forwards the question to weaveDNS from inside the container, through the
+    // route the plugin gave it to the host's address on the bridge.
+    let proxied_name = scope.name("proxied");
+    let routes = docker.run(&["exec", &on_plugin, "ip", "route"]).ok().stdout;
+    assert!(
+        routes
+            .lines()
+            .any(|l| l.starts_with(&format!("{dns} via 10.61."))),
+        "no route to weaveDNS at {dns}:\n{routes}"
+    );
+    eventually(
+        "the plugin's container to resolve the proxied one",
+        Duration::from_secs(10),
+        || {
+            docker
+                .run(&[
+                    "exec",
+                    &on_plugin,
+                    "ping",
+                    "-c",
+                    "1",
+                    "-W",
+                    "2",
+                    &proxied_name,
+                ])
+                .code
+                .eq(&0)
+                .then_some(())
+        },
+    );
     // Through the proxy, a container on the plugin's network is the plugin's alone: the proxy
     // leaves containers on user-defined networks to it, so it has one weave interface.
     let image = test_image();

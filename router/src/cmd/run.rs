@@ -289,9 +289,13 @@ pub(crate) async fn run(args: RunArgs) -> Result<Outcome> {
     }
     // After the bridge exists and the allocator is loaded: Docker may call at once.
     let plugin_socket = plugin_listener.map(|(listener, path)| {
-        let names = dns
-            .as_ref()
-            .map(|dns| plugin::names::Names::new(docker.clone(), dns.registry.clone()));
+        let names = dns.as_ref().and_then(|dns| match dns.listen.ip() {
+            std::net::IpAddr::V4(server) => Some((
+                plugin::names::Names::new(docker.clone(), dns.registry.clone()),
+                server,
+            )),
+            std::net::IpAddr::V6(_) => None,
+        });
         serve_plugin(listener, &args.plugin.plugin_name, &state, bridge, names);
         tokio::spawn(plugin::revive::restart_given_up(
             docker.clone(),
@@ -388,16 +392,16 @@ fn serve_plugin(
     name: &str,
     state: &ApiState,
     bridge: &str,
-    names: Option<plugin::names::Names>,
+    names: Option<(plugin::names::Names, std::net::Ipv4Addr)>,
 ) {
     let mut served = plugin::Plugin::new(state.clone(), bridge);
-    if let Some(names) = names {
+    if let Some((names, server)) = names {
         // The registry is in memory: containers already on the plugin's networks get their
         // names back.
         let restore = names.clone();
         let driver = name.to_owned();
         tokio::spawn(async move { restore.restore(&driver).await });
-        served = served.with_names(names);
+        served = served.with_names(names, server);
     }
     let app = plugin::router(served);
     tokio::spawn(async move {

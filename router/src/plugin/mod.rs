@@ -15,7 +15,8 @@
 //!   bad request is answered with an error body and a non-200 status, never a dropped
 //!   connection.
 //!
-//! Not done yet: external connectivity for containers on the network alone, and several hosts.
+//! Not done: external connectivity for containers on the network alone (a second network gives
+//! it); they reach weaveDNS through a route to the host's weave address (see `network`).
 
 pub mod ipam;
 pub mod names;
@@ -24,6 +25,7 @@ pub mod protocol;
 pub mod reconcile;
 pub mod revive;
 
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use axum::Router;
@@ -100,6 +102,8 @@ pub struct Plugin {
     bridge: String,
     /// weaveDNS; `None` with `--no-dns`.
     names: Option<names::Names>,
+    /// weaveDNS's address, which containers on the network are given a route to.
+    dns_server: Option<Ipv4Addr>,
 }
 
 impl Plugin {
@@ -109,14 +113,40 @@ impl Plugin {
             api,
             bridge: bridge.to_owned(),
             names: None,
+            dns_server: None,
         }
     }
 
-    /// Registers the containers that join in weaveDNS through `names`.
+    /// Registers the containers that join in weaveDNS through `names`, and gives them a route
+    /// to weaveDNS at `server`.
     #[must_use]
-    pub fn with_names(mut self, names: names::Names) -> Self {
+    pub fn with_names(mut self, names: names::Names, server: Ipv4Addr) -> Self {
         self.names = Some(names);
+        self.dns_server = Some(server);
         self
+    }
+
+    /// The route to weaveDNS for a joining container: the host's address on the bridge (as
+    /// `weave expose` gives it, and kept by the same owner, so `weave ps` shows it and `weave
+    /// hide` takes it back) put there first. `None`, with a warning, when that fails: the
+    /// container then starts without it rather than not at all.
+    async fn dns_route(&self) -> Option<network::DnsRoute> {
+        let server = self.dns_server?;
+        let exposed = async {
+            let cidr = self.api.allocate_default(api::route::EXPOSE_ID).await??;
+            weavenet::expose(&self.bridge, cidr).await?;
+            Ok::<_, PluginError>(cidr)
+        };
+        match exposed.await {
+            Ok(cidr) => Some(network::DnsRoute {
+                server,
+                host: cidr.addr(),
+            }),
+            Err(err) => {
+                tracing::warn!(error = %err, "[plugin] no route to weaveDNS for the container: cannot put the host's address on the bridge");
+                None
+            }
+        }
     }
 
     /// `RequestAddress`, claiming a block in the store first when this peer's are full (on a
@@ -186,7 +216,7 @@ impl Plugin {
                             .await;
                     });
                 }
-                network::join_answer(&peer)
+                network::join_answer(&peer, self.dns_route().await)
             }
             Call::Leave(req) => {
                 tracing::debug!(endpoint = %req.endpoint_id, "[plugin] leave");

@@ -10,6 +10,8 @@
 //! at `Leave` Docker still has to take the container end back out of the sandbox, and the pair
 //! goes with its host end in any case.
 
+use std::net::Ipv4Addr;
+
 use serde_json::{Value, json};
 
 use super::PluginError;
@@ -61,8 +63,19 @@ pub fn veth_names(endpoint_id: &str) -> Result<(String, String), PluginError> {
         .ok_or_else(|| PluginError::Refused(format!("malformed endpoint id {endpoint_id:?}")))
 }
 
-/// libnetwork's route type for a route straight out of the interface (no next hop).
+/// libnetwork's route types: through a next hop, or straight out of the interface.
+const ROUTE_NEXT_HOP: u8 = 0;
 const ROUTE_CONNECTED: u8 = 1;
+
+/// How a container on the plugin's network reaches weaveDNS, which listens on the host (on
+/// Docker's bridge address by default): through the host's own address on the weave bridge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DnsRoute {
+    /// weaveDNS's address.
+    pub server: Ipv4Addr,
+    /// The host's address on the weave bridge (`weave expose`'s).
+    pub host: Ipv4Addr,
+}
 
 /// The answer to `Join` once the veth `peer` exists: Docker moves `peer` into the sandbox as
 /// `ethwe<n>`, with the `224.0.0.0/4` route through it, as a proxy-attached container's `ethwe`
@@ -72,10 +85,29 @@ const ROUTE_CONNECTED: u8 = 1;
 /// `docker_gwbridge` network: like a proxy-attached container's `ethwe`, the weave network is
 /// for reaching other weave containers; a container that also needs the outside world is
 /// connected to a second network as well.
-pub fn join_answer(peer: &str) -> Value {
+///
+/// With `dns`, two routes more let the container reach weaveDNS and nothing else of the host
+/// through weave: Docker's embedded DNS forwards a `--dns` server's queries from inside the
+/// container, where the server (on Docker's bridge) is otherwise unreachable for a container on
+/// this network alone. The host's weave address is reached on the link (it may lie outside the
+/// endpoint's subnet), and the server through it.
+pub fn join_answer(peer: &str, dns: Option<DnsRoute>) -> Value {
+    let mut routes = vec![json!({ "Destination": "224.0.0.0/4", "RouteType": ROUTE_CONNECTED })];
+    if let Some(dns) = dns {
+        routes.push(
+            json!({ "Destination": format!("{}/32", dns.host), "RouteType": ROUTE_CONNECTED }),
+        );
+        if dns.server != dns.host {
+            routes.push(json!({
+                "Destination": format!("{}/32", dns.server),
+                "RouteType": ROUTE_NEXT_HOP,
+                "NextHop": dns.host.to_string(),
+            }));
+        }
+    }
     json!({
         "InterfaceName": { "SrcName": peer, "DstPrefix": INTERFACE_PREFIX },
-        "StaticRoutes": [{ "Destination": "224.0.0.0/4", "RouteType": ROUTE_CONNECTED }],
+        "StaticRoutes": routes,
         "DisableGatewayService": true,
     })
 }
@@ -153,12 +185,24 @@ mod tests {
     #[test]
     fn join_names_the_veth_routes_multicast_and_turns_the_gateway_service_off() {
         assert_eq!(
-            join_answer("vethwpg01234567"),
+            join_answer("vethwpg01234567", None),
             serde_json::json!({
                 "InterfaceName": { "SrcName": "vethwpg01234567", "DstPrefix": "ethwe" },
                 "StaticRoutes": [{ "Destination": "224.0.0.0/4", "RouteType": 1 }],
                 "DisableGatewayService": true,
             })
+        );
+        let dns = DnsRoute {
+            server: Ipv4Addr::new(172, 17, 0, 1),
+            host: Ipv4Addr::new(10, 32, 0, 1),
+        };
+        assert_eq!(
+            join_answer("vethwpg01234567", Some(dns))["StaticRoutes"],
+            serde_json::json!([
+                { "Destination": "224.0.0.0/4", "RouteType": 1 },
+                { "Destination": "10.32.0.1/32", "RouteType": 1 },
+                { "Destination": "172.17.0.1/32", "RouteType": 0, "NextHop": "10.32.0.1" },
+            ])
         );
         let info = oper_info(&EndpointRef {
             network_id: "n".to_owned(),
