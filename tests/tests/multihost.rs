@@ -293,7 +293,8 @@ fn ethwe_mtu(host: &DockerHost, name: &str) -> u32 {
 /// the `weavestore` container) when host2 asks, and starts again on it with its container kept
 /// and brought to the overlay's MTU; host2 and host3 join it, and the store grows with them to
 /// three voting members. The containers of all three reach each other by address and name, and
-/// go on doing so, new names included, once host1's member is gone. `weave connect` and `weave
+/// go on doing so, new names included, once host1's member is gone; host2, exposed, reaches a
+/// container on host3. `weave connect` and `weave
 /// forget` change the endpoints a host uses, and refuse to leave it none. `weave reset` on
 /// host1 removes its member from the store, and the store goes on with two.
 #[test]
@@ -429,6 +430,19 @@ fn a_host_launched_alone_is_joined_by_naming_it() {
         &web2.to_string(),
     ]);
     assert_eq!(out.code, 0, "a 1428-byte ping from web1 to web2: {out:#?}");
+
+    // `weave expose` on host2 puts the host on the network that spans the hosts: it reaches
+    // web3 on host3 (busybox's ping: the hosts' own tools are not a given).
+    let out = b.sh("weave expose");
+    assert_eq!(out.code, 0, "weave expose on host2: {out:#?}");
+    let busybox = weave_tests::image::busybox_binary();
+    eventually("host2, exposed, to reach web3 on host3", CONVERGE, || {
+        (b.sh(&format!("{} ping -c 1 -W 2 {web3}", busybox.display()))
+            .code
+            == 0)
+            .then_some(())
+    });
+    eprintln!("host2 exposed at {} reaches web3", out.stdout.trim());
 
     // The fault: the store's first member, on host1, is gone. The two others are a quorum: a
     // container started now on host2 gets an address and a name that host3 resolves.
