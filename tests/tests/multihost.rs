@@ -293,8 +293,8 @@ fn ethwe_mtu(host: &DockerHost, name: &str) -> u32 {
 /// the `weavestore` container) when host2 asks, and starts again on it with its container kept
 /// and brought to the overlay's MTU; host2 and host3 join it, and the store grows with them to
 /// three voting members. The containers of all three reach each other by address and name, and
-/// go on doing so, new names included, once host1's member is gone; host2, exposed, reaches a
-/// container on host3. `weave connect` and `weave
+/// go on doing so, new names included, once host1's member is gone; multicast crosses the
+/// hosts, and host2, exposed, reaches a container on host3. `weave connect` and `weave
 /// forget` change the endpoints a host uses, and refuse to leave it none. `weave reset` on
 /// host1 removes its member from the store, and the store goes on with two.
 #[test]
@@ -430,6 +430,35 @@ fn a_host_launched_alone_is_joined_by_naming_it() {
         &web2.to_string(),
     ]);
     assert_eq!(out.code, 0, "a 1428-byte ping from web1 to web2: {out:#?}");
+
+    // Multicast crosses the hosts: the VXLAN port floods it to every peer. A container that
+    // answers pings to a group (the kernel's default is not to) on host3 answers web1's ping of
+    // the all-hosts group on host1.
+    let out = c.sh("eval $(weave env)\ndocker run -d --name mc3 \
+         --sysctl net.ipv4.icmp_echo_ignore_broadcasts=0 busybox sleep 1d");
+    assert_eq!(out.code, 0, "docker run mc3 on host3: {out:#?}");
+    let mc3 = c
+        .docker()
+        .run(&["exec", "mc3", "ip", "-4", "-o", "addr", "show", "ethwe"])
+        .ok()
+        .stdout;
+    let mc3 = mc3
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|cidr| cidr.split('/').next())
+        .unwrap_or_else(|| panic!("no address on mc3's ethwe: {mc3}"))
+        .to_owned();
+    eventually(
+        "mc3 on host3 to answer web1's ping of 224.0.0.1",
+        CONVERGE,
+        || {
+            let out = a
+                .docker()
+                .run(&["exec", "web1", "ping", "-c", "2", "-W", "2", "224.0.0.1"]);
+            out.stdout.contains(&format!("from {mc3}:")).then_some(())
+        },
+    );
 
     // `weave expose` on host2 puts the host on the network that spans the hosts: it reaches
     // web3 on host3 (busybox's ping: the hosts' own tools are not a given).
