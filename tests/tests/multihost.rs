@@ -61,6 +61,15 @@ fn peers(host: &DockerHost) -> String {
     out.stdout
 }
 
+/// The `Store:` line of `weave status` on `host`.
+fn store_line(host: &DockerHost) -> Option<String> {
+    host.sh("weave status")
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("Store:"))
+        .map(|l| l.trim().to_owned())
+}
+
 /// The line of `weave status peers` about the peer nicknamed `nickname`.
 fn peer_line(status: &str, nickname: &str) -> Option<String> {
     status
@@ -367,14 +376,9 @@ fn a_host_launched_alone_is_joined_by_naming_it() {
             &format!("{}'s router on a store of 3 voting members", host.name),
             GROW,
             || {
-                let out = host.sh("weave status");
-                out.stdout
-                    .lines()
-                    .find(|l| l.trim_start().starts_with("Store:"))
-                    .filter(|l| {
-                        l.contains("3 member(s), leader") && l.contains("(3 endpoint(s) given)")
-                    })
-                    .map(str::to_owned)
+                store_line(host).filter(|l| {
+                    l.contains("Store: 3 member(s), leader") && l.contains("(3 endpoint(s) given)")
+                })
             },
         );
         eprintln!("{}: {}", host.name, line.trim());
@@ -501,11 +505,7 @@ fn a_host_launched_alone_is_joined_by_naming_it() {
         .stdout;
     assert!(!ps.contains("weavestore"), "the store outlived reset: {ps}");
     eventually("host2's router on a store of 2 members", GROW, || {
-        let out = b.sh("weave status");
-        out.stdout
-            .lines()
-            .find(|l| l.contains("Store: 2 member(s), leader"))
-            .map(str::to_owned)
+        store_line(b).filter(|l| l.contains("Store: 2 member(s), leader"))
     });
     eprintln!("whole test {:?}", started.elapsed());
 }
@@ -554,13 +554,7 @@ fn two_hosts_naming_each_other_make_one_store() {
         let line = eventually(
             &format!("{} on one store of two members", host.name),
             GROW,
-            || {
-                let out = host.sh("weave status");
-                out.stdout
-                    .lines()
-                    .find(|l| l.contains("Store: 2 member(s) (1 learning), leader"))
-                    .map(str::to_owned)
-            },
+            || store_line(host).filter(|l| l.contains("Store: 2 member(s) (1 learning), leader")),
         );
         eprintln!("{}: {}", host.name, line.trim());
     }
