@@ -81,19 +81,35 @@ fn container_interfaces(bridge: &str) -> [String; 3] {
     ]
 }
 
-/// The rules (in [`INPUT_CHAIN`]) that keep containers away from the ports between hosts: the
-/// peer port, where a router alone can be asked to make a store, and the store's own (etcd's
-/// client and member ports), which hold the network's peers, blocks and names. Other hosts
-/// reach them over the underlay; a container on this host has no business there.
-pub fn input_rules(bridge: &str, peer_port: u16, store_ports: (u16, u16)) -> Vec<Vec<String>> {
+/// The ports hosts use between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostPorts {
+    /// The peer port (TCP), where a router alone can be asked to make a store.
+    pub peer: u16,
+    /// etcd's client and member ports (TCP), which hold the network's peers, blocks and names.
+    pub store: (u16, u16),
+    /// The VXLAN port (UDP): whatever reaches it is put on the weave bridge as a frame. The
+    /// port after it answers the peers' path probes (`weave status connections`).
+    pub vxlan: u16,
+}
+
+/// The rules (in [`INPUT_CHAIN`]) that keep containers away from the ports between hosts.
+/// Other hosts reach them over the underlay; a container on this host has no business there,
+/// and a packet it sent to the VXLAN port would put a frame of its making on the weave
+/// network, from a container that may not even be on it.
+pub fn input_rules(bridge: &str, ports: HostPorts) -> Vec<Vec<String>> {
     let mut rules = Vec::new();
     for iface in container_interfaces(bridge) {
-        for ports in [
-            peer_port.to_string(),
-            format!("{}:{}", store_ports.0, store_ports.1),
+        for (proto, port) in [
+            ("tcp", ports.peer.to_string()),
+            ("tcp", format!("{}:{}", ports.store.0, ports.store.1)),
+            (
+                "udp",
+                format!("{}:{}", ports.vxlan, ports.vxlan.saturating_add(1)),
+            ),
         ] {
             rules.push(
-                ["-i", &iface, "-p", "tcp", "--dport", &ports, "-j", "DROP"]
+                ["-i", &iface, "-p", proto, "--dport", &port, "-j", "DROP"]
                     .map(str::to_owned)
                     .to_vec(),
             );
@@ -315,7 +331,12 @@ mod tests {
 
     #[test]
     fn containers_are_kept_from_the_peer_and_store_ports() {
-        let got: Vec<String> = input_rules("weave", 6783, (2379, 2380))
+        let ports = HostPorts {
+            peer: 6783,
+            store: (2379, 2380),
+            vxlan: 6789,
+        };
+        let got: Vec<String> = input_rules("weave", ports)
             .iter()
             .map(|r| describe(INPUT_CHAIN, r))
             .collect();
@@ -324,10 +345,13 @@ mod tests {
             [
                 "-A INPUT -i docker0 -p tcp --dport 6783 -j DROP",
                 "-A INPUT -i docker0 -p tcp --dport 2379:2380 -j DROP",
+                "-A INPUT -i docker0 -p udp --dport 6789:6790 -j DROP",
                 "-A INPUT -i br-+ -p tcp --dport 6783 -j DROP",
                 "-A INPUT -i br-+ -p tcp --dport 2379:2380 -j DROP",
+                "-A INPUT -i br-+ -p udp --dport 6789:6790 -j DROP",
                 "-A INPUT -i weave -p tcp --dport 6783 -j DROP",
                 "-A INPUT -i weave -p tcp --dport 2379:2380 -j DROP",
+                "-A INPUT -i weave -p udp --dport 6789:6790 -j DROP",
             ]
         );
     }

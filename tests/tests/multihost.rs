@@ -331,6 +331,15 @@ fn a_host_launched_alone_is_joined_by_naming_it() {
             && peer_line(&out.stdout, &a.name).is_some_and(|l| l.ends_with("established")))
         .then_some(())
     });
+    // Containers are kept off the ports between hosts, the VXLAN port among them: a datagram
+    // a container sent there would be a frame on the weave network.
+    let rules = b.sh("iptables -w -S INPUT").ok().stdout;
+    for want in [
+        "-A INPUT -i docker0 -p udp -m udp --dport 6789:6790 -j DROP",
+        "-A INPUT -i weave -p tcp -m tcp --dport 2379:2380 -j DROP",
+    ] {
+        assert!(rules.contains(want), "host2's INPUT lacks {want}:\n{rules}");
+    }
     // Two hosts: host2 uses host1's store, and nothing else.
     let out = b.sh(&format!("weave connect {}", a.addr));
     assert_eq!(out.code, 0, "weave connect host1 on host2: {out:#?}");
@@ -504,6 +513,8 @@ fn a_host_launched_alone_is_joined_by_naming_it() {
         .ok()
         .stdout;
     assert!(!ps.contains("weavestore"), "the store outlived reset: {ps}");
+    let rules = a.sh("iptables -w -S INPUT").ok().stdout;
+    assert!(!rules.contains("6789"), "reset left host1's rules: {rules}");
     eventually("host2's router on a store of 2 members", GROW, || {
         store_line(b).filter(|l| l.contains("Store: 2 member(s), leader"))
     });

@@ -21,13 +21,17 @@ pub(crate) async fn reset(args: &ResetArgs) -> Result<()> {
 
     let helper = std::env::current_exe().context("finding weaver's own binary")?;
     let firewall = HostIptables::new(&args.host.host_root, &helper);
+    // The ports `weave launch` gives.
     let input = iptables::input_rules(
         bridge,
-        crate::mesh::discovery::PEER_PORT,
-        (
-            crate::mesh::local_store::CLIENT_PORT,
-            crate::mesh::local_store::MEMBER_PORT,
-        ),
+        iptables::HostPorts {
+            peer: crate::mesh::discovery::PEER_PORT,
+            store: (
+                crate::mesh::local_store::CLIENT_PORT,
+                crate::mesh::local_store::MEMBER_PORT,
+            ),
+            vxlan: weavenet::DEFAULT_VXLAN_PORT,
+        },
     );
     let removed = match firewall.remove(bridge).await {
         Ok(mut removed) => firewall.remove_input(&input).await.map(|more| {

@@ -140,8 +140,11 @@ pub(crate) async fn run(args: RunArgs) -> Result<Outcome> {
     if let Some(addr) = args.mesh.peer_addr {
         let specs = iptables::input_rules(
             bridge,
-            addr.port(),
-            (local_store::CLIENT_PORT, local_store::MEMBER_PORT),
+            iptables::HostPorts {
+                peer: addr.port(),
+                store: (local_store::CLIENT_PORT, local_store::MEMBER_PORT),
+                vxlan: args.mesh.vxlan_port,
+            },
         );
         match firewall.ensure_input(&specs).await {
             Ok(added) => {
@@ -150,7 +153,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<Outcome> {
                 }
             }
             Err(err) if err.is_missing_binary() => tracing::warn!(
-                "no iptables on the host: containers can reach the peer port and the store's"
+                "no iptables on the host: containers can reach the peer, store and VXLAN ports"
             ),
             Err(err) => return Err(err).context("adding the iptables rules for the peer port"),
         }
