@@ -171,6 +171,25 @@ impl Docker {
         }
     }
 
+    /// The bridge of Docker's default network (`docker0` unless dockerd runs with another
+    /// `--bridge`), when Docker names it.
+    ///
+    /// # Errors
+    /// When Docker fails.
+    pub async fn default_bridge(&self) -> Result<Option<String>, Error> {
+        match self
+            .api
+            .inspect_network("bridge", None::<InspectNetworkOptions>)
+            .await
+        {
+            Ok(found) => Ok(found
+                .options
+                .and_then(|mut o| o.remove("com.docker.network.bridge.name"))),
+            Err(err) if is_not_found(&err) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+
     /// Creates the network `name` whose network and IPAM driver are both `driver`.
     ///
     /// # Errors

@@ -351,20 +351,23 @@ pub async fn reset(ctx: &Context) -> Result<(), Error> {
             ctx.image
         )));
     }
+    let mut cmd: Vec<String> = [
+        "reset",
+        "--host-root",
+        spec::HOST_ROOT,
+        "--data-dir",
+        spec::DATA_DIR,
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    // The router named Docker's bridge in its rules as Docker names it.
+    if let Some(name) = ctx.docker.default_bridge().await? {
+        cmd.extend(["--docker-bridge".to_owned(), name]);
+    }
     let body = ContainerCreateBody {
         image: Some(ctx.image.clone()),
         entrypoint: Some(vec![spec::WEAVER_BIN.to_owned()]),
-        cmd: Some(
-            [
-                "reset",
-                "--host-root",
-                spec::HOST_ROOT,
-                "--data-dir",
-                spec::DATA_DIR,
-            ]
-            .map(str::to_owned)
-            .to_vec(),
-        ),
+        cmd: Some(cmd),
         host_config: Some(HostConfig {
             network_mode: Some("host".to_owned()),
             cap_add: Some(vec!["NET_ADMIN".to_owned(), "NET_RAW".to_owned()]),

@@ -5,7 +5,7 @@
 //! Every call negotiates down to the daemon's API version (Docker 20.10 speaks 1.41; current
 //! daemons refuse nothing older than their minimum, so pinning an old version is never right).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 use api::{DockerAddr, naming};
@@ -180,11 +180,7 @@ pub async fn bridge_gateway(docker: &Docker) -> Result<Option<Ipv4Addr>, DockerE
         return Ok(named);
     }
     // Docker 20.10 often leaves the gateway out of the default network's IPAM config.
-    let interface = network
-        .options
-        .as_ref()
-        .and_then(|o| o.get("com.docker.network.bridge.name"))
-        .map_or("docker0", String::as_str);
+    let interface = bridge_name_of(network.options.as_ref());
     Ok(weavenet::host_addrs(interface)
         .await
         .ok()
@@ -192,9 +188,43 @@ pub async fn bridge_gateway(docker: &Docker) -> Result<Option<Ipv4Addr>, DockerE
         .and_then(|addrs| addrs.first().map(|net| net.addr())))
 }
 
+/// The name of the bridge of Docker's default network, from its options; `docker0` when it
+/// names none.
+fn bridge_name_of(options: Option<&HashMap<String, String>>) -> &str {
+    options
+        .and_then(|o| o.get("com.docker.network.bridge.name"))
+        .map_or(crate::iptables::DOCKER_BRIDGE, String::as_str)
+}
+
+/// The name of the bridge of Docker's default network (`docker0` unless dockerd was started
+/// with another `--bridge`); `docker0` when Docker cannot say.
+pub async fn bridge_name(docker: &Docker) -> String {
+    match docker
+        .inspect_network("bridge", None::<InspectNetworkOptions>)
+        .await
+    {
+        Ok(network) => bridge_name_of(network.options.as_ref()).to_owned(),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot ask Docker for its bridge's name; assuming docker0");
+            crate::iptables::DOCKER_BRIDGE.to_owned()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_bridge_is_named_by_its_network_or_docker0() {
+        let named = HashMap::from([(
+            "com.docker.network.bridge.name".to_owned(),
+            "dbr".to_owned(),
+        )]);
+        assert_eq!(bridge_name_of(Some(&named)), "dbr");
+        assert_eq!(bridge_name_of(Some(&HashMap::new())), "docker0");
+        assert_eq!(bridge_name_of(None), "docker0");
+    }
 
     #[test]
     fn running_means_running_and_not_restarting() {

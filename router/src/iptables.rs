@@ -18,8 +18,11 @@ use std::process::Output;
 
 use tokio::process::Command;
 
-/// Docker's default bridge, whose containers must not reach ours.
+/// Docker's default bridge, whose containers must not reach ours, unless Docker names another
+/// (`--bridge`, or its `bridge` network's `com.docker.network.bridge.name`).
 pub const DOCKER_BRIDGE: &str = "docker0";
+/// The bridges of Docker's user-defined networks, `br-<id>`, as an iptables wildcard.
+pub const DOCKER_NETWORK_BRIDGES: &str = "br-+";
 /// Where the rules go when it exists: Docker never flushes it.
 pub const PREFERRED_CHAIN: &str = "DOCKER-USER";
 /// Where they go otherwise.
@@ -58,11 +61,15 @@ impl IptablesError {
     }
 }
 
-/// The rule specifications (without the chain) the router keeps for `bridge`, in order.
-pub fn rules(bridge: &str) -> Vec<Vec<String>> {
+/// The rule specifications (without the chain) the router keeps for `bridge`, in order: no
+/// container of Docker's own networks is forwarded into weave (the host routes there once it
+/// has an address on the bridge, as `weave expose` and the plugin's DNS route give it), and
+/// weave's own traffic passes whatever Docker's policy.
+pub fn rules(bridge: &str, docker_bridge: &str) -> Vec<Vec<String>> {
     let spec = |parts: &[&str]| parts.iter().map(|&p| p.to_owned()).collect();
     vec![
-        spec(&["-i", DOCKER_BRIDGE, "-o", bridge, "-j", "DROP"]),
+        spec(&["-i", docker_bridge, "-o", bridge, "-j", "DROP"]),
+        spec(&["-i", DOCKER_NETWORK_BRIDGES, "-o", bridge, "-j", "DROP"]),
         spec(&["-i", bridge, "-o", bridge, "-j", "ACCEPT"]),
     ]
 }
@@ -73,10 +80,10 @@ pub const INPUT_CHAIN: &str = "INPUT";
 /// The interfaces containers reach the host from: Docker's default bridge, its user-defined
 /// networks' bridges (`br-<id>`), and the weave bridge (`weave expose` gives the host an
 /// address there).
-fn container_interfaces(bridge: &str) -> [String; 3] {
+fn container_interfaces(bridge: &str, docker_bridge: &str) -> [String; 3] {
     [
-        DOCKER_BRIDGE.to_owned(),
-        "br-+".to_owned(),
+        docker_bridge.to_owned(),
+        DOCKER_NETWORK_BRIDGES.to_owned(),
         bridge.to_owned(),
     ]
 }
@@ -97,9 +104,9 @@ pub struct HostPorts {
 /// Other hosts reach them over the underlay; a container on this host has no business there,
 /// and a packet it sent to the VXLAN port would put a frame of its making on the weave
 /// network, from a container that may not even be on it.
-pub fn input_rules(bridge: &str, ports: HostPorts) -> Vec<Vec<String>> {
+pub fn input_rules(bridge: &str, docker_bridge: &str, ports: HostPorts) -> Vec<Vec<String>> {
     let mut rules = Vec::new();
-    for iface in container_interfaces(bridge) {
+    for iface in container_interfaces(bridge, docker_bridge) {
         for (proto, port) in [
             ("tcp", ports.peer.to_string()),
             ("tcp", format!("{}:{}", ports.store.0, ports.store.1)),
@@ -143,6 +150,7 @@ pub struct HostIptables {
     host_root: PathBuf,
     /// The `weaver` binary, re-executed for the chroot.
     helper: PathBuf,
+    docker_bridge: String,
 }
 
 impl HostIptables {
@@ -152,7 +160,20 @@ impl HostIptables {
         Self {
             host_root: host_root.to_owned(),
             helper: helper.to_owned(),
+            docker_bridge: DOCKER_BRIDGE.to_owned(),
         }
+    }
+
+    /// Rules about Docker's default bridge name `name` rather than [`DOCKER_BRIDGE`].
+    #[must_use]
+    pub fn with_docker_bridge(mut self, name: &str) -> Self {
+        name.clone_into(&mut self.docker_bridge);
+        self
+    }
+
+    /// Docker's default bridge, as the rules name it.
+    pub fn docker_bridge(&self) -> &str {
+        &self.docker_bridge
     }
 
     async fn run(&self, args: &[String]) -> Result<Output, IptablesError> {
@@ -215,7 +236,7 @@ impl HostIptables {
         let chain = self.chain().await?;
         let mut added = Vec::new();
         // Inserting at position 1 in reverse keeps the order of `rules` at the top of the chain.
-        for spec in rules(bridge).into_iter().rev() {
+        for spec in rules(bridge, &self.docker_bridge).into_iter().rev() {
             if self.test(&with_chain("-C", chain, &spec)).await? {
                 continue;
             }
@@ -273,7 +294,7 @@ impl HostIptables {
             if !self.chain_exists(chain).await? {
                 continue;
             }
-            for spec in rules(bridge) {
+            for spec in rules(bridge, &self.docker_bridge) {
                 while self.test(&with_chain("-C", chain, &spec)).await? {
                     self.must(&with_chain("-D", chain, &spec)).await?;
                     removed.push(describe(chain, &spec));
@@ -316,14 +337,15 @@ mod tests {
 
     #[test]
     fn rules_for_a_bridge() {
-        let got: Vec<String> = rules("weave")
+        let got: Vec<String> = rules("weave", "dbr")
             .iter()
             .map(|r| describe("FORWARD", r))
             .collect();
         assert_eq!(
             got,
             [
-                "-A FORWARD -i docker0 -o weave -j DROP",
+                "-A FORWARD -i dbr -o weave -j DROP",
+                "-A FORWARD -i br-+ -o weave -j DROP",
                 "-A FORWARD -i weave -o weave -j ACCEPT",
             ]
         );
@@ -336,7 +358,7 @@ mod tests {
             store: (2379, 2380),
             vxlan: 6789,
         };
-        let got: Vec<String> = input_rules("weave", ports)
+        let got: Vec<String> = input_rules("weave", "docker0", ports)
             .iter()
             .map(|r| describe(INPUT_CHAIN, r))
             .collect();

@@ -258,13 +258,13 @@ fn attached_containers_talk_only_through_the_bridge_rule() {
         .build()
         .unwrap();
     let removed = rt.block_on(iptables.remove(&bridge)).unwrap();
-    assert_eq!(removed.len(), 2, "{removed:?}");
+    assert_eq!(removed.len(), 3, "{removed:?}");
     assert!(
         !ping(),
         "ping without the rule: Docker's FORWARD policy should drop it"
     );
     let added = rt.block_on(iptables.ensure(&bridge)).unwrap();
-    assert_eq!(added.len(), 2, "{added:?}");
+    assert_eq!(added.len(), 3, "{added:?}");
     assert!(ping(), "no ping after the rules were added back");
     assert!(rt.block_on(iptables.ensure(&bridge)).unwrap().is_empty());
 }

@@ -127,6 +127,7 @@ fn bridge_and_rules_outlive_the_router_until_reset() {
         printed,
         format!(
             "removed iptables rule: -A {chain} {isolate}\n\
+             removed iptables rule: -A {chain} -i br-+ -o {bridge} -j DROP\n\
              removed iptables rule: -A {chain} {accept}\n\
              removed bridge {bridge}\n\
              removed {data}/ipam.json\n"

@@ -61,6 +61,23 @@ fn peers(host: &DockerHost) -> String {
     out.stdout
 }
 
+/// The name of the bridge of `host`'s default Docker network (the harness gives it another
+/// than `docker0`, as a user may with `--bridge`).
+fn docker_bridge(host: &DockerHost) -> String {
+    let name = host
+        .docker()
+        .run(&[
+            "network",
+            "inspect",
+            "bridge",
+            "--format",
+            r#"{{index .Options "com.docker.network.bridge.name"}}"#,
+        ])
+        .ok()
+        .stdout;
+    name.trim().to_owned()
+}
+
 /// The `Store:` line of `weave status` on `host`.
 fn store_line(host: &DockerHost) -> Option<String> {
     host.sh("weave status")
@@ -334,11 +351,15 @@ fn a_host_launched_alone_is_joined_by_naming_it() {
     // Containers are kept off the ports between hosts, the VXLAN port among them: a datagram
     // a container sent there would be a frame on the weave network.
     let rules = b.sh("iptables -w -S INPUT").ok().stdout;
+    let docker_bridge = docker_bridge(b);
     for want in [
-        "-A INPUT -i docker0 -p udp -m udp --dport 6789:6790 -j DROP",
-        "-A INPUT -i weave -p tcp -m tcp --dport 2379:2380 -j DROP",
+        format!("-A INPUT -i {docker_bridge} -p udp -m udp --dport 6789:6790 -j DROP"),
+        "-A INPUT -i weave -p tcp -m tcp --dport 2379:2380 -j DROP".to_owned(),
     ] {
-        assert!(rules.contains(want), "host2's INPUT lacks {want}:\n{rules}");
+        assert!(
+            rules.contains(&want),
+            "host2's INPUT lacks {want}:\n{rules}"
+        );
     }
     // Two hosts: host2 uses host1's store, and nothing else.
     let out = b.sh(&format!("weave connect {}", a.addr));
@@ -523,7 +544,8 @@ fn a_host_launched_alone_is_joined_by_naming_it() {
 
 /// Two hosts launched at the same moment, each naming the other (Weave Net's habit of giving
 /// every host the same list): exactly one store is made, on the host with the lower address;
-/// both use it, and the other host's member joins it as a learner.
+/// both use it, and the other host's member joins it as a learner. A container not on weave
+/// cannot put a frame on the weave network through the VXLAN port.
 #[test]
 fn two_hosts_naming_each_other_make_one_store() {
     let Some(hosts) = DockerHosts::new(2, 0) else {
@@ -578,6 +600,69 @@ fn two_hosts_naming_each_other_make_one_store() {
             || pings(host, from, &to.to_string()).then_some(()),
         );
     }
+
+    // A container that is not on weave (Docker's own bridge on host2) sends host2's VXLAN port
+    // a datagram holding an ARP request for web2 from a made-up address: were it let in, the
+    // kernel would put the frame on the weave bridge and web2 would learn the made-up
+    // neighbour (checked by hand on this kernel). The INPUT rule keeps it out.
+    let out = b
+        .docker()
+        .run(&["run", "-d", "--name", "outsider", "busybox", "sleep", "1d"]);
+    assert_eq!(out.code, 0, "docker run outsider on host2: {out:#?}");
+    let pid: i32 = b
+        .docker()
+        .run(&["inspect", "--format", "{{.State.Pid}}", "outsider"])
+        .ok()
+        .stdout
+        .trim()
+        .parse()
+        .expect("outsider's pid");
+    let forged = forged_arp(1, Ipv4Addr::new(10, 47, 255, 254), web2);
+    for _ in 0..3 {
+        send_udp_from(pid, &forged, (b.addr, 6789));
+    }
+    holds_for(
+        "web2 without the forged neighbour",
+        Duration::from_secs(2),
+        || {
+            !b.docker()
+                .run(&["exec", "web2", "ip", "neigh", "show"])
+                .ok()
+                .stdout
+                .contains("10.47.255.254")
+        },
+    );
+}
+
+/// A VXLAN datagram (VNI `vni`) carrying a broadcast ARP request for `target` from `sender`, with
+/// a made-up MAC address.
+fn forged_arp(vni: u32, sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
+    let mac = [0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee];
+    let mut d = vec![0x08, 0, 0, 0];
+    d.extend_from_slice(&(vni << 8).to_be_bytes());
+    d.extend_from_slice(&[0xff; 6]);
+    d.extend_from_slice(&mac);
+    d.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+    d.extend_from_slice(&mac);
+    d.extend_from_slice(&sender.octets());
+    d.extend_from_slice(&[0; 6]);
+    d.extend_from_slice(&target.octets());
+    d
+}
+
+/// Sends `datagram` to `to` from inside the network namespace of process `pid` (a container),
+/// as the container itself would.
+fn send_udp_from(pid: i32, datagram: &[u8], to: (Ipv4Addr, u16)) {
+    let datagram = datagram.to_vec();
+    std::thread::spawn(move || {
+        // setns moves only this thread, which ends here.
+        let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).expect("the container's netns");
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0").expect("a UDP socket");
+        socket.send_to(&datagram, to).expect("send the datagram");
+    })
+    .join()
+    .expect("the sending thread");
 }
 
 /// Issue 15 on several hosts: each host's `weave` network (the plugin's, local scope) is one

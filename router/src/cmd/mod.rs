@@ -170,6 +170,10 @@ struct BridgeArg {
     /// Name of the bridge containers are attached to.
     #[arg(long, env = "WEAVE_BRIDGE", default_value = "weave")]
     weave_bridge: String,
+    /// Name of Docker's default bridge, kept away from weave by the iptables rules. `run` asks
+    /// Docker when it is not given; `reset` removes the rules about it (default docker0).
+    #[arg(long)]
+    docker_bridge: Option<String>,
 }
 
 #[derive(Debug, Args)]

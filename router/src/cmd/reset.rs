@@ -20,10 +20,16 @@ pub(crate) async fn reset(args: &ResetArgs) -> Result<()> {
     let mut problems = Vec::new();
 
     let helper = std::env::current_exe().context("finding weaver's own binary")?;
-    let firewall = HostIptables::new(&args.host.host_root, &helper);
+    let firewall = HostIptables::new(&args.host.host_root, &helper).with_docker_bridge(
+        args.bridge
+            .docker_bridge
+            .as_deref()
+            .unwrap_or(iptables::DOCKER_BRIDGE),
+    );
     // The ports `weave launch` gives.
     let input = iptables::input_rules(
         bridge,
+        firewall.docker_bridge(),
         iptables::HostPorts {
             peer: crate::mesh::discovery::PEER_PORT,
             store: (

@@ -124,7 +124,12 @@ pub(crate) async fn run(args: RunArgs) -> Result<Outcome> {
     tracing::info!(bridge, mtu = found.mtu, created, "bridge ready");
 
     let helper = std::env::current_exe().context("finding weaver's own binary")?;
-    let firewall = HostIptables::new(&args.host.host_root, &helper);
+    let docker_bridge = match &args.bridge.docker_bridge {
+        Some(name) => name.clone(),
+        None => crate::docker::bridge_name(&docker).await,
+    };
+    let firewall =
+        HostIptables::new(&args.host.host_root, &helper).with_docker_bridge(&docker_bridge);
     match firewall.ensure(bridge).await {
         Ok(added) => {
             for rule in added {
@@ -140,6 +145,7 @@ pub(crate) async fn run(args: RunArgs) -> Result<Outcome> {
     if let Some(addr) = args.mesh.peer_addr {
         let specs = iptables::input_rules(
             bridge,
+            &docker_bridge,
             iptables::HostPorts {
                 peer: addr.port(),
                 store: (local_store::CLIENT_PORT, local_store::MEMBER_PORT),
