@@ -6,6 +6,7 @@
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
+use prometheus_client::metrics::counter::Counter;
 
 /// A streamed body from the client, from the daemon, or made by the proxy.
 pub type ProxyBody = UnsyncBoxBody<Bytes, hyper::Error>;
@@ -22,10 +23,22 @@ pub fn stream(body: hyper::body::Incoming) -> ProxyBody {
     body.boxed_unsync()
 }
 
-/// [`stream`], keeping `held` until the body is done with (read to its end, or dropped).
-pub fn holding<T: Send + 'static>(body: hyper::body::Incoming, held: T) -> ProxyBody {
+/// [`stream`], adding the length of every data frame to `relayed` as it passes.
+pub fn counted(body: hyper::body::Incoming, relayed: Counter) -> ProxyBody {
+    holding(body, relayed, ())
+}
+
+/// [`counted`], keeping `held` until the body is done with (read to its end, or dropped).
+pub fn holding<T: Send + 'static>(
+    body: hyper::body::Incoming,
+    relayed: Counter,
+    held: T,
+) -> ProxyBody {
     body.map_frame(move |frame| {
         let _ = &held;
+        if let Some(data) = frame.data_ref() {
+            relayed.inc_by(data.len() as u64);
+        }
         frame
     })
     .boxed_unsync()

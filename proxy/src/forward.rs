@@ -25,7 +25,7 @@ use crate::error::ProxyError;
 use crate::hop::{strip_hop_by_hop, wants_upgrade};
 use crate::intercept::present::Presentation;
 use crate::intercept::{self, Settings};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StreamKind};
 use crate::route::{Endpoint, route};
 use crate::upstream::Upstream;
 
@@ -184,8 +184,12 @@ async fn exchange(
                 .insert(header::UPGRADE, HeaderValue::from_static("tcp"));
         }
     }
+    let relayed = context.metrics.relayed(StreamKind::Body);
     let mut response = upstream
-        .send(Request::from_parts(parts, body::stream(body)))
+        .send(Request::from_parts(
+            parts,
+            body::counted(body, relayed.to_daemon),
+        ))
         .await?;
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -220,8 +224,10 @@ async fn exchange(
             intercept::present::present(upstream, kind, response, weave_network).await
         }
         None => match image_change {
-            Some(guard) => Ok(response.map(|answer| body::holding(answer, guard))),
-            None => Ok(response.map(body::stream)),
+            Some(guard) => {
+                Ok(response.map(|answer| body::holding(answer, relayed.to_client, guard)))
+            }
+            None => Ok(response.map(|answer| body::counted(answer, relayed.to_client))),
         },
     }
 }

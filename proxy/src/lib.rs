@@ -29,6 +29,7 @@
 //! - [`hop`]: hop-by-hop headers, stripped on every path to the daemon (pure).
 //! - [`json`]: typed reads of Docker's JSON request bodies, edited in place (pure).
 //! - [`weavewait`]: installing the weavewait binaries that containers bind at `/w`.
+//! - [`splice`]: hijacked streams between plain sockets, moved by splice(2).
 //! - [`body`], [`socket`]: the body and stream types that flow through all of the above.
 //! - [`sync`]: locking the shared maps and caches.
 //! - [`metrics`]: Prometheus metrics on a loopback `--metrics-addr`.
@@ -54,6 +55,7 @@ pub mod naming;
 pub mod route;
 pub mod server;
 pub mod socket;
+pub mod splice;
 pub mod sync;
 pub mod tls;
 pub mod upstream;

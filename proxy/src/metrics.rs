@@ -1,7 +1,7 @@
 //! The proxy's Prometheus metrics, served at `GET /metrics` on `--metrics-addr` (a loopback
 //! address: the numbers say what runs on the host): requests by endpoint, method and status
-//! with their latency, and attaches by outcome (and failures by reason) with their latency.
-//! prometheus-client keeps and encodes them.
+//! with their latency, attaches by outcome (and failures by reason) with their latency, and the
+//! bytes relayed by kind of stream and direction. prometheus-client keeps and encodes them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,6 +39,31 @@ struct AttachLabels {
     reason: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RelayLabels {
+    stream: &'static str,
+    direction: &'static str,
+}
+
+/// What kind of stream bytes were relayed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    /// A request or response body passed through as the daemon or client sent it.
+    Body,
+    /// A hijacked connection (attach, exec start, any upgrade) after its head.
+    Hijacked,
+}
+
+/// Counters of the bytes relayed on one kind of stream, one per direction. Clones share the
+/// counts, so a stream holds these and adds to them without looking up a label set per chunk.
+#[derive(Debug, Clone)]
+pub struct Relayed {
+    /// Bytes from the client to the daemon.
+    pub to_daemon: Counter,
+    /// Bytes from the daemon to the client.
+    pub to_client: Counter,
+}
+
 type Timings<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// The metrics; cheap to clone.
@@ -53,6 +78,9 @@ struct Inner {
     latency: Timings<EndpointLabels>,
     attaches: Family<AttachLabels, Counter>,
     attach_latency: Timings<AttachLabels>,
+    /// Made once, so that a request takes its counters without a lookup.
+    body: Relayed,
+    hijacked: Relayed,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -100,6 +128,28 @@ impl Metrics {
             "Time an attach took, by outcome",
             attach_latency.clone(),
         );
+        let relayed = Family::<RelayLabels, Counter>::default();
+        registry.register(
+            "relayed_bytes",
+            "Bytes relayed between clients and the daemon, by stream (body or hijacked) and \
+             direction (to_daemon or to_client); the heads of requests and answers are not counted",
+            relayed.clone(),
+        );
+        // One statement per counter: a label set's guard held to the end of a statement that
+        // creates the next one would deadlock on the family's lock.
+        let counter = |stream, direction| {
+            let counter = relayed.get_or_create(&RelayLabels { stream, direction });
+            counter.clone()
+        };
+        let counters = |stream| {
+            let to_daemon = counter(stream, "to_daemon");
+            let to_client = counter(stream, "to_client");
+            Relayed {
+                to_daemon,
+                to_client,
+            }
+        };
+        let (body, hijacked) = (counters("body"), counters("hijacked"));
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -107,6 +157,8 @@ impl Metrics {
                 latency,
                 attaches,
                 attach_latency,
+                body,
+                hijacked,
             }),
         }
     }
@@ -151,6 +203,14 @@ impl Metrics {
             .attach_latency
             .get_or_create(&labels)
             .observe(took.as_secs_f64());
+    }
+
+    /// The counters of bytes relayed on `kind` of stream.
+    pub fn relayed(&self, kind: StreamKind) -> Relayed {
+        match kind {
+            StreamKind::Body => self.inner.body.clone(),
+            StreamKind::Hijacked => self.inner.hijacked.clone(),
+        }
     }
 
     /// The text exposition.
@@ -253,6 +313,10 @@ mod tests {
         metrics.request("other", &Method::GET, StatusCode::OK, ms(1));
         metrics.attach(Ok(()), ms(15));
         metrics.attach(Err("router"), ms(3));
+        let body = metrics.relayed(StreamKind::Body);
+        body.to_client.inc_by(300);
+        metrics.relayed(StreamKind::Body).to_client.inc_by(12);
+        metrics.relayed(StreamKind::Hijacked).to_daemon.inc_by(7);
         let text = metrics.encode();
         for line in [
             "weaveproxy_requests_total{endpoint=\"container_start\",method=\"POST\",status=\"204\"} 2",
@@ -261,6 +325,9 @@ mod tests {
             "weaveproxy_attaches_total{result=\"attached\",reason=\"\"} 1",
             "weaveproxy_attaches_total{result=\"failed\",reason=\"router\"} 1",
             "weaveproxy_attach_duration_seconds_count{result=\"attached\",reason=\"\"} 1",
+            "weaveproxy_relayed_bytes_total{stream=\"body\",direction=\"to_client\"} 312",
+            "weaveproxy_relayed_bytes_total{stream=\"body\",direction=\"to_daemon\"} 0",
+            "weaveproxy_relayed_bytes_total{stream=\"hijacked\",direction=\"to_daemon\"} 7",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
         }

@@ -1,7 +1,9 @@
-//! Accept loops, per-connection tasks, hijacked-stream splicing and graceful shutdown.
+//! Accept loops, per-connection tasks, hijacked streams (spliced, or copied over TLS) and
+//! graceful shutdown.
 
 use std::convert::Infallible;
 use std::future::{Future, poll_fn};
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,16 +11,18 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncWriteExt, copy_bidirectional_with_sizes};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, copy_bidirectional_with_sizes};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::forward::{Context, HijackSlot, forward};
 use crate::listen::{Accepted, Listener};
+use crate::metrics::{Relayed, StreamKind};
 use crate::socket::Stream;
+use crate::splice;
 
-/// Buffer per direction for hijacked streams: big enough that a 256 MiB `cat` through attach
+/// Buffer per direction for hijacked streams over TLS: big enough that a 256 MiB `cat` through attach
 /// is not dominated by syscalls, small enough for thousands of idle attaches.
 const SPLICE_BUFFER: usize = 64 * 1024;
 
@@ -163,14 +167,31 @@ impl Server {
         {
             return;
         }
-        let mut daemon = TokioIo::new(hijack.daemon);
-        // Bytes the client sent right behind its request head (stdin typed early) go first.
-        if !parts.read_buf.is_empty() && daemon.write_all(&parts.read_buf).await.is_err() {
-            return;
-        }
-        match copy_bidirectional_with_sizes(&mut client, &mut daemon, SPLICE_BUFFER, SPLICE_BUFFER)
-            .await
-        {
+        let relayed = self.context.metrics.relayed(StreamKind::Hijacked);
+        let early = parts.read_buf;
+        // The daemon's end is the pool's own socket when hyper lets it go as such: then it can
+        // be spliced. What hyper read past the daemon's head goes to the client first.
+        let outcome = match hijack.daemon.downcast::<TokioIo<Stream>>() {
+            Ok(daemon) => {
+                let (mut daemon, late) = (daemon.io.into_inner(), daemon.read_buf);
+                if daemon.write_all(&early).await.is_err() || client.write_all(&late).await.is_err()
+                {
+                    return;
+                }
+                relayed.to_daemon.inc_by(early.len() as u64);
+                relayed.to_client.inc_by(late.len() as u64);
+                relay(client, daemon, &relayed).await
+            }
+            Err(daemon) => {
+                let mut daemon = TokioIo::new(daemon);
+                if daemon.write_all(&early).await.is_err() {
+                    return;
+                }
+                relayed.to_daemon.inc_by(early.len() as u64);
+                copy(&mut client, &mut daemon, &relayed).await
+            }
+        };
+        match outcome {
             Ok((up, down)) => debug!(
                 client_to_daemon = up,
                 daemon_to_client = down,
@@ -179,6 +200,33 @@ impl Server {
             Err(err) => debug!(error = %err, "stream ended"),
         }
     }
+}
+
+/// Relays a hijacked stream: spliced when neither end is TLS, copied through the proxy's
+/// buffers otherwise (TLS must be decrypted and encrypted again on the way).
+async fn relay(client: Stream, daemon: Stream, relayed: &Relayed) -> io::Result<(u64, u64)> {
+    if client.is_tls() || daemon.is_tls() {
+        let (mut client, mut daemon) = (client, daemon);
+        return copy(&mut client, &mut daemon, relayed).await;
+    }
+    let (Ok(client), Ok(daemon)) = (client.into_socket(), daemon.into_socket()) else {
+        unreachable!("neither end is TLS");
+    };
+    debug!("hijacked stream spliced");
+    splice::bidirectional(&client, &daemon, &relayed.to_daemon, &relayed.to_client).await
+}
+
+/// Copies a hijacked stream through a buffer per direction; its bytes are counted when it ends.
+async fn copy<A, B>(client: &mut A, daemon: &mut B, relayed: &Relayed) -> io::Result<(u64, u64)>
+where
+    A: AsyncRead + AsyncWrite + Unpin + ?Sized,
+    B: AsyncRead + AsyncWrite + Unpin + ?Sized,
+{
+    let (up, down) =
+        copy_bidirectional_with_sizes(client, daemon, SPLICE_BUFFER, SPLICE_BUFFER).await?;
+    relayed.to_daemon.inc_by(up);
+    relayed.to_client.inc_by(down);
+    Ok((up, down))
 }
 
 /// The client's stream once its TLS handshake (if any) is done; `None` when the handshake failed,

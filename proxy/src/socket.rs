@@ -10,6 +10,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::TlsStream;
 
+use crate::splice::Socket;
+
 /// One end of a proxied connection.
 ///
 /// An enum rather than a boxed trait object so that every read and write is a direct call: the
@@ -24,6 +26,25 @@ pub enum Stream {
     /// `DOCKER_TLS_VERIFY`. Boxed: the TLS state is large, and the plain variants should not
     /// carry its size around.
     Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Stream {
+    /// Whether TLS is in the way.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Self::Tls(_))
+    }
+
+    /// The socket itself when no TLS is in the way: what a hijacked stream is spliced between.
+    ///
+    /// # Errors
+    /// A TLS stream is handed back as it was.
+    pub fn into_socket(self) -> Result<Socket, Self> {
+        match self {
+            Self::Unix(s) => Ok(Socket::Unix(s)),
+            Self::Tcp(s) => Ok(Socket::Tcp(s)),
+            tls @ Self::Tls(_) => Err(tls),
+        }
+    }
 }
 
 impl From<tokio_rustls::server::TlsStream<TcpStream>> for Stream {

@@ -692,3 +692,69 @@ fn noise(len: usize, seed: u64) -> String {
         })
         .collect()
 }
+
+#[test]
+fn relayed_bytes_are_counted_by_stream_and_direction() {
+    let scope = Scope::new();
+    let image = test_image();
+    let metrics = weave_tests::weaver::free_tcp_addr();
+    let proxy = Proxy::start_with(&weave_tests::target_daemon(), &["--metrics-addr", &metrics]);
+    let label = scope.label();
+
+    // A hijacked stream: stdin through an attached `cat`, which the docker CLI sends as it is.
+    let stdin = noise(300_000, 3);
+    let before = relayed_bytes(&metrics);
+    let out = proxy
+        .docker()
+        .run_with_stdin(
+            &["run", "-i", "--rm", "--label", &label, &image, "cat"],
+            Some(stdin.as_bytes()),
+        )
+        .ok();
+    assert_eq!(out.stdout.len(), stdin.len(), "cat's output");
+    let after = relayed_bytes(&metrics);
+    let grew = |key: &str| after[key] - before[key];
+    assert_eq!(grew("hijacked to_daemon"), stdin.len() as u64);
+    // Its output comes back multiplexed: the bytes and a header per frame.
+    assert!(grew("hijacked to_client") > stdin.len() as u64);
+
+    // A body stream: an archive passed through as the daemon sent it.
+    let id = Docker::daemon()
+        .run(&["create", "--label", &label, &image, "true"])
+        .ok()
+        .stdout
+        .trim()
+        .to_owned();
+    let before = relayed_bytes(&metrics);
+    let (head, archive) = roundtrip(
+        proxy.socket(),
+        "GET",
+        &format!("/containers/{id}/archive?path=/etc"),
+        &[],
+        b"",
+    );
+    assert_eq!(head.status, 200);
+    let after = relayed_bytes(&metrics);
+    assert_eq!(
+        after["body to_client"] - before["body to_client"],
+        archive.len() as u64
+    );
+}
+
+/// `weaveproxy_relayed_bytes_total` from the proxy's metrics, keyed `"<stream> <direction>"`.
+fn relayed_bytes(metrics_addr: &str) -> HashMap<String, u64> {
+    let (status, text) = weave_tests::http::request(metrics_addr, "GET", "/metrics", "")
+        .expect("the metrics answer");
+    assert_eq!(status, 200, "{text}");
+    let counts: HashMap<String, u64> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("weaveproxy_relayed_bytes_total{stream=\""))
+        .filter_map(|rest| {
+            let (stream, rest) = rest.split_once("\",direction=\"")?;
+            let (direction, count) = rest.split_once("\"} ")?;
+            Some((format!("{stream} {direction}"), count.parse().ok()?))
+        })
+        .collect();
+    assert_eq!(counts.len(), 4, "{text}");
+    counts
+}

@@ -8,11 +8,12 @@
 //! which also show the weave interface's address ([`show_weave_network`]). The rewrites are pure;
 //! [`present`] reads the daemon's answer and, for `--rewrite-inspect`, the container's `ethwe`.
 
+use std::ops::Range;
+
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use indexmap::IndexMap;
 use ipnet::Ipv4Net;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -29,35 +30,95 @@ use crate::weavecontainer::WEAVEWAIT;
 /// bytes). Returns the new bytes, or `None` when nothing changed or the list is not the
 /// expected shape.
 ///
-/// Listings are large and frequent (`docker ps`, compose polling), so only the top level of
-/// each container is split into fields; every other field's text is written back exactly as
-/// the daemon wrote it, without building a tree of it.
+/// Listings are large and frequent (`docker ps`, compose polling, and each ~45 KiB for 50
+/// containers), so nothing is built from them: one pass over the bytes finds each container's
+/// `Command` value, and only those strings are decoded and written again. Every other byte is
+/// the daemon's.
 pub fn hide_in_list(list: &[u8]) -> Option<Vec<u8>> {
-    let mut containers: Vec<IndexMap<String, Box<RawValue>>> = serde_json::from_slice(list).ok()?;
-    let mut changed = false;
-    for container in &mut containers {
-        let Some(raw) = container.get_mut("Command") else {
-            continue;
-        };
-        let Ok(command) = serde_json::from_str::<String>(raw.get()) else {
-            continue;
-        };
-        if let Some(rest) = command
-            .strip_prefix(WEAVEWAIT)
-            .filter(|rest| rest.is_empty() || rest.starts_with(' '))
-        {
-            *raw = serde_json::value::to_raw_value(rest.trim_start_matches(' ')).ok()?;
-            changed = true;
+    // Validated whole first (without building anything), so that the scan below can trust the
+    // brackets and quotes it meets; an answer that is not JSON passes through untouched.
+    serde_json::from_slice::<&RawValue>(list).ok()?;
+    let mut edits: Vec<(Range<usize>, String)> = Vec::new();
+    // The brackets open at the scan's position: a container's own keys are met inside `[{`.
+    let mut open: Vec<u8> = Vec::new();
+    let mut at = 0;
+    while let Some(&byte) = list.get(at) {
+        match byte {
+            b'"' => {
+                let (start, end) = (at, string_end(list, at)?);
+                at = end;
+                if open != b"[{" || &list[start..end] != b"\"Command\"" {
+                    continue;
+                }
+                let colon = skip_space(list, end);
+                if list.get(colon) != Some(&b':') {
+                    continue; // a value that reads "Command", not the key
+                }
+                let value = skip_space(list, colon + 1);
+                if list.get(value) != Some(&b'"') {
+                    continue;
+                }
+                let value_end = string_end(list, value)?;
+                if let Some(shown) = shown_command(&list[value..value_end]) {
+                    edits.push((value..value_end, shown));
+                }
+                at = value_end;
+            }
+            b'[' | b'{' => {
+                open.push(byte);
+                at += 1;
+            }
+            b']' | b'}' => {
+                open.pop();
+                at += 1;
+            }
+            _ => at += 1,
         }
     }
-    if !changed {
+    if edits.is_empty() {
         return None;
     }
-    let mut out = serde_json::to_vec(&containers).ok()?;
-    if list.ends_with(b"\n") {
-        out.push(b'\n');
+    let mut out = Vec::with_capacity(list.len());
+    let mut copied = 0;
+    for (span, shown) in edits {
+        out.extend_from_slice(&list[copied..span.start]);
+        out.extend_from_slice(shown.as_bytes());
+        copied = span.end;
     }
+    out.extend_from_slice(&list[copied..]);
     Some(out)
+}
+
+/// The JSON text of a `Command` without the `/w/w ` in front, or `None` when it has none.
+fn shown_command(raw: &[u8]) -> Option<String> {
+    let command: String = serde_json::from_slice(raw).ok()?;
+    let rest = command
+        .strip_prefix(WEAVEWAIT)
+        .filter(|rest| rest.is_empty() || rest.starts_with(' '))?;
+    serde_json::to_string(rest.trim_start_matches(' ')).ok()
+}
+
+/// The index just past the JSON string that opens at `list[open]` (a `"`).
+fn string_end(list: &[u8], open: usize) -> Option<usize> {
+    let mut at = open + 1;
+    loop {
+        match *list.get(at)? {
+            b'\\' => at += 2,
+            b'"' => return Some(at + 1),
+            _ => at += 1,
+        }
+    }
+}
+
+/// The index of the first byte at or after `at` that is not JSON whitespace.
+fn skip_space(list: &[u8], mut at: usize) -> usize {
+    while list
+        .get(at)
+        .is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+    {
+        at += 1;
+    }
+    at
 }
 
 /// Shows an inspected container's `Path`, `Args` and `Config.Entrypoint` without `/w/w`.
@@ -225,6 +286,38 @@ mod tests {
         assert_eq!(out, want);
         assert_eq!(hide_in_list(br#"[{"Command":"sh"}]"#), None);
         assert_eq!(hide_in_list(br#"{"message":"x /w/w"}"#), None);
+    }
+
+    #[test]
+    fn list_rewrites_only_a_containers_own_command() {
+        let cases: [(&str, Option<&str>); 9] = [
+            // Spaces around the colon, and escapes in and before the command.
+            (
+                r#"[ { "Names":["/a\"b"] , "Command" : "/w/w echo \"hi\"" } ]"#,
+                Some(r#"[ { "Names":["/a\"b"] , "Command" : "echo \"hi\"" } ]"#),
+            ),
+            // A label named Command, and "Command" as a value, are not the container's.
+            (r#"[{"Labels":{"Command":"/w/w x"},"Id":"Command"}]"#, None),
+            (
+                r#"[{"Labels":{"Command":"/w/w x"},"Command":"/w/w y"}]"#,
+                Some(r#"[{"Labels":{"Command":"/w/w x"},"Command":"y"}]"#),
+            ),
+            // Not a list of containers, or not JSON at all.
+            (r#"{"Command":"/w/w x"}"#, None),
+            (r#"[["Command","/w/w x"]]"#, None),
+            (r#"[{"Command":"/w/w x"}"#, None),
+            (r#"[{"Command":null},{"Command":["/w/w"]}]"#, None),
+            ("[]", None),
+            // A command of non-ASCII text is written back as JSON text.
+            (
+                r#"[{"Command":"/w/w \u00e9t\u00e9"}]"#,
+                Some(r#"[{"Command":"été"}]"#),
+            ),
+        ];
+        for (list, want) in cases {
+            let got = hide_in_list(list.as_bytes()).map(|out| String::from_utf8(out).unwrap());
+            assert_eq!(got.as_deref(), want, "{list}");
+        }
     }
 
     #[test]
