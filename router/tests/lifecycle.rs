@@ -252,7 +252,8 @@ fn attached_containers_talk_only_through_the_bridge_rule() {
     let ping = || ping(&a, b_cidr.addr());
 
     assert!(ping(), "no ping with the router's rules in place");
-    let iptables = router::iptables::HostIptables::new("/".as_ref(), &weaver::binary());
+    let iptables = router::iptables::HostIptables::new("/".as_ref(), &weaver::binary())
+        .with_docker_bridge(&weaver::docker_bridge());
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -315,6 +316,8 @@ fn reset_from_a_container_uses_the_hosts_iptables_through_host_root() {
         "/tmp/none",
         "--host-root",
         "/host",
+        "--docker-bridge",
+        &weaver::docker_bridge(),
     ]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("removed iptables rule: "), "{out:?}");

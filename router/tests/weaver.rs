@@ -95,7 +95,7 @@ fn bridge_and_rules_outlive_the_router_until_reset() {
     assert!(link.contains("bridge"), "{link}");
 
     let accept = format!("-i {bridge} -o {bridge} -j ACCEPT");
-    let isolate = format!("-i docker0 -o {bridge} -j DROP");
+    let isolate = format!("-i {} -o {bridge} -j DROP", weaver::docker_bridge());
     let rules = forward_rules();
     assert!(rules.contains(&accept), "{rules}");
     assert!(rules.contains(&isolate), "{rules}");

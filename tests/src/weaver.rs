@@ -59,9 +59,30 @@ pub fn reset(bridge: &str, data: &Path) -> Output {
     Command::new(binary())
         .args(["reset", "--weave-bridge", bridge, "--data-dir"])
         .arg(data)
+        .args(["--docker-bridge", &docker_bridge()])
         .stdin(Stdio::null())
         .output()
         .expect("weaver reset runs")
+}
+
+/// The bridge of the test daemon's default network (`docker0`, or what its `--bridge` names),
+/// which the router names in its rules, so `weaver reset` must be told it.
+pub fn docker_bridge() -> String {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        let out = Docker::daemon().run(&[
+            "network",
+            "inspect",
+            "bridge",
+            "--format",
+            r#"{{index .Options "com.docker.network.bridge.name"}}"#,
+        ]);
+        match out.stdout.trim() {
+            name if out.code == 0 && !name.is_empty() && name != "<no value>" => name.to_owned(),
+            _ => "docker0".to_owned(),
+        }
+    })
+    .clone()
 }
 
 /// `iptables -S` of the filter table's `DOCKER-USER` and `FORWARD` chains, where the router puts
