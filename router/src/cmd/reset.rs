@@ -20,32 +20,46 @@ pub(crate) async fn reset(args: &ResetArgs) -> Result<()> {
     let mut problems = Vec::new();
 
     let helper = std::env::current_exe().context("finding weaver's own binary")?;
-    let firewall = HostIptables::new(&args.host.host_root, &helper).with_docker_bridge(
-        args.bridge
-            .docker_bridge
-            .as_deref()
-            .unwrap_or(iptables::DOCKER_BRIDGE),
-    );
-    // The ports `weave launch` gives.
-    let input = iptables::input_rules(
-        bridge,
-        firewall.docker_bridge(),
-        iptables::HostPorts {
-            peer: crate::mesh::discovery::PEER_PORT,
-            store: (
-                crate::mesh::local_store::CLIENT_PORT,
-                crate::mesh::local_store::MEMBER_PORT,
-            ),
-            vxlan: weavenet::DEFAULT_VXLAN_PORT,
-        },
-    );
-    let removed = match firewall.remove(bridge).await {
-        Ok(mut removed) => firewall.remove_input(&input).await.map(|more| {
-            removed.extend(more);
-            removed
-        }),
-        Err(err) => Err(err),
-    };
+    // The rules about the Docker bridge named, and about docker0 as well: a router that could
+    // not ask Docker, or an earlier one on a daemon with the default bridge, named that one.
+    let mut docker_bridges = vec![iptables::DOCKER_BRIDGE];
+    if let Some(name) = args.bridge.docker_bridge.as_deref()
+        && name != iptables::DOCKER_BRIDGE
+    {
+        docker_bridges.insert(0, name);
+    }
+    let mut removed = Ok(Vec::new());
+    for docker_bridge in docker_bridges {
+        let firewall =
+            HostIptables::new(&args.host.host_root, &helper).with_docker_bridge(docker_bridge);
+        // The ports `weave launch` gives.
+        let input = iptables::input_rules(
+            bridge,
+            docker_bridge,
+            iptables::HostPorts {
+                peer: crate::mesh::discovery::PEER_PORT,
+                store: (
+                    crate::mesh::local_store::CLIENT_PORT,
+                    crate::mesh::local_store::MEMBER_PORT,
+                ),
+                vxlan: weavenet::DEFAULT_VXLAN_PORT,
+            },
+        );
+        let these = match firewall.remove(bridge).await {
+            Ok(mut these) => firewall.remove_input(&input).await.map(|more| {
+                these.extend(more);
+                these
+            }),
+            Err(err) => Err(err),
+        };
+        removed = match (removed, these) {
+            (Ok(mut all), Ok(these)) => {
+                all.extend(these);
+                Ok(all)
+            }
+            (Err(err), _) | (_, Err(err)) => Err(err),
+        };
+    }
     match removed {
         Ok(removed) => {
             for rule in removed {
