@@ -296,6 +296,12 @@ fn etcd_args(member: &MemberSpec<'_>, data: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
+    /// The value given after `name` in `args`.
+    fn flag_value<'a>(args: &'a [String], name: &str) -> &'a str {
+        let at = args.iter().position(|a| a == name).unwrap();
+        args[at + 1].as_str()
+    }
+
     #[test]
     fn the_store_is_one_member_at_the_address_it_was_asked_on() {
         let member = MemberSpec {
@@ -305,10 +311,7 @@ mod tests {
             existing: false,
         };
         let args = etcd_args(&member, "/var/lib/weave/store");
-        let flag = |name: &str| {
-            let at = args.iter().position(|a| a == name).unwrap();
-            args[at + 1].as_str()
-        };
+        let flag = |name: &str| flag_value(&args, name);
         assert_eq!(flag("--name"), "aa:bb");
         assert_eq!(flag("--data-dir"), "/var/lib/weave/store");
         assert_eq!(
@@ -329,10 +332,7 @@ mod tests {
             existing: true,
         };
         let args = etcd_args(&member, "/var/lib/weave/store");
-        let flag = |name: &str| {
-            let at = args.iter().position(|a| a == name).unwrap();
-            args[at + 1].as_str()
-        };
+        let flag = |name: &str| flag_value(&args, name);
         assert_eq!(
             flag("--initial-advertise-peer-urls"),
             "http://10.0.0.2:2380"
